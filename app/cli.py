@@ -1,0 +1,130 @@
+"""The ``packyard`` command: serve, worker, create-admin, db upgrade. Thin: calls the domain."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import click
+from flask import Flask
+from sqlalchemy import func, select
+
+from app import create_app
+from app.config import EMBEDDED_BROKER
+from app.domain.accounts import create_personal_token, ensure_admin
+from app.extensions import db
+from app.migrations import upgrade
+from app.models import User
+
+DEFAULT_ADMIN = "admin"
+
+
+@click.group()
+def main() -> None:
+    """Packyard: a private Python package registry."""
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Apply schema migrations (Alembic)."""
+    with create_app().app_context():
+        upgrade()
+    click.echo("database is up to date")
+
+
+@main.command("create-admin")
+@click.argument("username")
+def create_admin(username: str) -> None:
+    """Create (or reuse) an admin and print a new api-scoped token as the last line."""
+    app = create_app()
+    with app.app_context():
+        user = ensure_admin(db.session, username)
+        _token, secret = create_personal_token(db.session, user, "create-admin", ["api"], None)
+    click.echo(f"admin user: {username}")
+    click.echo(secret)
+
+
+@main.command("worker", context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(celery_args: tuple[str, ...]) -> None:
+    """A Celery worker for the configured broker (same as ``celery -A workers worker``)."""
+    celery = create_app().extensions["celery"]
+    celery.worker_main(["worker", "--loglevel=INFO", *celery_args])
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--no-worker", is_flag=True, help="Do not start the embedded worker.")
+@click.option("--workers", default=None, type=int, help="Web worker processes.")
+def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
+    """Serve the web app on gunicorn (and the embedded worker unless --no-worker)."""
+    app = create_app()
+    with app.app_context():
+        if app.config["DATABASE_URL"].startswith("sqlite"):
+            upgrade()
+        _first_run_admin(app)
+    url = f"http://{host}:{port}/"
+    click.echo(f"Packyard serving on {url}", err=False)
+    sys.stdout.flush()
+    worker_process = None if no_worker else _start_worker(app)
+    try:
+        _run_gunicorn(host, port, workers)
+    finally:
+        if worker_process is not None:
+            worker_process.send_signal(signal.SIGTERM)
+            try:
+                worker_process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker_process.kill()
+
+
+def _first_run_admin(app: Flask) -> None:
+    if db.session.execute(select(func.count()).select_from(User)).scalar_one():
+        return
+    user = ensure_admin(db.session, DEFAULT_ADMIN)
+    _token, secret = create_personal_token(db.session, user, "first run", ["api"], None)
+    click.echo(f"Created admin user {DEFAULT_ADMIN!r}; its api token (shown once):")
+    click.echo(f"  {secret}")
+
+
+def _start_worker(app: Flask) -> subprocess.Popen[bytes]:
+    # A single embedded worker process; with SQLite one consumer is enough.
+    concurrency = "1" if app.config["BROKER_URL"] == EMBEDDED_BROKER else str(os.cpu_count() or 2)
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers", "worker",
+         "--loglevel=WARNING", f"--concurrency={concurrency}", "--without-mingle",
+         "--without-gossip"],
+    )  # fmt: skip
+
+
+def _run_gunicorn(host: str, port: int, workers: int | None) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class PackyardServer(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                "bind": f"{host}:{port}",
+                "workers": workers or min(2 * (os.cpu_count() or 1), 8),
+                "worker_class": "gthread",
+                "threads": 4,
+                "timeout": 120,
+                "accesslog": os.environ.get("PACKYARD_ACCESS_LOG"),
+                "loglevel": "warning",
+            }
+            for key, value in options.items():
+                if value is not None:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app()
+
+    PackyardServer().run()

@@ -1,0 +1,79 @@
+"""Configuration: defaults, then PACKYARD_* environment variables, then a test mapping."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
+EMBEDDED_BROKER = "embedded"
+
+
+def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
+    app.config.update(
+        DATA_DIR="./var",
+        DATABASE_URL=None,
+        BROKER_URL=None,
+        STORAGE_URL=None,
+        MAX_UPLOAD_SIZE=DEFAULT_MAX_UPLOAD_SIZE,
+        SECRET_KEY=None,
+        BASE_URL=None,
+        PROXY_COUNT=0,
+        LOAD_ENTRYPOINT_PLUGINS=True,
+    )
+    app.config.from_prefixed_env(prefix="PACKYARD")
+    app.config.update(overrides or {})
+    _derive(app.config)
+
+
+def _derive(config: dict[str, Any]) -> None:
+    """Fill in the defaults that depend on the data directory."""
+    data_dir = Path(config["DATA_DIR"]).resolve()
+    config["DATA_DIR"] = str(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config["DATABASE_URL"] = config["DATABASE_URL"] or f"sqlite:///{data_dir}/packyard.db"
+    config["STORAGE_URL"] = config["STORAGE_URL"] or f"file://{data_dir}/files"
+    config["BROKER_URL"] = config["BROKER_URL"] or EMBEDDED_BROKER
+    config["MAX_UPLOAD_SIZE"] = int(config["MAX_UPLOAD_SIZE"])
+    config["SECRET_KEY"] = config["SECRET_KEY"] or _secret_key(data_dir)
+    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
+    # Text fields (a long description) may be large; files are streamed, not held.
+    config.setdefault("MAX_FORM_MEMORY_SIZE", 16 * 1024 * 1024)
+    config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_SIZE"] + config["MAX_FORM_MEMORY_SIZE"]
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True}
+
+
+def broker_url(config: Mapping[str, Any]) -> str:
+    """The Celery broker; the embedded default is a SQLite queue in the data dir."""
+    if config["BROKER_URL"] == EMBEDDED_BROKER:
+        return f"sqla+sqlite:///{config['DATA_DIR']}/broker.db"
+    return str(config["BROKER_URL"])
+
+
+def _secret_key(data_dir: Path) -> str:
+    """Generated once into the data dir, so sessions survive restarts."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        # Write aside, then link: concurrent starters never read a half-written key.
+        fd, tmp = tempfile.mkstemp(dir=data_dir)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return path.read_text().strip()

@@ -1,0 +1,181 @@
+"""Authorization: who may see, read, write and delete what (contract section 4).
+
+The table ``SCOPE_GRANTS`` says which credential kind and scope grant which
+permission; roles come from memberships on a project and its ancestor groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from app.domain.errors import Forbidden, NotFound, Unauthenticated
+from app.domain.identity import Identity
+from app.models import Group, Membership, Project
+
+GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
+ACCESS_LEVELS = {GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER}
+
+READ, WRITE = "read", "write"
+ALL = frozenset({READ, WRITE})
+# credential kind -> scope -> permissions that scope can grant (roles still apply).
+SCOPE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
+    "personal_token": {"api": ALL, "read_api": frozenset({READ})},
+    "deploy_token": {
+        "read_package_registry": frozenset({READ}),
+        "write_package_registry": frozenset({WRITE}),
+    },
+}
+PAT_SCOPES = frozenset(SCOPE_GRANTS["personal_token"])
+DEPLOY_TOKEN_SCOPES = frozenset(SCOPE_GRANTS["deploy_token"])
+
+
+def granted(identity: Identity) -> frozenset[str]:
+    """The permissions an identity's credential allows, before roles."""
+    if identity.kind in ("session", "job_token"):
+        return ALL
+    if identity.kind == "anonymous":
+        return frozenset({READ})
+    grants = SCOPE_GRANTS.get(identity.kind, {})
+    return frozenset().union(*(grants.get(scope, frozenset()) for scope in identity.scopes))
+
+
+@dataclass(frozen=True)
+class Access:
+    visible: bool = False
+    read: bool = False
+    write: bool = False
+    delete: bool = False
+    manage: bool = False
+    role: int = 0
+
+
+def group_chain_ids(session: Session, group_id: int | None) -> list[int]:
+    """The group and its ancestors, nearest first."""
+    ids: list[int] = []
+    while group_id is not None and group_id not in ids:
+        ids.append(group_id)
+        group_id = session.execute(
+            select(Group.parent_id).where(Group.id == group_id)
+        ).scalar_one_or_none()
+    return ids
+
+
+def user_role(session: Session, user_id: int, project: Project | None, group_ids: list[int]) -> int:
+    targets = [Membership.group_id.in_(group_ids)] if group_ids else []
+    if project is not None:
+        targets.append(Membership.project_id == project.id)
+    if not targets:
+        return 0
+    levels = session.execute(
+        select(Membership.access_level).where(Membership.user_id == user_id, or_(*targets))
+    ).scalars()
+    return max(levels, default=0)
+
+
+def _visible_by_visibility(visibility: str, identity: Identity) -> bool:
+    if visibility == "public":
+        return True
+    return visibility == "internal" and identity.user_id is not None
+
+
+def project_access(session: Session, identity: Identity, project: Project) -> Access:
+    chain = group_chain_ids(session, project.group_id)
+    if identity.kind == "deploy_token":
+        return _deploy_token_access(identity, project, chain)
+    if identity.kind == "job_token" and identity.project_id != project.id:
+        # A job token reaches its own project; elsewhere it only reads what is public.
+        public = project.visibility == "public"
+        return Access(visible=public, read=public)
+    role = OWNER if identity.is_admin else 0
+    if identity.user_id is not None and not identity.is_admin:
+        role = user_role(session, identity.user_id, project, chain)
+    open_to_caller = _visible_by_visibility(project.visibility, identity)
+    perms = granted(identity)
+    return Access(
+        visible=open_to_caller or role >= GUEST,
+        read=READ in perms and (open_to_caller or role >= REPORTER),
+        write=WRITE in perms and role >= DEVELOPER,
+        delete=WRITE in perms and role >= MAINTAINER,
+        manage=WRITE in perms and role >= MAINTAINER,
+        role=role,
+    )
+
+
+def _deploy_token_access(identity: Identity, project: Project, chain: list[int]) -> Access:
+    bound = identity.project_id == project.id or (
+        identity.group_id is not None and identity.group_id in chain
+    )
+    perms = granted(identity)
+    public = project.visibility == "public"
+    return Access(
+        visible=bound or public,
+        read=(bound and READ in perms) or public,
+        write=bound and WRITE in perms,
+    )
+
+
+def group_access(session: Session, identity: Identity, group: Group) -> Access:
+    """Whether the caller may see a group (its index lists only readable projects)."""
+    chain = group_chain_ids(session, group.id)
+    if identity.kind == "deploy_token":
+        bound = identity.group_id is not None and identity.group_id in chain
+        visible = bound or group.visibility == "public"
+        return Access(visible=visible, read=visible)
+    if identity.is_admin:
+        return Access(visible=True, read=True, write=True, delete=True, manage=True, role=OWNER)
+    role = 0
+    if identity.user_id is not None and identity.kind != "job_token":
+        role = user_role(session, identity.user_id, None, chain)
+        if role == 0 and _member_below(session, identity.user_id, group):
+            role = GUEST
+    visible = _visible_by_visibility(group.visibility, identity) or role >= GUEST
+    perms = granted(identity)
+    return Access(
+        visible=visible,
+        read=visible,
+        write=WRITE in perms and role >= DEVELOPER,
+        delete=WRITE in perms and role >= MAINTAINER,
+        manage=WRITE in perms and role >= MAINTAINER,
+        role=role,
+    )
+
+
+def _member_below(session: Session, user_id: int, group: Group) -> bool:
+    """GitLab shows a private group to members of anything inside it."""
+    prefix = group.full_path + "/"
+    project_hit = (
+        select(Membership.id)
+        .join(Project, Project.id == Membership.project_id)
+        .where(Membership.user_id == user_id, Project.full_path.startswith(prefix, autoescape=True))
+    )
+    group_hit = (
+        select(Membership.id)
+        .join(Group, Group.id == Membership.group_id)
+        .where(Membership.user_id == user_id, Group.full_path.startswith(prefix, autoescape=True))
+    )
+    return session.execute(project_hit.union(group_hit).limit(1)).first() is not None
+
+
+def require_visible(identity: Identity, access: Access, what: str = "Project") -> None:
+    if not access.visible:
+        raise _denied(identity, NotFound(f"404 {what} Not Found"))
+
+
+def require(identity: Identity, access: Access, permission: str, what: str = "Project") -> None:
+    """Raise the contract's error when ``access`` lacks ``permission``.
+
+    Anonymous callers get 401 so clients retry with credentials; others get 404
+    for what they cannot see and 403 for what they see but may not do.
+    """
+    require_visible(identity, access, what)
+    if not getattr(access, permission):
+        raise _denied(identity, Forbidden("403 Forbidden"))
+
+
+def _denied(identity: Identity, error: Exception) -> Exception:
+    if identity.is_anonymous:
+        return Unauthenticated("401 Unauthorized")
+    return error

@@ -1,0 +1,156 @@
+"""Reading one metadata member out of an untrusted archive, with bounded cost.
+
+Nothing is extracted to disk and no link is followed. Limits apply to what the
+archive declares (member count, total uncompressed size, compression ratio) before
+anything is decompressed, and to the bytes actually read from the metadata member.
+"""
+
+from __future__ import annotations
+
+import stat
+import struct
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, TypeVar
+
+from app.domain.errors import InvalidInput
+
+T = TypeVar("T")
+NameFilter = Callable[[str], bool]
+
+
+class UnsafeArchive(InvalidInput):
+    """The archive breaks a safety limit or is malformed."""
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    max_members: int = 50_000
+    max_uncompressed: int = 2 * 1024**3
+    max_ratio: int = 200
+    max_metadata: int = 4 * 1024 * 1024
+
+
+def _check_member_name(name: str) -> None:
+    if name.startswith(("/", "\\")) or "\\" in name or ".." in name.split("/"):
+        raise UnsafeArchive(f"Unsafe member path in archive: {name!r}")
+    if ":" in name.split("/")[0]:
+        raise UnsafeArchive(f"Unsafe member path in archive: {name!r}")
+
+
+def _zip_entry_count(fh: BinaryIO) -> int:
+    """The entry count the end-of-central-directory record declares (zip64 aware),
+    read before zipfile builds its per-member objects."""
+    fh.seek(0, 2)
+    size = fh.tell()
+    tail_len = min(size, 65536 + 22)
+    fh.seek(size - tail_len)
+    tail = fh.read(tail_len)
+    pos = tail.rfind(b"PK\x05\x06")
+    if pos < 0:
+        raise UnsafeArchive("Not a zip archive (no end of central directory)")
+    (count,) = struct.unpack("<H", tail[pos + 10 : pos + 12])
+    locator = tail.rfind(b"PK\x06\x07", 0, pos)
+    if count == 0xFFFF and locator >= 0:
+        (eocd64_offset,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
+        fh.seek(eocd64_offset)
+        record = fh.read(56)
+        if record[:4] != b"PK\x06\x06":
+            raise UnsafeArchive("Malformed zip64 end of central directory")
+        (count,) = struct.unpack("<Q", record[32:40])
+    fh.seek(0)
+    return int(count)
+
+
+def read_zip_member(fh: BinaryIO, wanted: NameFilter, limits: ArchiveLimits) -> tuple[str, bytes]:
+    """Read the single member whose name ``wanted(name)`` accepts."""
+    if _zip_entry_count(fh) > limits.max_members:
+        raise UnsafeArchive(f"Archive has more than {limits.max_members} members")
+    try:
+        archive = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise UnsafeArchive(f"Not a valid zip archive: {exc}") from None
+    with archive:
+        infos = archive.infolist()
+        _check_totals(sum(i.file_size for i in infos), sum(i.compress_size for i in infos), limits)
+        matches = []
+        for info in infos:
+            _check_member_name(info.filename)
+            if wanted(info.filename):
+                matches.append(info)
+        info = _single(matches, [m.filename for m in matches])
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise UnsafeArchive(f"Metadata member {info.filename!r} is a symlink")
+        if info.file_size > limits.max_metadata:
+            raise UnsafeArchive(f"Metadata member is larger than {limits.max_metadata} bytes")
+        try:
+            with archive.open(info) as member:
+                data = member.read(limits.max_metadata + 1)
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+            raise UnsafeArchive(f"Cannot read {info.filename!r}: {exc}") from None
+    if len(data) > limits.max_metadata:
+        raise UnsafeArchive(f"Metadata member is larger than {limits.max_metadata} bytes")
+    return info.filename, data
+
+
+def read_tar_member(fh: BinaryIO, wanted: NameFilter, limits: ArchiveLimits) -> tuple[str, bytes]:
+    """Stream through a gzipped tar once, checking every header, keeping one member."""
+    fh.seek(0, 2)
+    compressed = fh.tell()
+    fh.seek(0)
+    found: list[tuple[str, bytes]] = []
+    declared = members = 0
+    try:
+        with tarfile.open(fileobj=fh, mode="r|gz") as archive:
+            for info in archive:
+                members += 1
+                declared += info.size
+                if members > limits.max_members:
+                    raise UnsafeArchive(f"Archive has more than {limits.max_members} members")
+                _check_totals(declared, compressed, limits)
+                _check_member_name(info.name)
+                archive.members.clear()  # streaming: keep no per-member history
+                if not wanted(info.name):
+                    continue
+                if not info.isfile():
+                    raise UnsafeArchive(f"Metadata member {info.name!r} is not a regular file")
+                if info.size > limits.max_metadata:
+                    raise UnsafeArchive(
+                        f"Metadata member is larger than {limits.max_metadata} bytes"
+                    )
+                member = archive.extractfile(info)
+                found.append((info.name, member.read() if member else b""))
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise UnsafeArchive(f"Not a valid tar.gz archive: {exc}") from None
+    return _single(found, [name for name, _ in found])
+
+
+def _check_totals(uncompressed: int, compressed: int, limits: ArchiveLimits) -> None:
+    if uncompressed > limits.max_uncompressed:
+        raise UnsafeArchive(f"Archive expands to more than {limits.max_uncompressed} bytes")
+    if uncompressed > 1024 * 1024 and uncompressed > limits.max_ratio * max(compressed, 1):
+        raise UnsafeArchive(
+            f"Archive compression ratio is over {limits.max_ratio}:1 (a decompression bomb?)"
+        )
+
+
+def _single(matches: Sequence[T], names: list[str]) -> T:
+    if not matches:
+        raise UnsafeArchive("No metadata file found in the archive")
+    if len(matches) > 1:
+        raise UnsafeArchive(f"More than one metadata file in the archive: {sorted(names)}")
+    return matches[0]
+
+
+def top_level_file(name: str, basename: str) -> bool:
+    """``name`` is ``<one dir>/<basename>``."""
+    parts = name.strip("/").split("/")
+    return len(parts) == 2 and parts[1] == basename
+
+
+def dist_info_metadata(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA"

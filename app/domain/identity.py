@@ -1,0 +1,58 @@
+"""Who is asking: presented credentials, the identity they prove, and auth results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PresentedCredentials:
+    """A secret taken from a request, with where it came from.
+
+    ``source`` is one of ``basic``, ``private-token``, ``job-token``, ``bearer``.
+    """
+
+    secret: str
+    source: str
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The caller, as authorization sees it.
+
+    ``kind`` is ``anonymous``, ``personal_token``, ``deploy_token``, ``job_token`` or
+    ``session``.  A deploy token has no user and is bound to ``project_id`` or
+    ``group_id``; a job token acts for its user on ``project_id`` only.
+    """
+
+    kind: str
+    name: str
+    user_id: int | None = None
+    is_admin: bool = False
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    project_id: int | None = None
+    group_id: int | None = None
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.kind == "anonymous"
+
+
+ANONYMOUS = Identity(kind="anonymous", name="anonymous")
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """What an ``authenticate`` hook answers for credentials it recognises."""
+
+    identity: Identity | None
+    reason: str | None = None
+
+    @classmethod
+    def ok(cls, identity: Identity) -> AuthResult:
+        return cls(identity=identity)
+
+    @classmethod
+    def rejected(cls, reason: str) -> AuthResult:
+        return cls(identity=None, reason=reason)

@@ -1,0 +1,101 @@
+"""Groups, projects and memberships: lookup by id or path, creation, roles."""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.domain.access import ACCESS_LEVELS
+from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.models import Group, Membership, Project, User
+from app.models.namespaces import VISIBILITIES
+
+T = TypeVar("T")
+_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+
+
+def find_group(session: Session, ref: str | int) -> Group | None:
+    ref = str(ref).strip("/")
+    if ref.isdigit():
+        return session.get(Group, int(ref))
+    return session.execute(select(Group).where(Group.full_path == ref)).scalar_one_or_none()
+
+
+def find_project(session: Session, ref: str | int) -> Project | None:
+    ref = str(ref).strip("/")
+    if ref.isdigit():
+        return session.get(Project, int(ref))
+    return session.execute(select(Project).where(Project.full_path == ref)).scalar_one_or_none()
+
+
+def _check(path: str, visibility: str) -> None:
+    if not _PATH_RE.match(path or "") or path.endswith((".git", ".atom")) or path.startswith("-"):
+        raise InvalidInput(f"path is invalid: {path!r}")
+    if visibility not in VISIBILITIES:
+        raise InvalidInput(f"visibility must be one of {', '.join(VISIBILITIES)}")
+
+
+def create_group(
+    session: Session, name: str, path: str, parent: Group | None, visibility: str
+) -> Group:
+    _check(path, visibility)
+    full_path = f"{parent.full_path}/{path}" if parent else path
+    group = Group(
+        name=name or path,
+        path=path,
+        full_path=full_path,
+        parent_id=parent.id if parent else None,
+        visibility=visibility,
+    )
+    return _insert(session, group, f"Failed to save group: {full_path} has already been taken")
+
+
+def create_project(
+    session: Session, name: str, path: str, group: Group, visibility: str
+) -> Project:
+    _check(path, visibility)
+    full_path = f"{group.full_path}/{path}"
+    project = Project(
+        name=name or path, path=path, full_path=full_path, group_id=group.id, visibility=visibility
+    )
+    return _insert(session, project, f"Failed to save project: {full_path} has already been taken")
+
+
+def add_member(
+    session: Session,
+    user: User,
+    access_level: int,
+    *,
+    group: Group | None = None,
+    project: Project | None = None,
+) -> Membership:
+    if access_level not in ACCESS_LEVELS:
+        raise InvalidInput(f"access_level must be one of {sorted(ACCESS_LEVELS)}")
+    membership = Membership(
+        user_id=user.id,
+        group_id=group.id if group else None,
+        project_id=project.id if project else None,
+        access_level=access_level,
+    )
+    return _insert(session, membership, "Member already exists")
+
+
+def _insert(session: Session, row: T, conflict: str) -> T:
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raise Conflict(conflict) from None
+    session.commit()
+    return row
+
+
+def require_group(session: Session, ref: str | int) -> Group:
+    group = find_group(session, ref)
+    if group is None:
+        raise NotFound("404 Group Not Found")
+    return group

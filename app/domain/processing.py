@@ -1,0 +1,64 @@
+"""What the worker does to a freshly uploaded file: verify it, read its metadata,
+and settle it in ``default`` or ``error``. Idempotent: a settled file is left alone."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from app.domain.archives import ArchiveLimits
+from app.domain.errors import InvalidInput
+from app.domain.hashing import MultiDigest
+from app.domain.metadata import check_matches, parse_metadata, read_metadata_bytes
+from app.domain.storage import StorageBackend
+from app.models import PackageFile
+from app.models.base import utcnow
+
+log = logging.getLogger(__name__)
+CHUNK = 1024 * 1024
+
+
+def process_file(
+    session: Session, store: StorageBackend, file_id: int, limits: ArchiveLimits | None = None
+) -> str | None:
+    """Process one file; returns its final state, or None if it no longer exists."""
+    package_file = session.get(PackageFile, file_id)
+    if package_file is None:
+        return None
+    if package_file.state != "processing":
+        return package_file.state
+    try:
+        _settle(store, package_file, limits or ArchiveLimits())
+        package_file.state = "default"
+        package_file.error_reason = None
+    except InvalidInput as exc:
+        log.info("file %s (%s) rejected: %s", file_id, package_file.filename, exc.message)
+        package_file.state = "error"
+        package_file.error_reason = exc.message
+    package_file.processed_at = utcnow()
+    session.commit()
+    return package_file.state
+
+
+def _settle(store: StorageBackend, package_file: PackageFile, limits: ArchiveLimits) -> None:
+    with store.open(package_file.storage_key) as fh:
+        _verify_stored_digest(fh, package_file)
+        fh.seek(0)
+        raw = read_metadata_bytes(fh, package_file.filename, limits)
+    meta = parse_metadata(raw)
+    package = package_file.package
+    check_matches(meta, package.name, package.version)
+    package_file.core_metadata = meta.fields
+    package_file.metadata_bytes = meta.raw
+    package_file.metadata_sha256 = meta.sha256
+    if not package_file.requires_python and meta.fields.get("requires_python"):
+        package_file.requires_python = meta.fields["requires_python"]
+
+
+def _verify_stored_digest(fh: object, package_file: PackageFile) -> None:
+    digest = MultiDigest()
+    while chunk := fh.read(CHUNK):  # type: ignore[attr-defined]
+        digest.update(chunk)
+    if digest.sha256 != package_file.sha256 or digest.size != package_file.size:
+        raise InvalidInput("Stored file is corrupted: its sha256 no longer matches the upload")

@@ -1,0 +1,138 @@
+"""Accepting an uploaded distribution: validate, store atomically, record, enqueue."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.domain.errors import DigestMismatch, FileExists, InvalidInput
+from app.domain.hashing import MultiDigest
+from app.domain.names import (
+    check_filename_matches,
+    normalize,
+    parse_filename,
+    parse_version,
+    validate_name,
+)
+from app.domain.storage import StorageBackend
+from app.models import Package, PackageFile, Project
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    """What the client said about the file (twine's legacy upload fields)."""
+
+    name: str
+    version: str
+    filename: str
+    sha256_digest: str = ""
+    md5_digest: str = ""
+    blake2_256_digest: str = ""
+    requires_python: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReceivedFile:
+    """The spooled bytes: a local temporary path and their digests."""
+
+    path: Path
+    digest: MultiDigest
+
+
+def accept_upload(
+    session: Session,
+    store: StorageBackend,
+    project: Project,
+    form: UploadForm,
+    received: ReceivedFile,
+    uploader: str,
+) -> PackageFile:
+    """Record and store one file, atomically: both the row and the file, or neither.
+
+    The row is flushed first, so the database's unique constraint picks exactly one
+    winner when two uploads of the same filename race; only the winner's bytes are
+    moved into storage, and they are removed again if the commit fails.
+    """
+    name = validate_name(form.name)
+    version = parse_version(form.version)
+    dist = parse_filename(form.filename)
+    check_filename_matches(dist, name, version)
+    _verify_digests(form, received.digest)
+
+    package = _get_or_create_package(session, project, name, form.version.strip(), str(version))
+    package_file = PackageFile(
+        package_id=package.id,
+        project_id=project.id,
+        filename=dist.filename,
+        size=received.digest.size,
+        sha256=received.digest.sha256,
+        md5=received.digest.md5,
+        blake2_256=received.digest.blake2_256,
+        storage_key=f"{project.id}/{uuid.uuid4().hex}/{dist.filename}",
+        requires_python=(form.requires_python or "").strip() or None,
+        uploaded_by=uploader,
+        state="processing",
+    )
+    try:
+        with session.begin_nested():
+            session.add(package_file)
+    except IntegrityError:
+        session.rollback()
+        raise FileExists(dist.filename) from None
+    store.store(package_file.storage_key, received.path)
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        store.delete(package_file.storage_key)
+        raise
+    return package_file
+
+
+def _verify_digests(form: UploadForm, digest: MultiDigest) -> None:
+    if digest.size == 0:
+        raise InvalidInput("Invalid file: the uploaded file is empty")
+    expected = {
+        "sha256_digest": (form.sha256_digest, digest.sha256),
+        "md5_digest": (form.md5_digest, digest.md5),
+        "blake2_256_digest": (form.blake2_256_digest, digest.blake2_256),
+    }
+    for field_name, (claimed, actual) in expected.items():
+        claimed = (claimed or "").strip().lower()
+        if claimed and not hmac.compare_digest(claimed, actual):
+            raise DigestMismatch(f"Digest mismatch: {field_name} does not match the uploaded file")
+
+
+def _get_or_create_package(
+    session: Session, project: Project, name: str, version: str, canonical: str
+) -> Package:
+    normalized = normalize(name)
+    query = select(Package).where(
+        Package.project_id == project.id,
+        Package.normalized_name == normalized,
+        Package.canonical_version == canonical,
+    )
+    package = session.execute(query).scalar_one_or_none()
+    if package is not None:
+        return package
+    package = Package(
+        project_id=project.id,
+        name=name,
+        normalized_name=normalized,
+        version=version,
+        canonical_version=canonical,
+    )
+    try:
+        with session.begin_nested():
+            session.add(package)
+    except IntegrityError:
+        # Another upload created it meanwhile (a wheel and an sdist racing).
+        return session.execute(query).scalar_one()
+    return package

@@ -1,0 +1,52 @@
+"""Every hook a Packyard plugin can implement. The docstrings are the contract.
+
+Built-in plugins in ``plugins/`` use exactly these hooks, the way a third party does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from app.domain.identity import AuthResult, PresentedCredentials
+    from app.domain.storage import StorageBackend
+
+hookspec = pluggy.HookspecMarker("packyard")
+hookimpl = pluggy.HookimplMarker("packyard")
+
+
+@hookspec(firstresult=True)
+def authenticate(credentials: PresentedCredentials | None, session: Session) -> AuthResult | None:
+    """Check the credentials presented with a request.
+
+    ``credentials`` is None when the request carries none.  Return None when they
+    are not of your kind (the next plugin is tried), ``AuthResult.rejected(reason)``
+    when they are yours but wrong, expired or revoked, and ``AuthResult.ok(identity)``
+    otherwise.  The first non-None answer wins; credentials nobody claims are
+    refused with 401.  Plugins that call the network should use
+    ``@hookimpl(trylast=True)``.  Use ``session`` for database lookups; do not commit.
+    """
+
+
+@hookspec
+def register_storage_backends(
+    register: Callable[[str, Callable[[str], StorageBackend]], None],
+) -> None:
+    """Register storage backends by URL scheme: ``register("s3", factory)``.
+
+    ``factory(url)`` returns a ``StorageBackend`` for ``PACKYARD_STORAGE_URL``.
+    A scheme registered twice is an error naming both plugins.
+    """
+
+
+@hookspec
+def on_file_processed(file_id: int, state: str) -> None:
+    """Called by the worker after a package file reached ``default`` or ``error``.
+
+    Runs after the database commit.  Exceptions are logged and never fail the task.
+    """

@@ -1,0 +1,19 @@
+"""Persistence: every table Packyard keeps."""
+
+from app.models.accounts import DeployToken, JobToken, PersonalAccessToken, User
+from app.models.base import Base
+from app.models.namespaces import Group, Membership, Project
+from app.models.packages import Package, PackageFile
+
+__all__ = [
+    "Base",
+    "DeployToken",
+    "Group",
+    "JobToken",
+    "Membership",
+    "Package",
+    "PackageFile",
+    "PersonalAccessToken",
+    "Project",
+    "User",
+]

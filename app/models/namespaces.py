@@ -1,0 +1,55 @@
+"""Groups (nested), projects, and the memberships that grant roles on them."""
+
+from __future__ import annotations
+
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import Base, TimestampMixin
+
+VISIBILITIES = ("private", "internal", "public")
+
+
+class Group(TimestampMixin, Base):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(255))
+    full_path: Mapped[str] = mapped_column(String(1024), unique=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), index=True
+    )
+    visibility: Mapped[str] = mapped_column(String(16), default="private")
+
+    parent: Mapped[Group | None] = relationship(remote_side=[id])
+
+
+class Project(TimestampMixin, Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(255))
+    full_path: Mapped[str] = mapped_column(String(1024), unique=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), index=True)
+    visibility: Mapped[str] = mapped_column(String(16), default="private")
+
+    group: Mapped[Group] = relationship()
+
+
+class Membership(TimestampMixin, Base):
+    """A user's role on exactly one group or one project."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("user_id", "group_id"),
+        UniqueConstraint("user_id", "project_id"),
+        CheckConstraint("(group_id IS NULL) <> (project_id IS NULL)", name="one_target"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    access_level: Mapped[int] = mapped_column(Integer)

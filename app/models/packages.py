@@ -1,0 +1,76 @@
+"""Packages (a name and version in a project) and the files uploaded for them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+from app.models.base import Base, TimestampMixin, utcnow
+
+FILE_STATES = ("processing", "default", "error")
+
+
+class Package(TimestampMixin, Base):
+    __tablename__ = "packages"
+    __table_args__ = (UniqueConstraint("project_id", "normalized_name", "canonical_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    normalized_name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(255))
+    canonical_version: Mapped[str] = mapped_column(String(255))
+    yanked: Mapped[bool] = mapped_column(Boolean, default=False)
+    yanked_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    files: Mapped[list[PackageFile]] = relationship(
+        back_populates="package", order_by="PackageFile.id", passive_deletes=True
+    )
+
+
+class PackageFile(TimestampMixin, Base):
+    __tablename__ = "package_files"
+    __table_args__ = (
+        UniqueConstraint("project_id", "filename"),
+        Index("ix_package_files_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("packages.id", ondelete="CASCADE"), index=True
+    )
+    # Denormalised from the package so the database enforces one filename per project.
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    filename: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    md5: Mapped[str] = mapped_column(String(32))
+    blake2_256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(1024))
+    requires_python: Mapped[str | None] = mapped_column(String(255))
+    uploaded_by: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="processing")
+    error_reason: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    core_metadata: Mapped[dict | None] = deferred(mapped_column(JSON))
+    metadata_sha256: Mapped[str | None] = mapped_column(String(64))
+    metadata_bytes: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+
+    package: Mapped[Package] = relationship(back_populates="files")

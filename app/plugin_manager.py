@@ -1,0 +1,61 @@
+"""Builds the plugin manager: hookspecs, built-in plugins, then third-party entry points."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable, Iterable
+from types import ModuleType
+
+import pluggy
+
+from app import hookspecs
+from app.domain.storage import BackendFactory
+
+log = logging.getLogger(__name__)
+
+BUILTIN_PLUGINS = (
+    "plugins.auth_personal_token",
+    "plugins.auth_deploy_token",
+    "plugins.auth_job_token",
+    "plugins.auth_anonymous",
+    "plugins.storage_file",
+)
+ENTRY_POINT_GROUP = "packyard.plugins"
+
+
+def get_plugin_manager(
+    load_entrypoints: bool = True, extra_plugins: Iterable[object] = ()
+) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("packyard")
+    pm.add_hookspecs(hookspecs)
+    for name in BUILTIN_PLUGINS:
+        module: ModuleType = importlib.import_module(name)
+        pm.register(module, name=name)
+    for plugin in extra_plugins:
+        pm.register(plugin)
+    if load_entrypoints:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    pm.check_pending()
+    if os.environ.get("PACKYARD_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(lambda message: log.warning("plugin: %s", message.rstrip()))
+        pm.enable_tracing()
+    return pm
+
+
+def storage_factories(pm: pluggy.PluginManager) -> dict[str, BackendFactory]:
+    """Collect storage backends; a scheme claimed twice fails loudly."""
+    factories: dict[str, BackendFactory] = {}
+    owners: dict[str, str] = {}
+    for impl in pm.hook.register_storage_backends.get_hookimpls():
+
+        def register(scheme: str, factory: Callable, _owner: str = impl.plugin_name) -> None:
+            if scheme in factories:
+                raise ValueError(
+                    f"Storage scheme {scheme!r} registered by both {owners[scheme]} and {_owner}"
+                )
+            factories[scheme], owners[scheme] = factory, _owner
+
+        impl.function(register=register)
+    return factories

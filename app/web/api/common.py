@@ -1,0 +1,118 @@
+"""Helpers shared by the REST views: the calling user, JSON input, pagination."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Response, jsonify, request
+from sqlalchemy import Select, func, select
+
+from app.domain.access import WRITE, granted
+from app.domain.errors import Forbidden, InvalidInput, Unauthenticated
+from app.domain.identity import Identity
+from app.domain.tokens import as_utc
+from app.extensions import db
+from app.models import User
+from app.web.auth import current_identity
+
+MAX_PER_PAGE = 100
+
+
+def api_user(write: bool = False) -> tuple[Identity, User]:
+    """The user behind the request; the admin API is not for deploy or job tokens."""
+    identity = current_identity()
+    if identity.is_anonymous:
+        raise Unauthenticated("401 Unauthorized")
+    if identity.user_id is None or identity.kind == "job_token":
+        raise Forbidden("403 Forbidden: this API needs a personal access token")
+    if write and WRITE not in granted(identity):
+        raise Forbidden("403 Forbidden: insufficient scope, the api scope is required")
+    user = db.session.get(User, identity.user_id)
+    if user is None:
+        raise Unauthenticated("401 Unauthorized")
+    return identity, user
+
+
+def require_admin() -> User:
+    _, user = api_user(write=request.method != "GET")
+    if not user.is_admin:
+        raise Forbidden("403 Forbidden: admin access is required")
+    return user
+
+
+def body() -> dict[str, Any]:
+    """Parameters from a JSON body, a form, or the query string, as GitLab accepts."""
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise InvalidInput("the request body is not a JSON object")
+        return {**request.args.to_dict(), **data}
+    values: dict[str, Any] = request.args.to_dict()
+    for key in request.form:
+        items = request.form.getlist(key)
+        values[key.removesuffix("[]")] = items if key.endswith("[]") or len(items) > 1 else items[0]
+    return values
+
+
+def required(params: dict[str, Any], name: str) -> Any:
+    value = params.get(name)
+    if value in (None, ""):
+        raise InvalidInput(f"{name} is missing")
+    return value
+
+
+def int_param(params: dict[str, Any], name: str, default: int | None = None) -> int | None:
+    value = params.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} is invalid") from None
+
+
+def as_bool(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+def iso(moment: datetime | None) -> str | None:
+    moment = as_utc(moment)
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def paginate(query: Select[Any], serialize: Callable[[Any], dict[str, Any]]) -> Response:
+    """GitLab offset pagination: page/per_page, X-* headers and a Link header."""
+    page = max(int_param(request.args.to_dict(), "page", 1) or 1, 1)
+    per_page = int_param(request.args.to_dict(), "per_page", 20) or 20
+    per_page = min(max(per_page, 1), MAX_PER_PAGE)
+    total = db.session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = db.session.execute(query.limit(per_page).offset((page - 1) * per_page)).scalars()
+    response = jsonify([serialize(row) for row in rows])
+    pages = max((total + per_page - 1) // per_page, 1)
+    response.headers.update(
+        {
+            "X-Total": str(total),
+            "X-Total-Pages": str(pages),
+            "X-Page": str(page),
+            "X-Per-Page": str(per_page),
+            "X-Next-Page": str(page + 1) if page < pages else "",
+            "X-Prev-Page": str(page - 1) if page > 1 else "",
+        }
+    )
+    links = {"first": 1, "last": pages}
+    if page < pages:
+        links["next"] = page + 1
+    if page > 1:
+        links["prev"] = page - 1
+    response.headers["Link"] = ", ".join(
+        f'<{_page_url(number, per_page)}>; rel="{rel}"' for rel, number in links.items()
+    )
+    return response
+
+
+def _page_url(page: int, per_page: int) -> str:
+    args = {**request.args.to_dict(), "page": page, "per_page": per_page}
+    return f"{request.base_url}?{urlencode(args)}"

@@ -1,0 +1,94 @@
+"""GitLab's JSON shapes for Packyard's rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+
+from app.models import DeployToken, Group, PersonalAccessToken, Project, User
+from app.web.api.common import iso
+
+
+def web_url(path: str) -> str:
+    return request.host_url.rstrip("/") + "/" + path
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "name": user.username,
+        "email": user.email,
+        "state": "active",
+        "is_admin": user.is_admin,
+        "created_at": iso(user.created_at),
+        "web_url": web_url(user.username),
+    }
+
+
+def group_json(group: Group) -> dict[str, Any]:
+    return {
+        "id": group.id,
+        "name": group.name,
+        "path": group.path,
+        "full_path": group.full_path,
+        "full_name": group.full_path.replace("/", " / "),
+        "parent_id": group.parent_id,
+        "visibility": group.visibility,
+        "created_at": iso(group.created_at),
+        "web_url": web_url(group.full_path),
+    }
+
+
+def project_json(project: Project) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "name": project.name,
+        "path": project.path,
+        "path_with_namespace": project.full_path,
+        "name_with_namespace": project.full_path.replace("/", " / "),
+        "namespace": {
+            "id": project.group_id,
+            "full_path": project.full_path.rsplit("/", 1)[0],
+            "kind": "group",
+        },
+        "visibility": project.visibility,
+        "created_at": iso(project.created_at),
+        "web_url": web_url(project.full_path),
+        "packages_enabled": True,
+    }
+
+
+def personal_token_json(token: PersonalAccessToken, secret: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": token.id,
+        "name": token.name,
+        "revoked": token.revoked,
+        "created_at": iso(token.created_at),
+        "scopes": token.scope_list,
+        "user_id": token.user_id,
+        "last_used_at": iso(token.last_used_at),
+        "active": not token.revoked,
+        "expires_at": iso(token.expires_at)[:10] if token.expires_at else None,
+        "token_prefix": token.token_prefix,
+    }
+    if secret is not None:
+        data["token"] = secret
+    return data
+
+
+def deploy_token_json(token: DeployToken, secret: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": token.id,
+        "name": token.name,
+        "username": token.username,
+        "expires_at": iso(token.expires_at),
+        "scopes": token.scope_list,
+        "revoked": token.revoked,
+        "expired": False,
+        "token_prefix": token.token_prefix,
+    }
+    if secret is not None:
+        data["token"] = secret
+    return data

@@ -1,0 +1,48 @@
+"""Loading the group or project a URL names, with the access rules applied."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.domain.access import Access, group_access, project_access, require
+from app.domain.errors import NotFound, Unauthenticated
+from app.domain.namespaces import find_group, find_project
+from app.extensions import db
+from app.models import Group, Project
+from app.web.auth import current_identity
+
+
+def project_for(ref: str, permission: str) -> tuple[Project, Access]:
+    """The project, if the caller has ``permission`` (visible/read/write/delete/manage)."""
+    identity = current_identity()
+    project = find_project(db.session, ref)
+    if project is None:
+        raise _missing(identity.is_anonymous, "Project")
+    access = project_access(db.session, identity, project)
+    require(identity, access, permission, "Project")
+    return project, access
+
+
+def group_for(ref: str, permission: str) -> tuple[Group, Access]:
+    identity = current_identity()
+    group = find_group(db.session, ref)
+    if group is None:
+        raise _missing(identity.is_anonymous, "Group")
+    access = group_access(db.session, identity, group)
+    require(identity, access, permission, "Group")
+    return group, access
+
+
+def readable_projects_in(group: Group) -> list[Project]:
+    """Projects of the group and its subgroups whose packages the caller may read."""
+    identity = current_identity()
+    prefix = group.full_path + "/"
+    projects = db.session.execute(
+        select(Project).where(Project.full_path.startswith(prefix, autoescape=True))
+    ).scalars()
+    return [p for p in projects if project_access(db.session, identity, p).read]
+
+
+def _missing(anonymous: bool, what: str) -> Exception:
+    # Anonymous callers cannot tell "missing" from "private": both ask for credentials.
+    return Unauthenticated("401 Unauthorized") if anonymous else NotFound(f"404 {what} Not Found")

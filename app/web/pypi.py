@@ -1,0 +1,210 @@
+"""GitLab-compatible PyPI endpoints: upload, simple indexes, files. Thin views."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, redirect, request, send_file
+from sqlalchemy import select
+
+from app.domain.errors import InvalidInput, NotFound
+from app.domain.indexes import (
+    HTML_TYPE,
+    JSON_TYPE,
+    project_page,
+    render_project_html,
+    render_project_json,
+    render_root_html,
+    render_root_json,
+    root_names,
+)
+from app.domain.names import normalize
+from app.domain.uploads import UploadForm, accept_upload
+from app.extensions import db
+from app.models import PackageFile
+from app.runtime import storage
+from app.web.auth import current_identity
+from app.web.loaders import group_for, project_for, readable_projects_in
+from app.web.uploads import HashingSpool
+from workers.dispatch import send
+from workers.tasks.files import process_file
+
+bp = Blueprint("pypi", __name__)
+
+PROJECT = "/api/v4/projects/<path:project_ref>/packages/pypi"
+GROUP = "/api/v4/groups/<path:group_ref>/-/packages/pypi"
+FILES_FROM_DETAIL = "../../files/"
+UPLOAD_FIELDS = ("sha256_digest", "md5_digest", "blake2_256_digest", "requires_python")
+CONTENT_TYPES = {
+    ".whl": "application/zip",
+    ".zip": "application/zip",
+    ".tar.gz": "application/gzip",
+}
+
+
+@bp.post(PROJECT)
+@bp.post(PROJECT + "/")
+def upload(project_ref: str) -> tuple[str, int]:
+    project, _access = project_for(project_ref, "write")
+    request.upload_limit = current_app.config["MAX_UPLOAD_SIZE"]  # type: ignore[attr-defined]
+    content = request.files.get("content")
+    if content is None or not isinstance(content.stream, HashingSpool):
+        raise InvalidInput("content is missing: send the file as the multipart field 'content'")
+    form = request.form
+    if not form.get("name") or not form.get("version"):
+        raise InvalidInput("name and version are required")
+    upload_form = UploadForm(
+        name=form["name"],
+        version=form["version"],
+        filename=content.filename or "",
+        fields={k: v for k, v in form.items() if not k.startswith(":")},
+        **{k: form.get(k, "") for k in UPLOAD_FIELDS},
+    )
+    package_file = accept_upload(
+        db.session,
+        storage(),
+        project,
+        upload_form,
+        content.stream.received(),
+        uploader=current_identity().name,
+    )
+    send(process_file, package_file.id)
+    return "201 Created\n", 201
+
+
+@bp.get(PROJECT + "/simple/")
+def project_root(project_ref: str) -> Response:
+    project, _ = project_for(project_ref, "read")
+    return _root_response(project.full_path, [project.id])
+
+
+@bp.get(PROJECT + "/simple/<name>/")
+def project_detail(project_ref: str, name: str) -> Response:
+    project, _ = project_for(project_ref, "read")
+    return _detail_response([project.id], name)
+
+
+@bp.get(PROJECT + "/files/<sha256>/<filename>", strict_slashes=False)
+def project_file(project_ref: str, sha256: str, filename: str) -> Response:
+    project, _ = project_for(project_ref, "read")
+    return _file_response([project.id], sha256, filename, project.visibility == "public")
+
+
+@bp.get(GROUP + "/simple/")
+def group_root(group_ref: str) -> Response:
+    group, _ = group_for(group_ref, "read")
+    return _root_response(group.full_path, [p.id for p in readable_projects_in(group)])
+
+
+@bp.get(GROUP + "/simple/<name>/")
+def group_detail(group_ref: str, name: str) -> Response:
+    group, _ = group_for(group_ref, "read")
+    return _detail_response([p.id for p in readable_projects_in(group)], name)
+
+
+@bp.get(GROUP + "/files/<sha256>/<filename>", strict_slashes=False)
+def group_file(group_ref: str, sha256: str, filename: str) -> Response:
+    group, _ = group_for(group_ref, "read")
+    projects = readable_projects_in(group)
+    public = all(p.visibility == "public" for p in projects)
+    return _file_response([p.id for p in projects], sha256, filename, public)
+
+
+def _negotiated() -> str:
+    best = request.accept_mimetypes.best_match(
+        [
+            JSON_TYPE,
+            HTML_TYPE,
+            "text/html",
+            "application/vnd.pypi.simple.latest+json",
+            "application/vnd.pypi.simple.latest+html",
+        ],
+        default="text/html",
+    )
+    return {
+        "application/vnd.pypi.simple.latest+json": JSON_TYPE,
+        "application/vnd.pypi.simple.latest+html": HTML_TYPE,
+    }.get(best, best)
+
+
+def _index_response(html: str | None, json_body: str | None, mimetype: str) -> Response:
+    body = json_body if mimetype == JSON_TYPE else html
+    content_type = mimetype if mimetype == JSON_TYPE else f"{mimetype}; charset=utf-8"
+    response = Response(body, content_type=content_type)
+    response.vary.add("Accept")
+    response.cache_control.no_cache = True  # always revalidate: cheap with the ETag
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+def _root_response(title: str, project_ids: list[int]) -> Response:
+    names = root_names(db.session, project_ids)
+    mimetype = _negotiated()
+    if mimetype == JSON_TYPE:
+        return _index_response(None, render_root_json(names), mimetype)
+    return _index_response(render_root_html(title, names), None, mimetype)
+
+
+def _detail_response(project_ids: list[int], name: str) -> Response:
+    normalized = normalize(name)
+    if normalized != name:
+        return redirect(f"../{normalized}/", code=301)  # type: ignore[return-value]
+    page = project_page(db.session, project_ids, normalized, FILES_FROM_DETAIL)
+    if page is None:
+        raise NotFound("404 Package Not Found")
+    mimetype = _negotiated()
+    if mimetype == JSON_TYPE:
+        return _index_response(None, render_project_json(page), mimetype)
+    return _index_response(render_project_html(page), None, mimetype)
+
+
+def _file_response(project_ids: list[int], sha256: str, filename: str, public: bool) -> Response:
+    wants_metadata = filename.endswith(".metadata")
+    real_name = filename.removesuffix(".metadata") if wants_metadata else filename
+    query = (
+        select(PackageFile)
+        .where(
+            PackageFile.project_id.in_(project_ids),
+            PackageFile.sha256 == sha256.lower(),
+            PackageFile.filename == real_name,
+            PackageFile.state != "error",
+        )
+        .order_by(PackageFile.id.desc())
+        .limit(1)
+    )
+    package_file = db.session.execute(query).scalar_one_or_none()
+    if package_file is None:
+        raise NotFound("404 Package Not Found")
+    if wants_metadata:
+        return _metadata_response(package_file, public)
+    return _send_stored(package_file, public)
+
+
+def _send_stored(package_file: PackageFile, public: bool) -> Response:
+    store = storage()
+    path = store.local_path(package_file.storage_key)
+    source = str(path) if path is not None else store.open(package_file.storage_key)
+    suffix = next((s for s in CONTENT_TYPES if package_file.filename.endswith(s)), "")
+    response = send_file(
+        source,
+        mimetype=CONTENT_TYPES.get(suffix, "application/octet-stream"),
+        as_attachment=True,
+        download_name=package_file.filename,
+        etag=package_file.sha256,
+        conditional=True,
+        max_age=365 * 24 * 3600,
+        last_modified=package_file.created_at,
+    )
+    response.cache_control.public = public
+    response.cache_control.private = not public
+    response.cache_control.immutable = True
+    return response
+
+
+def _metadata_response(package_file: PackageFile, public: bool) -> Response:
+    if package_file.metadata_sha256 is None:
+        raise NotFound("404 Metadata Not Found: the file has not been processed yet")
+    response = Response(package_file.metadata_bytes, mimetype="application/octet-stream")
+    response.set_etag(package_file.metadata_sha256)
+    response.cache_control.max_age = 365 * 24 * 3600
+    response.cache_control.public = public
+    response.cache_control.private = not public
+    return response.make_conditional(request)

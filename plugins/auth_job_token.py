@@ -1,0 +1,25 @@
+"""CI job tokens: short-lived, one project, username ``gitlab-ci-token``."""
+
+from sqlalchemy.orm import Session
+
+from app.domain.tokens import JOB_PREFIX, find_live_token
+from app.models import JobToken
+from packyard import AuthResult, Identity, PresentedCredentials, hookimpl
+
+
+@hookimpl
+def authenticate(credentials: PresentedCredentials | None, session: Session) -> AuthResult | None:
+    if credentials is None or not credentials.secret.startswith(JOB_PREFIX):
+        return None
+    token, reason = find_live_token(session, JobToken, credentials.secret)
+    if token is None:
+        return AuthResult.rejected(reason or "invalid token")
+    return AuthResult.ok(
+        Identity(
+            kind="job_token",
+            name="gitlab-ci-token",
+            user_id=token.user_id,
+            is_admin=False,
+            project_id=token.project_id,
+        )
+    )

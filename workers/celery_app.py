@@ -1,0 +1,42 @@
+"""Builds the Celery app bound to a Flask app: tasks run inside its app context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+from app.config import EMBEDDED_BROKER, broker_url
+
+TASK_MODULES = ["workers.tasks.files"]
+
+
+def make_celery(flask_app: Flask) -> Celery:
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with flask_app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(flask_app.import_name, task_cls=FlaskTask, include=TASK_MODULES)
+    celery.conf.update(
+        broker_url=broker_url(flask_app.config),
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        broker_connection_retry_on_startup=True,
+        # Sending must never hang an upload when the broker is down; the sweeper resends.
+        broker_transport_options={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+        task_default_queue="packyard",
+    )
+    if flask_app.config["BROKER_URL"] == EMBEDDED_BROKER:
+        # A SQLite-backed queue in the data dir: no external service, survives restarts.
+        celery.conf.broker_transport = "workers.embedded:EmbeddedTransport"
+        celery.conf.broker_transport_options = {}
+    celery.set_default()
+    flask_app.extensions["celery"] = celery
+    return celery
