@@ -100,9 +100,11 @@ def _start_worker(app: Flask) -> subprocess.Popen[bytes]:
     # A single embedded worker process; with SQLite one consumer is enough.
     concurrency = "1" if app.config["BROKER_URL"] == EMBEDDED_BROKER else str(os.cpu_count() or 2)
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers", "worker",
+        [sys.executable, "-m", "celery", "--quiet", "-A", "workers", "worker",
          "--loglevel=WARNING", f"--concurrency={concurrency}", "--without-mingle",
          "--without-gossip"],
+        # The embedded worker runs as whoever ran `packyard serve`; no root lecture.
+        env={**os.environ, "PYTHONWARNINGS": "ignore::celery.platforms.SecurityWarning"},
     )  # fmt: skip
 
 

@@ -91,7 +91,7 @@ def project_page(
             yanked_reason=package.yanked_reason,
             size=package_file.size,
             upload_time=as_utc(package_file.created_at),  # type: ignore[arg-type]
-            metadata_sha256=package_file.metadata_sha256,
+            metadata_sha256=served_metadata_sha256(package_file),
         )
     name = rows[0][1].name
     return ProjectPage(
@@ -99,6 +99,14 @@ def project_page(
         files=sorted(files.values(), key=lambda f: f.filename),
         versions=sorted(versions.values(), key=_version_key),
     )
+
+
+def served_metadata_sha256(package_file: PackageFile) -> str | None:
+    """PEP 658 metadata is served for wheels only: an sdist's PKG-INFO may declare fields
+    ``Dynamic`` that its build computes, so installers must not trust it in place of a build."""
+    if not package_file.filename.endswith(".whl"):
+        return None
+    return package_file.metadata_sha256
 
 
 def _version_key(version: str) -> tuple[int, Version | str]:
@@ -165,6 +173,8 @@ def _file_json(f: IndexFile) -> dict[str, object]:
         "size": f.size,
         "upload-time": _upload_time(f.upload_time),
         "core-metadata": metadata,
+        # PEP 714 keeps the old key for older clients; the contract also names the HTML one.
+        "dist-info-metadata": metadata,
         "data-dist-info-metadata": metadata,
     }
 

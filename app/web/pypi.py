@@ -15,6 +15,7 @@ from app.domain.indexes import (
     render_root_html,
     render_root_json,
     root_names,
+    served_metadata_sha256,
 )
 from app.domain.names import normalize
 from app.domain.uploads import UploadForm, accept_upload
@@ -40,8 +41,7 @@ CONTENT_TYPES = {
 }
 
 
-@bp.post(PROJECT)
-@bp.post(PROJECT + "/")
+@bp.post(PROJECT + "/", strict_slashes=False)  # twine does not follow redirects on POST
 def upload(project_ref: str) -> tuple[str, int]:
     project, _access = project_for(project_ref, "write")
     request.upload_limit = current_app.config["MAX_UPLOAD_SIZE"]  # type: ignore[attr-defined]
@@ -110,10 +110,10 @@ def group_file(group_ref: str, sha256: str, filename: str) -> Response:
 
 def _negotiated() -> str:
     best = request.accept_mimetypes.best_match(
-        [
-            JSON_TYPE,
-            HTML_TYPE,
+        [  # on a tie (``*/*``, no Accept) the first wins: HTML, like PyPI
             "text/html",
+            HTML_TYPE,
+            JSON_TYPE,
             "application/vnd.pypi.simple.latest+json",
             "application/vnd.pypi.simple.latest+html",
         ],
@@ -200,8 +200,8 @@ def _send_stored(package_file: PackageFile, public: bool) -> Response:
 
 
 def _metadata_response(package_file: PackageFile, public: bool) -> Response:
-    if package_file.metadata_sha256 is None:
-        raise NotFound("404 Metadata Not Found: the file has not been processed yet")
+    if served_metadata_sha256(package_file) is None:
+        raise NotFound("404 Metadata Not Found")
     response = Response(package_file.metadata_bytes, mimetype="application/octet-stream")
     response.set_etag(package_file.metadata_sha256)
     response.cache_control.max_age = 365 * 24 * 3600

@@ -1,0 +1,161 @@
+"""Real services for the tests: PostgreSQL, Redis, and live Packyard processes.
+
+A service that is not reachable skips its tests with the reason, or fails them when
+``PACKYARD_REQUIRE_SERVICES=1`` (as in CI)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+REQUIRE_SERVICES = os.environ.get("PACKYARD_REQUIRE_SERVICES") == "1"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "PACKYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("PACKYARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+BIN = Path(sys.executable).parent
+
+
+def unavailable(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason}, and PACKYARD_REQUIRE_SERVICES=1 makes that a failure")
+    pytest.skip(reason)
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this test session; dropped afterwards."""
+    import sqlalchemy as sa
+
+    admin_url = sa.make_url(POSTGRES_ADMIN_URL)
+    if not _reachable(admin_url.host or "127.0.0.1", admin_url.port or 5432):
+        unavailable(f"PostgreSQL is not reachable at {admin_url.host}:{admin_url.port}")
+    name = f"packyard_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def redis_url(db: int = 0) -> str:
+    """A Redis URL on a database number of its own, flushed before use."""
+    import redis
+
+    url = REDIS_URL.rsplit("/", 1)[0] + f"/{db}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        unavailable(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    finally:
+        client.close()
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveProcess:
+    """A child process in its own process group, stopped by PID."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log_path = log
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(
+            args, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+class LiveServer:
+    """``packyard serve`` on a loopback port, with its environment and admin token."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str], *, worker: bool = True) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env
+        args = [str(BIN / "packyard"), "serve", "--port", str(self.port), "--workers", "2"]
+        self.process = LiveProcess(
+            [*args] if worker else [*args, "--no-worker"], env, data_dir / "serve.log"
+        )
+        self._wait_ready()
+        self.admin_token = self._admin_token()
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.proc.poll() is not None:
+                raise RuntimeError(f"packyard serve exited:\n{self.process.output()}")
+            try:
+                if requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"packyard serve did not become ready:\n{self.process.output()}")
+
+    def _admin_token(self) -> str:
+        for line in self.process.output().splitlines():
+            if line.strip().startswith("pyd-pat-"):
+                return line.strip()
+        # Not the first run (a shared database): mint one the documented way.
+        result = subprocess.run(
+            [str(BIN / "packyard"), "create-admin", "admin"],
+            env=self.env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return result.stdout.strip().splitlines()[-1]
+
+    def api(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        headers = {"PRIVATE-TOKEN": self.admin_token}
+        return requests.request(method, f"{self.url}/api/v4{path}", headers=headers, **kwargs)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def packyard_env(data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a live Packyard: this venv first, config from ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PACKYARD_", "PIP_", "UV_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PACKYARD_DATA_DIR"] = str(data_dir)
+    env.update({f"PACKYARD_{k}": v for k, v in settings.items()})
+    return env
