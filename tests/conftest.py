@@ -132,7 +132,9 @@ class Registry:
         data: dict[str, Any] = {
             ":action": "file_upload",
             "name": name if name is not None else stem[0],
-            "version": version if version is not None else stem[1].removesuffix(".tar.gz"),
+            "version": version
+            if version is not None
+            else stem[1].split(".tar")[0].removesuffix(".zip"),
             "content": (io.BytesIO(content), filename),
             **fields,
         }

@@ -1,0 +1,240 @@
+"""The upload table of the contract: every answer, and nothing left behind on refusal."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Package, PackageFile
+from tests.conftest import Registry, basic
+from tests.dists import make_sdist, make_wheel
+
+
+@pytest.fixture
+def setup(registry: Registry):
+    admin = registry.user("root", admin=True)
+    group = registry.group("team")
+    project = registry.project(group, "lib")
+    return project, registry.token(admin)
+
+
+def stored_files(app) -> list[Path]:
+    root = Path(app.config["DATA_DIR"]) / "files"
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+def assert_nothing_left(app) -> None:
+    assert db.session.execute(select(func.count()).select_from(PackageFile)).scalar_one() == 0
+    assert db.session.execute(select(func.count()).select_from(Package)).scalar_one() == 0
+    assert stored_files(app) == []
+
+
+def test_wheel_and_sdist_are_created_and_stored(registry, setup, wheel, sdist):
+    project, token = setup
+    for filename, content in (wheel, sdist):
+        response = registry.upload(project, filename, content, token=token)
+        assert response.status_code == 201, response.text
+    files = db.session.execute(select(PackageFile).order_by(PackageFile.id)).scalars().all()
+    assert [f.filename for f in files] == [wheel[0], sdist[0]]
+    assert files[0].sha256 == hashlib.sha256(wheel[1]).hexdigest()
+    assert files[0].md5 == hashlib.md5(wheel[1]).hexdigest()
+    assert files[0].blake2_256 == hashlib.blake2b(wheel[1], digest_size=32).hexdigest()
+    assert files[0].state == "default"  # the (eager) worker processed it
+    assert len(stored_files(registry.app)) == 2
+    assert len({f.package_id for f in files}) == 1  # one release, two files
+
+
+@pytest.mark.parametrize("suffix", ["", "/"])
+def test_upload_answers_201_with_or_without_trailing_slash(registry, setup, wheel, suffix):
+    project, token = setup
+    response = registry.client.post(
+        f"/api/v4/projects/team%2Flib/packages/pypi{suffix}",
+        data={"content": (__import__("io").BytesIO(wheel[1]), wheel[0]), "name": "demo-pkg",
+              "version": "1.0"},
+        headers=basic(token),
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+
+
+def test_client_digests_are_accepted_when_they_match(registry, setup, wheel):
+    project, token = setup
+    filename, content = wheel
+    response = registry.upload(
+        project, filename, content, token=token,
+        sha256_digest=hashlib.sha256(content).hexdigest(),
+        md5_digest=hashlib.md5(content).hexdigest(),
+        blake2_256_digest=hashlib.blake2b(content, digest_size=32).hexdigest(),
+    )  # fmt: skip
+    assert response.status_code == 201
+
+
+def test_another_file_of_the_same_version_is_accepted(registry, setup, wheel, sdist):
+    project, token = setup
+    assert registry.upload(project, *wheel, token=token).status_code == 201
+    assert registry.upload(project, *sdist, token=token).status_code == 201
+    zip_name, zip_content = "demo_pkg-1.0.zip", make_wheel("demo-pkg", "1.0")[1]
+    assert registry.upload(project, zip_name, zip_content, token=token).status_code == 201
+
+
+def test_second_upload_of_a_filename_is_refused(registry, setup, wheel):
+    project, token = setup
+    assert registry.upload(project, *wheel, token=token).status_code == 201
+    again = registry.upload(project, *wheel, token=token)
+    assert again.status_code == 400
+    assert again.text.strip() == f"File already exists: {wheel[0]}"
+    assert "File already exists" in again.status  # twine shows the reason phrase
+    assert db.session.execute(select(func.count()).select_from(PackageFile)).scalar_one() == 1
+    assert len(stored_files(registry.app)) == 1
+
+
+BAD_UPLOADS = {
+    "invalid name": dict(name="-bad name-"),
+    "invalid version": dict(version="not a version"),
+    "wrong extension": dict(filename="demo_pkg-1.0.exe"),
+    "egg": dict(filename="demo_pkg-1.0-py3.11.egg"),
+    "a path": dict(filename="../demo_pkg-1.0.tar.gz"),
+    "a windows path": dict(filename="C:\\tmp\\demo_pkg-1.0.tar.gz"),
+    "name disagrees": dict(name="other-pkg"),
+    "version disagrees": dict(version="2.0"),
+    "bad wheel name": dict(filename="demo_pkg-1.0.whl"),
+    "sha256 mismatch": dict(sha256_digest="0" * 64),
+    "md5 mismatch": dict(md5_digest="0" * 32),
+    "blake2 mismatch": dict(blake2_256_digest="0" * 64),
+    "empty file": dict(content=b""),
+    "missing name": dict(name=""),
+}
+
+
+@pytest.mark.parametrize("case", BAD_UPLOADS.values(), ids=BAD_UPLOADS.keys())
+def test_bad_input_is_400_and_leaves_nothing_behind(registry, setup, case):
+    project, token = setup
+    filename, content = make_sdist("demo-pkg", "1.0")
+    case = dict(case)
+    response = registry.upload(
+        project,
+        case.pop("filename", filename),
+        case.pop("content", content),
+        token=token,
+        name=case.pop("name", "demo-pkg"),
+        version=case.pop("version", "1.0"),
+        **case,
+    )
+    assert response.status_code == 400, response.text
+    assert response.mimetype == "text/plain"
+    assert response.text.strip()  # a reason twine can show
+    assert_nothing_left(registry.app)
+    assert list((Path(registry.app.config["DATA_DIR"]) / "files" / ".tmp").glob("*")) == []
+
+
+def test_missing_content_is_400(registry, setup):
+    project, token = setup
+    response = registry.client.post(
+        f"/api/v4/projects/{project.id}/packages/pypi",
+        data={"name": "demo-pkg", "version": "1.0"},
+        headers=basic(token),
+    )
+    assert response.status_code == 400
+    assert "content" in response.text
+
+
+def test_file_over_the_limit_is_413_and_not_stored(registry, setup):
+    project, token = setup
+    registry.app.config["MAX_UPLOAD_SIZE"] = 4096
+    filename, content = make_wheel("demo-pkg", "1.0", payload=b"x" * 10_000)
+    response = registry.upload(project, filename, content, token=token)
+    assert response.status_code == 413
+    assert "4096" in response.text
+    assert_nothing_left(registry.app)
+    assert list((Path(registry.app.config["DATA_DIR"]) / "files" / ".tmp").glob("*")) == []
+
+
+def test_limit_applies_to_the_file_not_the_whole_request(registry, setup):
+    project, token = setup
+    filename, content = make_wheel("demo-pkg", "1.0")
+    registry.app.config["MAX_UPLOAD_SIZE"] = len(content)
+    big_description = "d" * (len(content) * 4)
+    response = registry.upload(project, filename, content, token=token, description=big_description)
+    assert response.status_code == 201, response.text
+
+
+def test_no_credentials_is_401_with_a_basic_challenge(registry, setup, wheel):
+    project, _ = setup
+    response = registry.upload(project, *wheel, token=None)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="Packyard"'
+    assert_nothing_left(registry.app)
+
+
+@pytest.mark.parametrize("kind", ["wrong", "expired", "revoked"])
+def test_bad_tokens_are_401(registry, setup, wheel, kind):
+    from app.models import PersonalAccessToken
+
+    project, _ = setup
+    user = registry.user("dev")
+    registry.member(user, 30, project=project)
+    token = registry.token(user)
+    if kind == "wrong":
+        token = token[:-4] + "AAAA"
+    row = db.session.execute(
+        select(PersonalAccessToken).where(PersonalAccessToken.user_id == user.id)
+    ).scalar_one()
+    if kind == "expired":
+        row.expires_at = datetime.now(UTC) - timedelta(minutes=1)
+    if kind == "revoked":
+        row.revoked = True
+    db.session.commit()
+    response = registry.upload(project, *wheel, token=token)
+    assert response.status_code == 401
+    assert "WWW-Authenticate" in response.headers
+
+
+def test_reader_may_not_upload(registry, setup, wheel):
+    project, _ = setup
+    reporter = registry.user("reporter")
+    registry.member(reporter, 20, project=project)
+    response = registry.upload(project, *wheel, token=registry.token(reporter))
+    assert response.status_code == 403
+    assert_nothing_left(registry.app)
+
+
+def test_developer_may_upload_through_a_group_membership(registry, setup, wheel):
+    project, _ = setup
+    dev = registry.user("dev")
+    registry.member(dev, 30, group=project.group)
+    assert registry.upload(project, *wheel, token=registry.token(dev)).status_code == 201
+
+
+def test_invisible_or_missing_project_is_404(registry, setup, wheel):
+    project, _ = setup
+    stranger = registry.token(registry.user("stranger"))
+    assert registry.upload(project, *wheel, token=stranger).status_code == 404
+    assert registry.upload("team%2Fnope", *wheel, token=stranger).status_code == 404
+    assert registry.upload("99999", *wheel, token=stranger).status_code == 404
+
+
+def test_same_filename_race_has_exactly_one_winner(registry, setup, wheel):
+    project, token = setup
+    barrier = threading.Barrier(6)
+    statuses: list[int] = []
+    app = registry.app
+
+    def upload() -> None:
+        client = app.test_client()
+        racer = Registry(app, client)
+        barrier.wait()
+        statuses.append(racer.upload("team%2Flib", *wheel, token=token).status_code)
+
+    threads = [threading.Thread(target=upload) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201] + [400] * 5
+    assert db.session.execute(select(func.count()).select_from(PackageFile)).scalar_one() == 1
+    assert len(stored_files(registry.app)) == 1
