@@ -52,7 +52,7 @@ def test_wheel_and_sdist_are_created_and_stored(registry, setup, wheel, sdist):
 
 @pytest.mark.parametrize("suffix", ["", "/"])
 def test_upload_answers_201_with_or_without_trailing_slash(registry, setup, wheel, suffix):
-    project, token = setup
+    _project, token = setup
     response = registry.client.post(
         f"/api/v4/projects/team%2Flib/packages/pypi{suffix}",
         data={"content": (__import__("io").BytesIO(wheel[1]), wheel[0]), "name": "demo-pkg",
@@ -219,7 +219,7 @@ def test_invisible_or_missing_project_is_404(registry, setup, wheel):
 
 
 def test_same_filename_race_has_exactly_one_winner(registry, setup, wheel):
-    project, token = setup
+    _project, token = setup
     barrier = threading.Barrier(6)
     statuses: list[int] = []
     app = registry.app
