@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from flask import g, request
+from flask import request
 
 from app.domain.errors import Unauthenticated
 from app.domain.identity import Identity, PresentedCredentials
@@ -13,6 +13,7 @@ from app.extensions import db
 from app.runtime import plugin_manager
 
 REALM = 'Basic realm="Packyard"'
+_IDENTITY = "packyard.identity"
 
 
 def presented_credentials() -> PresentedCredentials | None:
@@ -45,9 +46,11 @@ def _basic(value: str) -> PresentedCredentials:
 
 def current_identity() -> Identity:
     """The caller of this request; raises Unauthenticated for bad credentials."""
-    if "identity" not in g:
-        g.identity = authenticate(presented_credentials())
-    return g.identity  # type: ignore[no-any-return]
+    # Cached per request (not on ``g``: an app context may outlive one request).
+    cached = request.environ.get(_IDENTITY)
+    if cached is None:
+        cached = request.environ[_IDENTITY] = authenticate(presented_credentials())
+    return cached  # type: ignore[no-any-return]
 
 
 def authenticate(credentials: PresentedCredentials | None) -> Identity:
