@@ -7,6 +7,7 @@ anything is decompressed, and to the bytes actually read from the metadata membe
 
 from __future__ import annotations
 
+import lzma
 import stat
 import struct
 import tarfile
@@ -34,6 +35,28 @@ class ArchiveLimits:
     max_metadata: int = 4 * 1024 * 1024
 
 
+# Reading a member can also fail on a corrupt deflate or lzma stream (zlib.error,
+# LZMAError; bzip2 raises OSError) or on an encrypted one (RuntimeError).
+_ZIP_READ_ERRORS = (
+    zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, zlib.error,
+    lzma.LZMAError,
+)  # fmt: skip
+# tarfile reads a GNU long name or a pax header whole, into memory, before the member
+# it describes is seen; real ones are a few hundred bytes.
+_MAX_EXTENDED_HEADER = 1024 * 1024
+_EXTENDED_HEADER_TYPES = (
+    tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)  # fmt: skip
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        if self.type in _EXTENDED_HEADER_TYPES and self.size > _MAX_EXTENDED_HEADER:
+            raise UnsafeArchive(f"Extended tar header larger than {_MAX_EXTENDED_HEADER} bytes")
+        return super()._proc_member(tarfile)  # type: ignore[misc]
+
+
 def _check_member_name(name: str) -> None:
     if name.startswith(("/", "\\")) or "\\" in name or ".." in name.split("/"):
         raise UnsafeArchive(f"Unsafe member path in archive: {name!r}")
@@ -41,33 +64,53 @@ def _check_member_name(name: str) -> None:
         raise UnsafeArchive(f"Unsafe member path in archive: {name!r}")
 
 
-def _zip_entry_count(fh: BinaryIO) -> int:
-    """The entry count the end-of-central-directory record declares (zip64 aware),
-    read before zipfile builds its per-member objects."""
+def _zip_entry_count(fh: BinaryIO, limit: int) -> int:
+    """An upper bound on the entries zipfile will build objects for, counted before it does.
+
+    The count an end record declares is not what zipfile uses: it parses every record of
+    the central directory, however many the end record claims. So the directory is found
+    the way zipfile finds it (the end record, a zip64 record just before it, and the
+    directory just before that) and its record signatures are counted, in bounded chunks,
+    stopping once past ``limit``."""
     fh.seek(0, 2)
     size = fh.tell()
-    tail_len = min(size, 65536 + 22)
-    fh.seek(size - tail_len)
-    tail = fh.read(tail_len)
-    pos = tail.rfind(b"PK\x05\x06")
-    if pos < 0:
+    tail_start = max(size - 65536 - 22, 0)
+    fh.seek(tail_start)
+    tail = fh.read()
+    pos = len(tail) - 22
+    if pos < 0 or tail[pos : pos + 4] != b"PK\x05\x06" or tail[-2:] != b"\0\0":
+        pos = tail.rfind(b"PK\x05\x06")  # an archive comment follows the end record
+    if pos < 0 or len(tail) - pos < 22:
         raise UnsafeArchive("Not a zip archive (no end of central directory)")
-    (count,) = struct.unpack("<H", tail[pos + 10 : pos + 12])
-    locator = tail.rfind(b"PK\x06\x07", 0, pos)
-    if count == 0xFFFF and locator >= 0:
-        (eocd64_offset,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
-        fh.seek(eocd64_offset)
-        record = fh.read(56)
-        if record[:4] != b"PK\x06\x06":
-            raise UnsafeArchive("Malformed zip64 end of central directory")
-        (count,) = struct.unpack("<Q", record[32:40])
+    (directory_size,) = struct.unpack("<I", tail[pos + 12 : pos + 16])
+    end = tail_start + pos
+    if end >= 76:
+        fh.seek(end - 20)
+        if fh.read(4) == b"PK\x06\x07":
+            fh.seek(end - 76)
+            record = fh.read(56)
+            if record[:4] == b"PK\x06\x06":
+                (directory_size,) = struct.unpack("<Q", record[40:48])
+                end -= 76
+    fh.seek(max(end - directory_size, 0))
+    remaining = min(directory_size, end)
+    count = 0
+    carry = b""
+    while remaining > 0 and count <= limit:
+        chunk = fh.read(min(remaining, 1024 * 1024))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+        data = carry + chunk
+        count += data.count(b"PK\x01\x02")
+        carry = data[-3:]  # a signature split across two chunks
     fh.seek(0)
-    return int(count)
+    return count
 
 
 def read_zip_member(fh: BinaryIO, wanted: NameFilter, limits: ArchiveLimits) -> tuple[str, bytes]:
     """Read the single member whose name ``wanted(name)`` accepts."""
-    if _zip_entry_count(fh) > limits.max_members:
+    if _zip_entry_count(fh, limits.max_members) > limits.max_members:
         raise UnsafeArchive(f"Archive has more than {limits.max_members} members")
     try:
         archive = zipfile.ZipFile(fh)
@@ -75,6 +118,8 @@ def read_zip_member(fh: BinaryIO, wanted: NameFilter, limits: ArchiveLimits) -> 
         raise UnsafeArchive(f"Not a valid zip archive: {exc}") from None
     with archive:
         infos = archive.infolist()
+        if len(infos) > limits.max_members:
+            raise UnsafeArchive(f"Archive has more than {limits.max_members} members")
         _check_totals(sum(i.file_size for i in infos), sum(i.compress_size for i in infos), limits)
         matches = []
         for info in infos:
@@ -89,7 +134,7 @@ def read_zip_member(fh: BinaryIO, wanted: NameFilter, limits: ArchiveLimits) -> 
         try:
             with archive.open(info) as member:
                 data = member.read(limits.max_metadata + 1)
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+        except _ZIP_READ_ERRORS as exc:
             raise UnsafeArchive(f"Cannot read {info.filename!r}: {exc}") from None
     if len(data) > limits.max_metadata:
         raise UnsafeArchive(f"Metadata member is larger than {limits.max_metadata} bytes")
@@ -104,13 +149,14 @@ def read_tar_member(fh: BinaryIO, wanted: NameFilter, limits: ArchiveLimits) -> 
     found: list[tuple[str, bytes]] = []
     declared = members = 0
     try:
-        with tarfile.open(fileobj=fh, mode="r|gz") as archive:
+        with tarfile.open(fileobj=fh, mode="r|gz", tarinfo=_BoundedTarInfo) as archive:
             for info in archive:
                 members += 1
                 declared += info.size
                 if members > limits.max_members:
                     raise UnsafeArchive(f"Archive has more than {limits.max_members} members")
-                _check_totals(declared, compressed, limits)
+                # archive.offset: the tar stream up to this member's end, headers included.
+                _check_totals(max(declared, archive.offset), compressed, limits)
                 _check_member_name(info.name)
                 archive.members.clear()  # streaming: keep no per-member history
                 if not wanted(info.name):

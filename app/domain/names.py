@@ -17,7 +17,8 @@ from packaging.version import InvalidVersion, Version
 from app.domain.errors import InvalidFilename, InvalidInput
 
 # PEP 508 / core metadata "Name" rule.
-_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# ASCII only: with IGNORECASE alone, [A-Z] also matches "ſ", "ı" and the Kelvin sign.
+_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE | re.ASCII)
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 
 
@@ -35,7 +36,7 @@ def validate_name(name: str) -> str:
 
 def parse_version(version: str) -> Version:
     try:
-        if len(version) > 255:
+        if len(version or "") > 255:
             raise InvalidVersion(version)
         return Version((version or "").strip())
     except InvalidVersion:

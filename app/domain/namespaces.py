@@ -16,6 +16,11 @@ from app.models.namespaces import VISIBILITIES
 
 T = TypeVar("T")
 _PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+# Words that start a sub-resource in URLs (``/projects/team/lib/packages/...``).
+RESERVED_PATHS = frozenset(
+    {"-", "packages", "members", "deploy_tokens", "job_tokens", "subgroups", "projects",
+     "personal_access_tokens", "audit_events", "uploads"}
+)  # fmt: skip
 
 
 def find_group(session: Session, ref: str | int) -> Group | None:
@@ -33,8 +38,10 @@ def find_project(session: Session, ref: str | int) -> Project | None:
 
 
 def _check(path: str, visibility: str) -> None:
-    if not _PATH_RE.match(path or "") or path.endswith((".git", ".atom")) or path.startswith("-"):
+    if not _PATH_RE.match(path or "") or path.endswith((".git", ".atom")):
         raise InvalidInput(f"path is invalid: {path!r}")
+    if path.lower() in RESERVED_PATHS:
+        raise InvalidInput(f"path is reserved: {path!r}")
     if visibility not in VISIBILITIES:
         raise InvalidInput(f"visibility must be one of {', '.join(VISIBILITIES)}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, redirect, request, send_file
 from sqlalchemy import select
+from werkzeug.exceptions import NotAcceptable
 
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.indexes import (
@@ -30,8 +31,8 @@ from workers.tasks.files import process_file
 
 bp = Blueprint("pypi", __name__)
 
-PROJECT = "/api/v4/projects/<path:project_ref>/packages/pypi"
-GROUP = "/api/v4/groups/<path:group_ref>/-/packages/pypi"
+PROJECT = "/api/v4/projects/<ref:project_ref>/packages/pypi"
+GROUP = "/api/v4/groups/<ref:group_ref>/-/packages/pypi"
 FILES_FROM_DETAIL = "../../files/"
 UPLOAD_FIELDS = ("sha256_digest", "md5_digest", "blake2_256_digest", "requires_python")
 CONTENT_TYPES = {
@@ -82,7 +83,7 @@ def project_detail(project_ref: str, name: str) -> Response:
     return _detail_response([project.id], name)
 
 
-@bp.get(PROJECT + "/files/<sha256>/<filename>", strict_slashes=False)
+@bp.get(PROJECT + "/files/<sha256>/<filename>/", strict_slashes=False)
 def project_file(project_ref: str, sha256: str, filename: str) -> Response:
     project, _ = project_for(project_ref, "read")
     return _file_response([project.id], sha256, filename, project.visibility == "public")
@@ -100,7 +101,7 @@ def group_detail(group_ref: str, name: str) -> Response:
     return _detail_response([p.id for p in readable_projects_in(group)], name)
 
 
-@bp.get(GROUP + "/files/<sha256>/<filename>", strict_slashes=False)
+@bp.get(GROUP + "/files/<sha256>/<filename>/", strict_slashes=False)
 def group_file(group_ref: str, sha256: str, filename: str) -> Response:
     group, _ = group_for(group_ref, "read")
     projects = readable_projects_in(group)
@@ -117,8 +118,12 @@ def _negotiated() -> str:
             "application/vnd.pypi.simple.latest+json",
             "application/vnd.pypi.simple.latest+html",
         ],
-        default="text/html",
+        default=None,
     )
+    if best is None:
+        if request.headers.get("Accept"):
+            raise NotAcceptable(f"Supported types: text/html, {HTML_TYPE}, {JSON_TYPE}")
+        best = "text/html"
     return {
         "application/vnd.pypi.simple.latest+json": JSON_TYPE,
         "application/vnd.pypi.simple.latest+html": HTML_TYPE,
@@ -136,8 +141,8 @@ def _index_response(html: str | None, json_body: str | None, mimetype: str) -> R
 
 
 def _root_response(title: str, project_ids: list[int]) -> Response:
-    names = root_names(db.session, project_ids)
     mimetype = _negotiated()
+    names = root_names(db.session, project_ids)
     if mimetype == JSON_TYPE:
         return _index_response(None, render_root_json(names), mimetype)
     return _index_response(render_root_html(title, names), None, mimetype)
@@ -147,10 +152,10 @@ def _detail_response(project_ids: list[int], name: str) -> Response:
     normalized = normalize(name)
     if normalized != name:
         return redirect(f"../{normalized}/", code=301)  # type: ignore[return-value]
+    mimetype = _negotiated()
     page = project_page(db.session, project_ids, normalized, FILES_FROM_DETAIL)
     if page is None:
         raise NotFound("404 Package Not Found")
-    mimetype = _negotiated()
     if mimetype == JSON_TYPE:
         return _index_response(None, render_project_json(page), mimetype)
     return _index_response(render_project_html(page), None, mimetype)

@@ -31,13 +31,13 @@ def list_groups() -> Response:
     return paginate(query, group_json)
 
 
-@bp.get("/groups/<path:group_ref>")
+@bp.get("/groups/<ref:group_ref>")
 def get_group(group_ref: str) -> Response:
     group, _ = group_for(group_ref, "visible")
     return jsonify(group_json(group))
 
 
-@bp.get("/groups/<path:group_ref>/subgroups")
+@bp.get("/groups/<ref:group_ref>/subgroups")
 def list_subgroups(group_ref: str) -> Response:
     group, _ = group_for(group_ref, "visible")
     query = (
@@ -48,7 +48,7 @@ def list_subgroups(group_ref: str) -> Response:
     return paginate(query, group_json)
 
 
-@bp.get("/groups/<path:group_ref>/projects")
+@bp.get("/groups/<ref:group_ref>/projects")
 def list_group_projects(group_ref: str) -> Response:
     group, _ = group_for(group_ref, "visible")
     query = (
@@ -82,7 +82,7 @@ def post_group() -> tuple[Response, int]:
     return jsonify(group_json(group)), 201
 
 
-@bp.post("/groups/<path:group_ref>/members")
+@bp.post("/groups/<ref:group_ref>/members")
 def post_group_member(group_ref: str) -> tuple[Response, int]:
     api_user(write=True)
     group, _ = group_for(group_ref, "manage")
@@ -92,7 +92,7 @@ def post_group_member(group_ref: str) -> tuple[Response, int]:
     return jsonify(_member_json(user, membership.access_level)), 201
 
 
-@bp.post("/groups/<path:group_ref>/deploy_tokens")
+@bp.post("/groups/<ref:group_ref>/deploy_tokens")
 def post_group_deploy_token(group_ref: str) -> tuple[Response, int]:
     api_user(write=True)
     group, _ = group_for(group_ref, "manage")

@@ -25,7 +25,7 @@ def list_projects() -> Response:
     return paginate(query, project_json)
 
 
-@bp.get("/projects/<path:project_ref>")
+@bp.get("/projects/<ref:project_ref>")
 def get_project(project_ref: str) -> Response:
     project, _ = project_for(project_ref, "visible")
     return jsonify(project_json(project))
@@ -47,7 +47,7 @@ def post_project() -> tuple[Response, int]:
     return jsonify(project_json(project)), 201
 
 
-@bp.post("/projects/<path:project_ref>/members")
+@bp.post("/projects/<ref:project_ref>/members")
 def post_project_member(project_ref: str) -> tuple[Response, int]:
     api_user(write=True)
     project, _ = project_for(project_ref, "manage")
@@ -59,7 +59,7 @@ def post_project_member(project_ref: str) -> tuple[Response, int]:
     return jsonify(_member_json(user, membership.access_level)), 201
 
 
-@bp.post("/projects/<path:project_ref>/deploy_tokens")
+@bp.post("/projects/<ref:project_ref>/deploy_tokens")
 def post_project_deploy_token(project_ref: str) -> tuple[Response, int]:
     api_user(write=True)
     project, _ = project_for(project_ref, "manage")
@@ -75,7 +75,7 @@ def post_project_deploy_token(project_ref: str) -> tuple[Response, int]:
     return jsonify(deploy_token_json(token, secret)), 201
 
 
-@bp.post("/projects/<path:project_ref>/job_tokens")
+@bp.post("/projects/<ref:project_ref>/job_tokens")
 def post_job_token(project_ref: str) -> tuple[Response, int]:
     _identity, user = api_user(write=True)
     project, _ = project_for(project_ref, "write")

@@ -1,0 +1,23 @@
+"""URL converters.
+
+GitLab's ``:id`` is a number or a URL-encoded full path (``team%2Fsub%2Flib``). WSGI
+servers decode ``%2F`` before routing, so a ref arrives as ``team/sub/lib``: the ``ref``
+converter takes several segments but stops before a reserved word that starts a sub-resource
+(``packages``, ``members``...), which namespace paths may therefore not use.
+"""
+
+from __future__ import annotations
+
+import re
+
+from werkzeug.routing import BaseConverter
+
+from app.domain.namespaces import RESERVED_PATHS
+
+_RESERVED = "|".join(re.escape(word) for word in sorted(RESERVED_PATHS))
+
+
+class RefConverter(BaseConverter):
+    regex = rf"[^/]+(?:/(?!(?:{_RESERVED})(?:/|$))[^/]+)*?"
+    part_isolating = False
+    weight = 200
