@@ -3,7 +3,7 @@
 from sqlalchemy.orm import Session
 
 from app.domain.tokens import JOB_PREFIX, find_live_token
-from app.models import JobToken
+from app.models import JobToken, User
 from packyard import AuthResult, Identity, PresentedCredentials, hookimpl
 
 
@@ -14,12 +14,14 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
     token, reason = find_live_token(session, JobToken, credentials.secret)
     if token is None:
         return AuthResult.rejected(reason or "invalid token")
+    user = session.get(User, token.user_id)
     return AuthResult.ok(
         Identity(
             kind="job_token",
             name="gitlab-ci-token",
             user_id=token.user_id,
-            is_admin=False,
+            # Acts with the permissions of the user the job runs for, as GitLab's does.
+            is_admin=bool(user is not None and user.is_admin),
             project_id=token.project_id,
         )
     )

@@ -177,7 +177,8 @@ def test_twine_with_a_deploy_token(deployment, tmp_path):
 def test_uv_publish(deployment, tmp_path):
     wheel = write(tmp_path, make_wheel("uv-demo", "2.0"))
     run([str(BIN / "uv"), "publish", "--publish-url", deployment.upload_url,
-         "--username", "__token__", "--password", deployment.token, str(wheel)], tmp_path)  # fmt: skip
+         "--username", "__token__", "--password", deployment.token, str(wheel)],
+        tmp_path)  # fmt: skip
     deployment.wait_processed("uv-demo", wheel.name)
 
 

@@ -124,10 +124,13 @@ def group_access(session: Session, identity: Identity, group: Group) -> Access:
         bound = identity.group_id is not None and identity.group_id in chain
         visible = bound or group.visibility == "public"
         return Access(visible=visible, read=visible)
+    if identity.kind == "job_token":  # bound to one project: elsewhere, public only
+        public = group.visibility == "public"
+        return Access(visible=public, read=public)
     if identity.is_admin:
         return Access(visible=True, read=True, write=True, delete=True, manage=True, role=OWNER)
     role = 0
-    if identity.user_id is not None and identity.kind != "job_token":
+    if identity.user_id is not None:
         role = user_role(session, identity.user_id, None, chain)
         if role == 0 and _member_below(session, identity.user_id, group):
             role = GUEST
