@@ -48,5 +48,6 @@ def register_storage_backends(
 def on_file_processed(file_id: int, state: str) -> None:
     """Called by the worker after a package file reached ``default`` or ``error``.
 
-    Runs after the database commit.  Exceptions are logged and never fail the task.
+    Runs after the database commit, at least once per file (a redelivered task calls it
+    again).  Exceptions are logged and never fail the task.
     """

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from app.domain.processing import process_file as process
 from app.extensions import db
-from app.runtime import storage
+from app.runtime import plugin_manager, storage
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -20,4 +24,15 @@ from app.runtime import storage
     max_retries=8,
 )
 def process_file(file_id: int) -> str | None:
-    return process(db.session, storage(), file_id)
+    state = process(db.session, storage(), file_id)
+    if state in ("default", "error"):
+        _notify_processed(file_id, state)
+    return state
+
+
+def _notify_processed(file_id: int, state: str) -> None:
+    # At least once: a redelivered task notifies again. A plugin never fails the task.
+    try:
+        plugin_manager().hook.on_file_processed(file_id=file_id, state=state)
+    except Exception:
+        log.exception("an on_file_processed plugin failed for file %s", file_id)

@@ -1,0 +1,146 @@
+"""Plugins through the public API, the CLI, and the operations endpoints."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from app import create_app
+from app.domain.storage import FileStorage
+from app.extensions import db
+from packyard import AuthResult, Identity, hookimpl
+from tests.conftest import Registry
+from tests.dists import make_wheel
+from tests.services import BIN, packyard_env
+
+
+class HeaderAuth:
+    """A third-party scheme: ``X-Team-Key: letmein`` signs in as an admin."""
+
+    @hookimpl
+    def authenticate(self, credentials, session):
+        from flask import request
+
+        if request.headers.get("X-Team-Key") == "letmein":
+            return AuthResult.ok(Identity(kind="session", name="sso", user_id=1, is_admin=True))
+        return None
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[int, str]] = []
+
+    @hookimpl
+    def on_file_processed(self, file_id, state):
+        self.events.append((file_id, state))
+
+
+def plugin_app(tmp_path: Path, database_url: str, *plugins: object) -> Flask:
+    app = create_app(
+        {"DATA_DIR": str(tmp_path), "DATABASE_URL": database_url, "LOAD_ENTRYPOINT_PLUGINS": False},
+        plugins=plugins,
+    )
+    app.extensions["celery"].conf.task_always_eager = True
+    return app
+
+
+def test_a_third_party_auth_scheme_and_file_hook(tmp_path, database_url):
+    recorder = Recorder()
+    app = plugin_app(tmp_path, database_url, HeaderAuth(), recorder)
+    with app.app_context():
+        registry = Registry(app, app.test_client())
+        registry.user("root", admin=True)
+        project = registry.project(registry.group("team"), "lib")
+        filename, content = make_wheel("plugged", "1.0")
+        response = registry.client.post(
+            f"/api/v4/projects/{project.id}/packages/pypi",
+            data={"content": (__import__("io").BytesIO(content), filename), "name": "plugged",
+                  "version": "1.0"},
+            headers={"X-Team-Key": "letmein"},
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+        assert recorder.events == [(1, "default")]
+        refused = registry.client.get(
+            f"/api/v4/projects/{project.id}/packages/pypi/simple/", headers={"X-Team-Key": "no"}
+        )
+        assert refused.status_code == 401
+        db.session.remove()
+
+
+def test_a_storage_plugin_registers_a_scheme(tmp_path, database_url):
+    class MemoryScheme:
+        @hookimpl
+        def register_storage_backends(self, register):
+            register("mem", lambda url: FileStorage(tmp_path / "mem-files"))
+
+    app = create_app(
+        {"DATA_DIR": str(tmp_path), "DATABASE_URL": database_url, "STORAGE_URL": "mem://x",
+         "LOAD_ENTRYPOINT_PLUGINS": False},
+        plugins=[MemoryScheme()],
+    )  # fmt: skip
+    assert isinstance(app.extensions["packyard.storage"], FileStorage)
+
+
+def test_unknown_storage_scheme_is_a_clear_error(tmp_path, database_url):
+    with pytest.raises(ValueError, match="s3"):
+        create_app({"DATA_DIR": str(tmp_path), "DATABASE_URL": database_url,
+                    "STORAGE_URL": "s3://bucket", "LOAD_ENTRYPOINT_PLUGINS": False})  # fmt: skip
+
+
+def test_ops_endpoints(registry, wheel):
+    assert registry.client.get("/-/health").json == {"status": "ok"}
+    ready = registry.client.get("/-/ready")
+    assert ready.status_code == 200, ready.json
+    admin = registry.user("root", admin=True)
+    project = registry.project(registry.group("team"), "lib")
+    registry.upload(project, *wheel, token=registry.token(admin))
+    metrics = registry.client.get("/-/metrics")
+    assert metrics.mimetype == "text/plain"
+    assert 'packyard_package_files{state="default"} 1' in metrics.text
+
+
+def test_ready_names_the_failing_part(tmp_path):
+    app = create_app(
+        {"DATA_DIR": str(tmp_path), "BROKER_URL": "redis://127.0.0.1:1/0",
+         "LOAD_ENTRYPOINT_PLUGINS": False}
+    )  # fmt: skip
+    with app.app_context():
+        from app.migrations import upgrade
+
+        upgrade()
+        response = app.test_client().get("/-/ready")
+    assert response.status_code == 503
+    assert set(response.json["failing"]) == {"broker"}
+
+
+def test_cli_db_upgrade_and_create_admin(tmp_path):
+    env = packyard_env(tmp_path)
+    upgraded = subprocess.run(
+        [str(BIN / "packyard"), "db", "upgrade"], env=env, capture_output=True, text=True
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    runs = [
+        subprocess.run(
+            [str(BIN / "packyard"), "create-admin", "ops"], env=env, capture_output=True, text=True
+        )
+        for _ in range(2)
+    ]
+    tokens = [run.stdout.strip().splitlines()[-1] for run in runs]
+    assert all(t.startswith("pyd-pat-") for t in tokens) and tokens[0] != tokens[1]
+    app = create_app({"DATA_DIR": str(tmp_path), "LOAD_ENTRYPOINT_PLUGINS": False})
+    with app.app_context():
+        for token in tokens:
+            me = app.test_client().get("/api/v4/user", headers={"PRIVATE-TOKEN": token})
+            assert me.json["username"] == "ops" and me.json["is_admin"] is True
+
+
+def test_migrations_match_the_models(app):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with db.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), db.metadata)
+    assert diff == []
