@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from app import create_app
-from app.config import EMBEDDED_BROKER
+from app.config import EMBEDDED_BROKER, load_env_file
 from app.domain.accounts import create_personal_token, ensure_admin
 from app.extensions import db
 from app.migrations import upgrade
@@ -25,6 +25,7 @@ DEFAULT_ADMIN = "admin"
 @click.group()
 def main() -> None:
     """Packyard: a private Python package registry."""
+    load_env_file()
 
 
 @main.group("db")

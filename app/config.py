@@ -15,6 +15,13 @@ DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
 EMBEDDED_BROKER = "embedded"
 
 
+def load_env_file(path: Path | None = None) -> None:
+    """Read ``./.env`` (if any) into the environment; real environment variables win."""
+    from dotenv import load_dotenv
+
+    load_dotenv(path or Path.cwd() / ".env", override=False)
+
+
 def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
     app.config.update(
         DATA_DIR="./var",

@@ -144,3 +144,15 @@ def test_migrations_match_the_models(app):
     with db.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), db.metadata)
     assert diff == []
+
+
+def test_env_file_sets_configuration(tmp_path):
+    data = tmp_path / "from-env-file"
+    (tmp_path / ".env").write_text(f"PACKYARD_DATA_DIR={data}\n")
+    env = packyard_env(tmp_path)
+    del env["PACKYARD_DATA_DIR"]
+    result = subprocess.run(
+        [str(BIN / "packyard"), "db", "upgrade"], env=env, cwd=tmp_path, capture_output=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert (data / "packyard.db").exists()
