@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, TimestampMixin
@@ -21,6 +29,10 @@ class Group(TimestampMixin, Base):
         ForeignKey("groups.id", ondelete="CASCADE"), index=True
     )
     visibility: Mapped[str] = mapped_column(String(16), default="private")
+    # None inherits: from the parent group, then the instance configuration.
+    forwarding: Mapped[bool | None] = mapped_column(Boolean)
+    max_upload_size: Mapped[int | None] = mapped_column(BigInteger)
+    storage_quota: Mapped[int | None] = mapped_column(BigInteger)
 
     parent: Mapped[Group | None] = relationship(remote_side=[id])
 
@@ -34,6 +46,8 @@ class Project(TimestampMixin, Base):
     full_path: Mapped[str] = mapped_column(String(1024), unique=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), index=True)
     visibility: Mapped[str] = mapped_column(String(16), default="private")
+    max_upload_size: Mapped[int | None] = mapped_column(BigInteger)
+    storage_quota: Mapped[int | None] = mapped_column(BigInteger)
 
     group: Mapped[Group] = relationship()
 

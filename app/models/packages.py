@@ -50,6 +50,7 @@ class PackageFile(TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("project_id", "filename"),
         Index("ix_package_files_sha256", "sha256"),
+        Index("ix_package_files_state", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -69,6 +70,9 @@ class PackageFile(TimestampMixin, Base):
     state: Mapped[str] = mapped_column(String(16), default="processing")
     error_reason: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a processing task was last sent; the sweeper resends stale ones.
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
     core_metadata: Mapped[dict | None] = deferred(mapped_column(JSON))
     metadata_sha256: Mapped[str | None] = mapped_column(String(64))
     metadata_bytes: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
