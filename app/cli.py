@@ -105,7 +105,7 @@ def _start_worker(app: Flask) -> subprocess.Popen[bytes]:
          "--loglevel=WARNING", f"--concurrency={concurrency}", "--without-mingle",
          "--without-gossip"],
         # The embedded worker runs as whoever ran `packyard serve`; no root lecture.
-        env={**os.environ, "PYTHONWARNINGS": "ignore::celery.platforms.SecurityWarning"},
+        env={**os.environ, "PYTHONWARNINGS": "ignore:You.re running the worker with superuser"},
     )  # fmt: skip
 
 

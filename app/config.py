@@ -33,6 +33,13 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         BASE_URL=None,
         PROXY_COUNT=0,
         LOAD_ENTRYPOINT_PLUGINS=True,
+        # Reliability (seconds): an unacknowledged task returns to the queue after
+        # VISIBILITY_TIMEOUT (Redis); a file still processing REDELIVER_AFTER after its
+        # task was sent is sent again by the workers' sweeper, which looks every
+        # SWEEP_INTERVAL.  Together they bound how long a lost task delays a file.
+        VISIBILITY_TIMEOUT=60,
+        REDELIVER_AFTER=60,
+        SWEEP_INTERVAL=15,
     )
     app.config.from_prefixed_env(prefix="PACKYARD")
     app.config.update(overrides or {})

@@ -9,7 +9,7 @@ from flask import Flask
 
 from app.config import EMBEDDED_BROKER, broker_url
 
-TASK_MODULES = ["workers.tasks.files"]
+TASK_MODULES = ["workers.tasks.files", "workers.sweeper"]
 
 
 def make_celery(flask_app: Flask) -> Celery:
@@ -30,13 +30,21 @@ def make_celery(flask_app: Flask) -> Celery:
         worker_send_task_events=True,
         broker_connection_retry_on_startup=True,
         # Sending must never hang an upload when the broker is down; the sweeper resends.
-        broker_transport_options={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+        broker_transport_options={
+            "max_retries": 2,
+            "interval_start": 0.1,
+            "interval_step": 0.2,
+            # Redis redelivers a task whose worker died after this long (default: 1 hour).
+            "visibility_timeout": flask_app.config["VISIBILITY_TIMEOUT"],
+        },
         task_default_queue="packyard",
+        worker_cancel_long_running_tasks_on_connection_loss=True,
     )
     if flask_app.config["BROKER_URL"] == EMBEDDED_BROKER:
         # A SQLite-backed queue in the data dir: no external service, survives restarts.
         celery.conf.broker_transport = "workers.embedded:EmbeddedTransport"
         celery.conf.broker_transport_options = {}
+    celery.flask_app = flask_app  # for signal handlers (the sweeper)
     celery.set_default()
     flask_app.extensions["celery"] = celery
     return celery

@@ -17,7 +17,7 @@ from packaging.version import InvalidVersion, Version
 from app.domain.errors import InvalidFilename, InvalidInput
 
 # PEP 508 / core metadata "Name" rule.
-# ASCII only: with IGNORECASE alone, [A-Z] also matches "ſ", "ı" and the Kelvin sign.
+# ASCII only: with IGNORECASE alone, [A-Z] also matches U+017F, U+0131 and U+212A (Kelvin).
 _NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE | re.ASCII)
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 

@@ -4,7 +4,9 @@ and settle it in ``default`` or ``error``. Idempotent: a settled file is left al
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.archives import ArchiveLimits
@@ -17,6 +19,7 @@ from app.models.base import utcnow
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
+REQUIRES_PYTHON_MAX = 255  # the size of package_files.requires_python
 
 
 def process_file(
@@ -28,6 +31,8 @@ def process_file(
         return None
     if package_file.state != "processing":
         return package_file.state
+    package_file.attempts += 1
+    session.commit()  # attempts count even when the worker dies mid-way
     try:
         _settle(store, package_file, limits or ArchiveLimits())
         package_file.state = "default"
@@ -35,7 +40,8 @@ def process_file(
     except InvalidInput as exc:
         log.info("file %s (%s) rejected: %s", file_id, package_file.filename, exc.message)
         package_file.state = "error"
-        package_file.error_reason = exc.message
+        # Messages can quote the file's own bytes; PostgreSQL text refuses NUL.
+        package_file.error_reason = exc.message.replace("\x00", "\\x00")
     package_file.processed_at = utcnow()
     session.commit()
     return package_file.state
@@ -49,11 +55,14 @@ def _settle(store: StorageBackend, package_file: PackageFile, limits: ArchiveLim
     meta = parse_metadata(raw)
     package = package_file.package
     check_matches(meta, package.name, package.version)
+    requires_python = meta.fields.get("requires_python")
+    if requires_python and len(requires_python) > REQUIRES_PYTHON_MAX:
+        raise InvalidInput(f"Requires-Python is longer than {REQUIRES_PYTHON_MAX} characters")
     package_file.core_metadata = meta.fields
     package_file.metadata_bytes = meta.raw
     package_file.metadata_sha256 = meta.sha256
-    if not package_file.requires_python and meta.fields.get("requires_python"):
-        package_file.requires_python = meta.fields["requires_python"]
+    if not package_file.requires_python and requires_python:
+        package_file.requires_python = requires_python
 
 
 def _verify_stored_digest(fh: object, package_file: PackageFile) -> None:
@@ -62,3 +71,35 @@ def _verify_stored_digest(fh: object, package_file: PackageFile) -> None:
         digest.update(chunk)
     if digest.sha256 != package_file.sha256 or digest.size != package_file.size:
         raise InvalidInput("Stored file is corrupted: its sha256 no longer matches the upload")
+
+
+def claim_stalled(session: Session, older_than: timedelta, limit: int = 500) -> list[int]:
+    """Files still ``processing`` whose task was sent longer ago than ``older_than``.
+
+    Each is claimed by moving its ``enqueued_at`` to now with a conditional UPDATE, so
+    several sweepers running at once resend a file once. The caller sends the tasks.
+    """
+    now = utcnow()
+    cutoff = now - older_than
+    stale = or_(PackageFile.enqueued_at.is_(None), PackageFile.enqueued_at < cutoff)
+    candidates = (
+        session.execute(
+            select(PackageFile.id)
+            .where(PackageFile.state == "processing", stale)
+            .order_by(PackageFile.id)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    claimed = []
+    for file_id in candidates:
+        result = session.execute(
+            update(PackageFile)
+            .where(PackageFile.id == file_id, PackageFile.state == "processing", stale)
+            .values(enqueued_at=now)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            claimed.append(file_id)
+    session.commit()
+    return claimed

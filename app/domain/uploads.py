@@ -22,6 +22,7 @@ from app.domain.names import (
 )
 from app.domain.storage import StorageBackend
 from app.models import Package, PackageFile, Project
+from app.models.base import utcnow
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def accept_upload(
         requires_python=(form.requires_python or "").strip() or None,
         uploaded_by=uploader,
         state="processing",
+        enqueued_at=utcnow(),  # the caller sends the task after commit; the sweeper backs it up
     )
     try:
         with session.begin_nested():

@@ -1,0 +1,62 @@
+"""The sweeper: a thread in every worker that resends tasks that were lost.
+
+A task can be lost when the broker was down as the web process sent it, or when a
+worker died holding it (an embedded-broker worker keeps unacknowledged messages in
+memory; Redis only redelivers after its visibility timeout).  Files are the source of
+truth: any file still ``processing`` long after its task was sent gets a new task.
+Processing is idempotent, so a duplicate costs one cheap no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutdown
+from flask import Flask
+
+from app.domain.processing import claim_stalled
+from app.extensions import db
+from workers.dispatch import send
+from workers.tasks.files import process_file
+
+log = logging.getLogger(__name__)
+_stop = threading.Event()
+
+
+def sweep_once(app: Flask) -> list[int]:
+    """Claim and resend stalled files; returns their ids."""
+    with app.app_context():
+        older_than = timedelta(seconds=app.config["REDELIVER_AFTER"])
+        try:
+            file_ids = claim_stalled(db.session, older_than)
+        finally:
+            db.session.remove()
+        for file_id in file_ids:
+            send(process_file, file_id)
+    if file_ids:
+        log.warning("sweeper resent %d stalled file(s): %s", len(file_ids), file_ids[:20])
+    return file_ids
+
+
+def _run(app: Flask) -> None:
+    interval = float(app.config["SWEEP_INTERVAL"])
+    while not _stop.wait(interval):
+        try:
+            sweep_once(app)
+        except Exception:  # the database may be down: try again next round
+            log.exception("sweep failed")
+
+
+@worker_ready.connect
+def _start(sender: Any, **_: Any) -> None:
+    app = sender.app.flask_app
+    _stop.clear()
+    threading.Thread(target=_run, args=(app,), name="packyard-sweeper", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _shutdown(**_: Any) -> None:
+    _stop.set()
