@@ -220,3 +220,41 @@ def test_files_follow_the_same_rules(registry, world):
         f"/api/v4/groups/{world['team'].id}/-/packages/pypi/files/" + file_url.split("files/")[1]
     )
     assert get(registry, via_group, world["admin"]).status_code == 200
+
+
+def test_bulk_readable_projects_agree_with_project_access(registry, world):
+    """The group index's two-query rule must say what project_access says, per project."""
+    from app.domain.access import project_access, readable_project_ids
+    from app.models import Group, Project
+    from app.web.auth import authenticate
+    from packyard import PresentedCredentials
+
+    internal = registry.project(world["sub"], "internal", "internal")
+    member = registry.user("member")
+    registry.member(member, 20, group=world["team"])
+    guest = registry.user("guest")
+    registry.member(guest, 10, project=world["lib"])
+    registry.member(guest, 30, project=internal)
+    tokens = [
+        None,
+        world["admin"],
+        registry.token(member),
+        registry.token(member, ("read_api",)),
+        registry.token(guest),
+        registry.token(registry.user("outsider")),
+        registry.deploy_token(("read_package_registry",), group=world["sub"]),
+        registry.deploy_token(("write_package_registry",), project=world["lib"]),
+        registry.deploy_token(("read_package_registry",), project=world["lib"]),
+        create_job_token(db.session, world["lib"], member.id, None)[1],
+    ]
+    projects = db.session.query(Project).all()
+    for token in tokens:
+        with registry.app.test_request_context():
+            identity = authenticate(PresentedCredentials(token, "basic") if token else None)
+        for group in db.session.query(Group).all():
+            below = [p for p in projects if p.full_path.startswith(group.full_path + "/")]
+            expected = sorted(p.id for p in below if project_access(db.session, identity, p).read)
+            assert sorted(readable_project_ids(db.session, identity, group)) == expected, (
+                identity,
+                group.full_path,
+            )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from app.domain.access import Access, group_access, project_access, require
+from app.domain.access import (
+    Access,
+    group_access,
+    project_access,
+    readable_project_ids,
+    require,
+)
 from app.domain.errors import NotFound, Unauthenticated
 from app.domain.namespaces import find_group, find_project
 from app.extensions import db
@@ -33,14 +37,9 @@ def group_for(ref: str, permission: str) -> tuple[Group, Access]:
     return group, access
 
 
-def readable_projects_in(group: Group) -> list[Project]:
+def readable_project_ids_in(group: Group) -> list[int]:
     """Projects of the group and its subgroups whose packages the caller may read."""
-    identity = current_identity()
-    prefix = group.full_path + "/"
-    projects = db.session.execute(
-        select(Project).where(Project.full_path.startswith(prefix, autoescape=True))
-    ).scalars()
-    return [p for p in projects if project_access(db.session, identity, p).read]
+    return readable_project_ids(db.session, current_identity(), group)
 
 
 def _missing(anonymous: bool, what: str) -> Exception:

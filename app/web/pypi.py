@@ -24,7 +24,7 @@ from app.extensions import db
 from app.models import PackageFile
 from app.runtime import storage
 from app.web.auth import current_identity
-from app.web.loaders import group_for, project_for, readable_projects_in
+from app.web.loaders import group_for, project_for, readable_project_ids_in
 from app.web.uploads import HashingSpool
 from workers.dispatch import send
 from workers.tasks.files import process_file
@@ -92,21 +92,21 @@ def project_file(project_ref: str, sha256: str, filename: str) -> Response:
 @bp.get(GROUP + "/simple/")
 def group_root(group_ref: str) -> Response:
     group, _ = group_for(group_ref, "read")
-    return _root_response(group.full_path, [p.id for p in readable_projects_in(group)])
+    return _root_response(group.full_path, readable_project_ids_in(group))
 
 
 @bp.get(GROUP + "/simple/<name>/")
 def group_detail(group_ref: str, name: str) -> Response:
     group, _ = group_for(group_ref, "read")
-    return _detail_response([p.id for p in readable_projects_in(group)], name)
+    return _detail_response(readable_project_ids_in(group), name)
 
 
 @bp.get(GROUP + "/files/<sha256>/<filename>/", strict_slashes=False)
 def group_file(group_ref: str, sha256: str, filename: str) -> Response:
     group, _ = group_for(group_ref, "read")
-    projects = readable_projects_in(group)
-    public = all(p.visibility == "public" for p in projects)
-    return _file_response([p.id for p in projects], sha256, filename, public)
+    # Only what is public reaches an anonymous caller: shared caches may keep it.
+    public = current_identity().is_anonymous
+    return _file_response(readable_project_ids_in(group), sha256, filename, public)
 
 
 def _negotiated() -> str:
