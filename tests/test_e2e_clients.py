@@ -71,7 +71,7 @@ class Deployment:
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     data = tmp_path_factory.mktemp("embedded")
-    server = LiveServer(data, packyard_env(data))
+    server = LiveServer(data, packyard_env(data, ACCESS_LOG=str(data / "access.log")))
     try:
         yield Deployment(server, data)
     finally:
@@ -239,3 +239,49 @@ def test_pip_retries_with_credentials_after_401(deployment, tmp_path):
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_group_index_resolution_fetches_metadata_not_wheels(embedded, tmp_path):
+    """PEP 658: the resolver reads candidates' metadata and downloads only what it installs."""
+    deployment = embedded
+    dists = [
+        make_wheel("app-pkg", "1.0", requires_dist=("lib-pkg<2",)),
+        make_wheel("app-pkg", "2.0", requires_dist=("lib-pkg>=9",)),  # unsatisfiable
+        make_wheel("lib-pkg", "1.0"),
+        make_wheel("lib-pkg", "2.0"),
+    ]
+    paths = [write(tmp_path, dist) for dist in dists]
+    run([str(BIN / "twine"), "upload", "--non-interactive", "--disable-progress-bar",
+         "--repository-url", deployment.upload_url, "-u", "__token__", "-p", deployment.token,
+         *map(str, paths)], tmp_path)  # fmt: skip
+    for path in paths:
+        deployment.wait_processed(path.name.split("-")[0].replace("_", "-"), path.name)
+    host = deployment.server.url.removeprefix("http://")
+    group_index = (
+        f"http://__token__:{deployment.token}@{host}/api/v4/groups/team/-/packages/pypi/simple/"
+    )
+    log = deployment.tmp / "access.log"
+    for installer in ("pip", "uv"):
+        offset = log.stat().st_size
+        if installer == "pip":
+            python = fresh_venv(tmp_path, "pep658-pip", seed=True)
+            run([str(python), "-m", "pip", "install", "--no-cache-dir", "--index-url", group_index,
+                 "app-pkg"], tmp_path)  # fmt: skip
+        else:
+            python = fresh_venv(tmp_path, "pep658-uv")
+            run([str(BIN / "uv"), "pip", "install", "--no-cache", "--python", str(python),
+                 "--index-url", group_index, "app-pkg"], tmp_path)  # fmt: skip
+        check = run(
+            [str(python), "-c", "import app_pkg, lib_pkg; print(app_pkg.VERSION, lib_pkg.VERSION)"],
+            tmp_path,
+        )
+        assert check.stdout.split() == ["1.0", "1.0"]
+        with log.open() as fh:
+            fh.seek(offset)
+            requests_seen = [line for line in fh if "/files/" in line]
+        wheels = [line for line in requests_seen if ".whl " in line or ".whl HTTP" in line]
+        metadata = [line for line in requests_seen if ".whl.metadata" in line]
+        assert any("app_pkg-2.0-py3-none-any.whl.metadata" in line for line in metadata), installer
+        assert not any("app_pkg-2.0-py3-none-any.whl " in line for line in wheels), installer
+        assert not any("lib_pkg-2.0" in line for line in wheels), installer
+        assert sum("app_pkg-1.0-py3-none-any.whl " in line for line in wheels) == 1, installer
