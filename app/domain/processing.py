@@ -32,6 +32,7 @@ def process_file(
     if package_file.state != "processing":
         return package_file.state
     package_file.attempts += 1
+    package_file.started_at = utcnow()
     session.commit()  # attempts count even when the worker dies mid-way
     try:
         _settle(store, package_file, limits or ArchiveLimits())

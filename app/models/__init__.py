@@ -1,11 +1,13 @@
 """Persistence: every table Packyard keeps."""
 
 from app.models.accounts import DeployToken, JobToken, PersonalAccessToken, User
+from app.models.audit import AuditEvent
 from app.models.base import Base
 from app.models.namespaces import Group, Membership, Project
 from app.models.packages import Package, PackageFile
 
 __all__ = [
+    "AuditEvent",
     "Base",
     "DeployToken",
     "Group",

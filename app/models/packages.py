@@ -69,6 +69,7 @@ class PackageFile(TimestampMixin, Base):
     uploaded_by: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16), default="processing")
     error_reason: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last attempt
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When a processing task was last sent; the sweeper resends stale ones.
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 13:33:26.974736
+Create Date: 2026-12-02 13:38:52.418569
 """
 
 import sqlalchemy as sa
@@ -50,6 +50,28 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
     )
+    op.create_table(
+        "audit_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("actor", sa.String(length=255), nullable=False),
+        sa.Column("actor_user_id", sa.Integer(), nullable=True),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("target_type", sa.String(length=32), nullable=False),
+        sa.Column("target_id", sa.Integer(), nullable=True),
+        sa.Column("target_path", sa.String(length=1024), nullable=True),
+        sa.Column("details", sa.JSON(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_user_id"],
+            ["users.id"],
+            name=op.f("fk_audit_events_actor_user_id_users"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_events")),
+    )
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_events_created_at", ["created_at"], unique=False)
+
     op.create_table(
         "personal_access_tokens",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -232,6 +254,7 @@ def upgrade() -> None:
         sa.Column("uploaded_by", sa.String(length=255), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("error_reason", sa.Text(), nullable=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -264,7 +287,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_package_files_state", ["state"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("package_files", schema=None) as batch_op:
         batch_op.drop_index("ix_package_files_state")
@@ -291,6 +313,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_personal_access_tokens_user_id"))
 
     op.drop_table("personal_access_tokens")
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_events_created_at")
+
+    op.drop_table("audit_events")
     op.drop_table("users")
     with op.batch_alter_table("groups", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_groups_parent_id"))
