@@ -48,3 +48,7 @@ class NotFound(PackyardError):
 
 class Conflict(PackyardError):
     status = 409
+
+
+class QuotaExceeded(InvalidInput):
+    """400 like PyPI's "Project size too large": the upload would go over a storage quota."""

@@ -106,3 +106,12 @@ def require_group(session: Session, ref: str | int) -> Group:
     if group is None:
         raise NotFound("404 Group Not Found")
     return group
+
+
+def group_chain(session: Session, group: Group) -> list[Group]:
+    """The group and its ancestors, nearest first, in one query: their full paths are the
+    prefixes of the group's full path (groups are never moved)."""
+    parts = group.full_path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    rows = session.execute(select(Group).where(Group.full_path.in_(prefixes))).scalars()
+    return sorted(rows, key=lambda row: len(row.full_path), reverse=True)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.errors import DigestMismatch, FileExists, InvalidInput
 from app.domain.hashing import MultiDigest
+from app.domain.limits import check_storage_quota
 from app.domain.names import (
     check_filename_matches,
     normalize,
@@ -66,6 +67,7 @@ def accept_upload(
     dist = parse_filename(form.filename)
     check_filename_matches(dist, name, version)
     _verify_digests(form, received.digest)
+    check_storage_quota(session, project, received.digest.size)
 
     package = _get_or_create_package(session, project, name, form.version.strip(), str(version))
     package_file = PackageFile(

@@ -1,0 +1,63 @@
+"""Per-namespace settings set through the API: upload limit, storage quota, forwarding.
+
+``None`` (JSON null, or an empty form field) clears a setting: it inherits again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.domain.errors import InvalidInput
+from app.models import Group, Project
+
+_BIGINT_MAX = 2**63 - 1  # the columns are BIGINT
+
+
+def _size(minimum: int) -> Callable[[str, Any], int | None]:
+    def parse(name: str, value: Any) -> int | None:
+        if value is None or value == "":
+            return None
+        number = _integer(value)
+        if number is None or not minimum <= number <= _BIGINT_MAX:
+            raise InvalidInput(f"{name} must be an integer of at least {minimum} (bytes) or null")
+        return number
+
+    return parse
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool):  # JSON true is not a size
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _flag(name: str, value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("", "null"):
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    raise InvalidInput(f"{name} must be true, false or null")
+
+
+# A zero upload limit would refuse every file: a quota of 0 is the way to freeze storage.
+PROJECT_SETTINGS = {"max_upload_size": _size(1), "storage_quota": _size(0)}
+GROUP_SETTINGS = {**PROJECT_SETTINGS, "forwarding": _flag}
+
+
+def update_settings(session: Session, target: Group | Project, params: Mapping[str, Any]) -> None:
+    """Validate every given setting first, then apply them all (or none) and commit."""
+    fields = GROUP_SETTINGS if isinstance(target, Group) else PROJECT_SETTINGS
+    parsed = {name: parse(name, params[name]) for name, parse in fields.items() if name in params}
+    for name, value in parsed.items():
+        setattr(target, name, value)
+    session.commit()
