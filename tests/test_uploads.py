@@ -108,6 +108,8 @@ BAD_UPLOADS = {
     "blake2 mismatch": dict(blake2_256_digest="0" * 64),
     "empty file": dict(content=b""),
     "missing name": dict(name=""),
+    "bad requires_python": dict(requires_python=">=3.8,,<"),
+    "huge requires_python": dict(requires_python=">=3." + "9" * 300),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -79,3 +80,22 @@ def check_filename_matches(dist: DistFilename, name: str, version: Version) -> N
         raise InvalidFilename(
             f"Invalid filename: {dist.filename!r} does not match the version {version}"
         )
+
+
+REQUIRES_PYTHON_MAX = 255  # the size of package_files.requires_python
+
+
+def validate_requires_python(value: str | None) -> str | None:
+    """A PEP 440 specifier set (``>=3.9,<4``), or None when empty."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if len(value) > REQUIRES_PYTHON_MAX:
+        raise InvalidInput(f"Invalid requires_python: longer than {REQUIRES_PYTHON_MAX} characters")
+    try:
+        SpecifierSet(value)
+    except InvalidSpecifier:
+        raise InvalidInput(
+            f"Invalid requires_python: {value!r} is not a version specifier"
+        ) from None
+    return value

@@ -13,13 +13,13 @@ from app.domain.archives import ArchiveLimits
 from app.domain.errors import InvalidInput
 from app.domain.hashing import MultiDigest
 from app.domain.metadata import check_matches, parse_metadata, read_metadata_bytes
+from app.domain.names import REQUIRES_PYTHON_MAX
 from app.domain.storage import StorageBackend
 from app.models import PackageFile
 from app.models.base import utcnow
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
-REQUIRES_PYTHON_MAX = 255  # the size of package_files.requires_python
 
 
 def process_file(

@@ -20,6 +20,7 @@ from app.domain.names import (
     parse_filename,
     parse_version,
     validate_name,
+    validate_requires_python,
 )
 from app.domain.storage import StorageBackend
 from app.models import Package, PackageFile, Project
@@ -66,6 +67,7 @@ def accept_upload(
     version = parse_version(form.version)
     dist = parse_filename(form.filename)
     check_filename_matches(dist, name, version)
+    requires_python = validate_requires_python(form.requires_python)
     _verify_digests(form, received.digest)
     check_storage_quota(session, project, received.digest.size)
 
@@ -79,7 +81,7 @@ def accept_upload(
         md5=received.digest.md5,
         blake2_256=received.digest.blake2_256,
         storage_key=f"{project.id}/{uuid.uuid4().hex}/{dist.filename}",
-        requires_python=(form.requires_python or "").strip() or None,
+        requires_python=requires_python,
         uploaded_by=uploader,
         state="processing",
         enqueued_at=utcnow(),  # the caller sends the task after commit; the sweeper backs it up
