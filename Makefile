@@ -32,5 +32,15 @@ test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+# Packyard against pypiserver and devpi; writes bench/RESULTS.md. BENCH_MODE=full for the
+# long run. nginx (the static ceiling) and wrk come from Debian.
+BENCH_MODE ?= quick
+bench: install
+	@command -v nginx >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null; \
+	  else echo "nginx and wrk are missing: apt-get install nginx wrk"; exit 1; fi; }
+	$(BIN)/python bench/run.py --mode $(BENCH_MODE) $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

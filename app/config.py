@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask
 
 DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
+DEFAULT_UPSTREAM_URL = "https://pypi.org/simple/"
 EMBEDDED_BROKER = "embedded"
 
 
@@ -29,9 +30,19 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         BROKER_URL=None,
         STORAGE_URL=None,
         MAX_UPLOAD_SIZE=DEFAULT_MAX_UPLOAD_SIZE,
+        # Package forwarding: names no local project has are redirected to this index,
+        # unless a group turns it off (app.domain.forwarding).
+        UPSTREAM_URL=DEFAULT_UPSTREAM_URL,
+        FORWARDING=True,
         SECRET_KEY=None,
         BASE_URL=None,
         PROXY_COUNT=0,
+        # The web pages' session cookie (HttpOnly by default): SameSite=Lax, and Secure on
+        # HTTPS requests; SESSION_COOKIE_SECURE=true also marks it Secure on plain HTTP.
+        SESSION_COOKIE_NAME="packyard_session",
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=False,
+        PERMANENT_SESSION_LIFETIME=14 * 24 * 3600,
         LOAD_ENTRYPOINT_PLUGINS=True,
         # Reliability (seconds): an unacknowledged task returns to the queue after
         # VISIBILITY_TIMEOUT (Redis); a file still processing REDELIVER_AFTER after its
@@ -55,12 +66,22 @@ def _derive(config: dict[str, Any]) -> None:
     config["STORAGE_URL"] = config["STORAGE_URL"] or f"file://{data_dir}/files"
     config["BROKER_URL"] = config["BROKER_URL"] or EMBEDDED_BROKER
     config["MAX_UPLOAD_SIZE"] = int(config["MAX_UPLOAD_SIZE"])
+    config["FORWARDING"] = _as_bool(config["FORWARDING"])
+    config["UPSTREAM_URL"] = str(config["UPSTREAM_URL"] or "").strip()
     config["SECRET_KEY"] = config["SECRET_KEY"] or _secret_key(data_dir)
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
     # Text fields (a long description) may be large; files are streamed, not held.
     config.setdefault("MAX_FORM_MEMORY_SIZE", 16 * 1024 * 1024)
+    # The upload view resizes this per request from the project's effective limit.
     config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_SIZE"] + config["MAX_FORM_MEMORY_SIZE"]
+
+
+def _as_bool(value: Any) -> bool:
+    """JSON-parsed env values arrive as bools or numbers; other spellings as strings."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def engine_options(url: str) -> dict[str, Any]:
@@ -72,7 +93,7 @@ def engine_options(url: str) -> dict[str, Any]:
 def broker_url(config: Mapping[str, Any]) -> str:
     """The Celery broker; the embedded default is a SQLite queue in the data dir."""
     if config["BROKER_URL"] == EMBEDDED_BROKER:
-        return f"sqla+sqlite:///{config['DATA_DIR']}/broker.db"
+        return f"packyard-sqla+sqlite:///{config['DATA_DIR']}/broker.db"
     return str(config["BROKER_URL"])
 
 

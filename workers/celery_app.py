@@ -8,8 +8,14 @@ from celery import Celery, Task
 from flask import Flask
 
 from app.config import EMBEDDED_BROKER, broker_url
+from workers import embedded  # noqa: F401  (registers the embedded broker's URL scheme)
 
-TASK_MODULES = ["workers.tasks.files", "workers.sweeper"]
+TASK_MODULES = [
+    "workers.tasks.files",
+    "workers.tasks.cleanup",
+    "workers.sweeper",
+    "workers.heartbeat",  # for the dashboard: which workers are online (embedded broker)
+]
 
 
 def make_celery(flask_app: Flask) -> Celery:
@@ -41,8 +47,7 @@ def make_celery(flask_app: Flask) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
     if flask_app.config["BROKER_URL"] == EMBEDDED_BROKER:
-        # A SQLite-backed queue in the data dir: no external service, survives restarts.
-        celery.conf.broker_transport = "workers.embedded:EmbeddedTransport"
+        # A SQLite-backed queue in the data dir (workers.embedded): no external service.
         celery.conf.broker_transport_options = {}
     celery.flask_app = flask_app  # for signal handlers (the sweeper)
     celery.set_default()

@@ -1,4 +1,5 @@
-"""The sweeper: a thread in every worker that resends tasks that were lost.
+"""The sweeper: a thread in every worker that resends tasks that were lost, and
+removes stored files whose deletion task was lost.
 
 A task can be lost when the broker was down as the web process sent it, or when a
 worker died holding it (an embedded-broker worker keeps unacknowledged messages in
@@ -17,8 +18,10 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 from flask import Flask
 
+from app.domain.packages import purge_deletions, stale_deletions
 from app.domain.processing import claim_stalled
 from app.extensions import db
+from app.runtime import storage
 from workers.dispatch import send
 from workers.tasks.files import process_file
 
@@ -41,13 +44,27 @@ def sweep_once(app: Flask) -> list[int]:
     return file_ids
 
 
+def sweep_deletions(app: Flask) -> int:
+    """Remove stored files whose deletion task was lost; returns how many."""
+    with app.app_context():
+        older_than = timedelta(seconds=app.config["REDELIVER_AFTER"])
+        try:
+            done = purge_deletions(db.session, storage(), stale_deletions(db.session, older_than))
+        finally:
+            db.session.remove()
+    if done:
+        log.warning("sweeper removed %d stored file(s) left by lost deletion tasks", done)
+    return done
+
+
 def _run(app: Flask) -> None:
     interval = float(app.config["SWEEP_INTERVAL"])
     while not _stop.wait(interval):
-        try:
-            sweep_once(app)
-        except Exception:  # the database may be down: try again next round
-            log.exception("sweep failed")
+        for sweep in (sweep_once, sweep_deletions):
+            try:
+                sweep(app)
+            except Exception:  # the database may be down: try again next round
+                log.exception("sweep failed")
 
 
 @worker_ready.connect

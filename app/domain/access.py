@@ -123,6 +123,19 @@ def readable_project_ids(session: Session, identity: Identity, group: Group) -> 
     ]
 
 
+def all_readable_project_ids(session: Session, identity: Identity) -> list[int]:
+    """Ids of every project whose packages the caller may read (the web home page).
+
+    The same rules as ``readable_project_ids``, over all projects."""
+    rows = session.execute(select(Project.id, Project.full_path, Project.visibility)).all()
+    can_read = _reader(session, identity)
+    return [
+        project_id
+        for project_id, path, visibility in rows
+        if can_read(project_id, path, visibility)
+    ]
+
+
 def _reader(session: Session, identity: Identity) -> Callable[[int, str, str], bool]:
     perms = granted(identity)
     if identity.kind == "deploy_token":

@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, and_, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
 from app.domain.access import DEPLOY_TOKEN_SCOPES, PAT_SCOPES
+from app.domain.audit import Actor, record
 from app.domain.errors import Conflict, InvalidInput
 from app.domain.tokens import DEPLOY_PREFIX, JOB_PREFIX, PAT_PREFIX, clear_prefix, hash_token, mint
 from app.models import DeployToken, Group, JobToken, PersonalAccessToken, Project, User
 
 DEFAULT_JOB_TOKEN_TTL = 3600
+ROTATED_TOKEN_TTL = timedelta(days=7)  # GitLab's default for a rotated token
 MAX_JOB_TOKEN_TTL = 24 * 3600
 
 
 def create_user(
-    session: Session, username: str, email: str | None, password: str | None, admin: bool
+    session: Session,
+    username: str,
+    email: str | None,
+    password: str | None,
+    admin: bool,
+    *,
+    actor: Actor = None,
 ) -> User:
-    username = (username or "").strip()
-    if not username or len(username) > 255 or "/" in username:
+    username = _text(username, "username").strip()
+    if not username or "/" in username:
         raise InvalidInput("username is invalid")
+    email = _text(email, "email") or None
+    password = _text(password, "password", 1024) or None
     user = User(
         username=username,
         email=email,
@@ -35,8 +46,18 @@ def create_user(
             session.add(user)
     except IntegrityError:
         raise Conflict("Username has already been taken") from None
+    record(session, actor, "user_created", user, "User", user.id, username, {"admin": admin})
     session.commit()
     return user
+
+
+def _text(value: object, name: str, max_length: int = 255) -> str:
+    """A text field as stored: a string of at most ``max_length`` characters (or none)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > max_length:
+        raise InvalidInput(f"{name} is invalid (text of at most {max_length} characters)")
+    return value
 
 
 def ensure_admin(session: Session, username: str) -> User:
@@ -45,6 +66,7 @@ def ensure_admin(session: Session, username: str) -> User:
         return create_user(session, username, None, None, admin=True)
     if not user.is_admin:
         user.is_admin = True
+        record(session, None, "user_admin_granted", user, "User", user.id, username)
         session.commit()
     return user
 
@@ -62,22 +84,34 @@ def parse_scopes(scopes: object, allowed: frozenset[str]) -> list[str]:
 
 def parse_expiry(value: object) -> datetime | None:
     """``expires_at`` as GitLab takes it: a date (YYYY-MM-DD) or an ISO 8601 time."""
+    return parse_time(value, "expires_at")
+
+
+def parse_time(value: object, name: str) -> datetime | None:
+    """A date (midnight UTC) or an ISO 8601 time, as an aware UTC datetime (SQLite keeps
+    no offset, so every stored and compared time is UTC)."""
     if value in (None, ""):
         return None
     try:
-        text = str(value)
+        text = str(value).strip()
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), time(), tzinfo=UTC)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput("expires_at is invalid") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"{name} is invalid") from None
 
 
 def create_personal_token(
-    session: Session, user: User, name: str, scopes: object, expires_at: object
+    session: Session,
+    user: User,
+    name: str,
+    scopes: object,
+    expires_at: object,
+    *,
+    actor: Actor = None,
 ) -> tuple[PersonalAccessToken, str]:
-    if not name:
+    if not _text(name, "name"):
         raise InvalidInput("name is missing")
     secret = mint(PAT_PREFIX)
     token = PersonalAccessToken(
@@ -89,6 +123,8 @@ def create_personal_token(
         token_prefix=clear_prefix(secret),
     )
     session.add(token)
+    session.flush()
+    _record_token(session, actor, "personal_access_token_created", token)
     session.commit()
     return token, secret
 
@@ -102,13 +138,14 @@ def create_deploy_token(
     group: Group | None = None,
     username: str | None = None,
     expires_at: object = None,
+    actor: Actor = None,
 ) -> tuple[DeployToken, str]:
-    if not name:
+    if not _text(name, "name"):
         raise InvalidInput("name is missing")
     secret = mint(DEPLOY_PREFIX)
     token = DeployToken(
         name=name,
-        username=username or "",
+        username=_text(username, "username"),
         scopes=",".join(parse_scopes(scopes, DEPLOY_TOKEN_SCOPES)),
         expires_at=parse_expiry(expires_at),
         project_id=project.id if project else None,
@@ -119,12 +156,13 @@ def create_deploy_token(
     session.add(token)
     session.flush()
     token.username = token.username or f"gitlab+deploy-token-{token.id}"
+    _record_token(session, actor, "deploy_token_created", token)
     session.commit()
     return token, secret
 
 
 def create_job_token(
-    session: Session, project: Project, user_id: int, expires_in: object
+    session: Session, project: Project, user_id: int, expires_in: object, *, actor: Actor = None
 ) -> tuple[JobToken, str]:
     try:
         ttl = int(expires_in) if expires_in not in (None, "") else DEFAULT_JOB_TOKEN_TTL  # type: ignore[call-overload]
@@ -141,5 +179,114 @@ def create_job_token(
         token_prefix=clear_prefix(secret),
     )
     session.add(token)
+    session.flush()
+    record(session, actor, "job_token_created", project, "JobToken", token.id, project.full_path)
     session.commit()
     return token, secret
+
+
+def revoke_personal_token(session: Session, token: PersonalAccessToken, actor: Actor) -> None:
+    """Revoke the token; revoking it again changes nothing."""
+    if not token.revoked:
+        token.revoked = True
+        _record_token(session, actor, "personal_access_token_revoked", token)
+    session.commit()
+
+
+def rotate_personal_token(
+    session: Session, token: PersonalAccessToken, expires_at: object, actor: Actor
+) -> tuple[PersonalAccessToken, str]:
+    """Revoke ``token`` and mint its successor: same user, name and scopes (GitLab's
+    rotate). The new token expires at ``expires_at``, by default a week from now."""
+    if token.revoked:
+        raise InvalidInput("Token already revoked")
+    expiry = parse_expiry(expires_at) or datetime.now(UTC) + ROTATED_TOKEN_TTL
+    if expiry <= datetime.now(UTC):
+        raise InvalidInput("expires_at must be in the future")
+    token.revoked = True
+    secret = mint(PAT_PREFIX)
+    successor = PersonalAccessToken(
+        user_id=token.user_id,
+        name=token.name,
+        scopes=token.scopes,
+        expires_at=expiry,
+        token_hash=hash_token(secret),
+        token_prefix=clear_prefix(secret),
+    )
+    session.add(successor)
+    session.flush()
+    _record_token(
+        session, actor, "personal_access_token_rotated", successor, {"previous_id": token.id}
+    )
+    session.commit()
+    return successor, secret
+
+
+def revoke_deploy_token(session: Session, token: DeployToken, actor: Actor) -> None:
+    if not token.revoked:
+        token.revoked = True
+        _record_token(session, actor, "deploy_token_revoked", token)
+    session.commit()
+
+
+def _record_token(
+    session: Session,
+    actor: Actor,
+    action: str,
+    token: PersonalAccessToken | DeployToken,
+    details: dict[str, object] | None = None,
+) -> None:
+    """A token's event belongs to its user, or to the project or group of a deploy token."""
+    entity: User | Project | Group | None
+    if isinstance(token, PersonalAccessToken):
+        entity = session.get(User, token.user_id)
+    elif token.project_id is not None:
+        entity = session.get(Project, token.project_id)
+    else:
+        entity = session.get(Group, token.group_id)
+    assert entity is not None  # foreign keys
+    info = {"name": token.name, "scopes": token.scope_list, **(details or {})}
+    record(session, actor, action, entity, type(token).__name__, token.id, token.name, info)
+
+
+def token_is_active(expires_at_column: Any, revoked_column: Any) -> ColumnElement[bool]:
+    """SQL for "neither revoked nor expired"."""
+    not_expired = or_(expires_at_column.is_(None), expires_at_column > datetime.now(UTC))
+    return and_(revoked_column.is_(False), not_expired)
+
+
+def personal_tokens_query(
+    user_id: int | None, *, state: str | None = None, revoked: bool | None = None,
+    search: str | None = None,
+) -> Select[tuple[PersonalAccessToken]]:  # fmt: skip
+    """Personal access tokens (of one user, or everyone's), with GitLab's filters."""
+    query = select(PersonalAccessToken).order_by(PersonalAccessToken.id)
+    if user_id is not None:
+        query = query.where(PersonalAccessToken.user_id == user_id)
+    active = token_is_active(PersonalAccessToken.expires_at, PersonalAccessToken.revoked)
+    if state == "active":
+        query = query.where(active)
+    elif state == "inactive":
+        query = query.where(not_(active))
+    elif state is not None:
+        raise InvalidInput("state does not have a valid value")
+    if revoked is not None:
+        query = query.where(PersonalAccessToken.revoked.is_(revoked))
+    if search:
+        query = query.where(PersonalAccessToken.name.icontains(search, autoescape=True))
+    return query
+
+
+def deploy_tokens_query(
+    *, project: Project | None = None, group: Group | None = None, active: bool | None = None
+) -> Select[tuple[DeployToken]]:
+    """Deploy tokens of a project, of a group, or (neither given) of the whole instance."""
+    query = select(DeployToken).order_by(DeployToken.id)
+    if project is not None:
+        query = query.where(DeployToken.project_id == project.id)
+    if group is not None:
+        query = query.where(DeployToken.group_id == group.id)
+    if active is not None:
+        condition = token_is_active(DeployToken.expires_at, DeployToken.revoked)
+        query = query.where(condition if active else not_(condition))
+    return query

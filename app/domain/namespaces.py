@@ -10,11 +10,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.domain.access import ACCESS_LEVELS
+from app.domain.audit import Actor, record
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.models import Group, Membership, Project, User
 from app.models.namespaces import VISIBILITIES
 
 T = TypeVar("T")
+MAX_ID = 2**31 - 1  # ids are INTEGER columns
+MAX_NAME = 255
+MAX_FULL_PATH = 1024
 _PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
 # Words that start a sub-resource in URLs (``/projects/team/lib/packages/...``).
 RESERVED_PATHS = frozenset(
@@ -25,32 +29,42 @@ RESERVED_PATHS = frozenset(
 
 def find_group(session: Session, ref: str | int) -> Group | None:
     ref = str(ref).strip("/")
-    if ref.isdigit():
-        return session.get(Group, int(ref))
+    if ref.isascii() and ref.isdigit():
+        return session.get(Group, int(ref)) if int(ref) <= MAX_ID else None
     return session.execute(select(Group).where(Group.full_path == ref)).scalar_one_or_none()
 
 
 def find_project(session: Session, ref: str | int) -> Project | None:
     ref = str(ref).strip("/")
-    if ref.isdigit():
-        return session.get(Project, int(ref))
+    if ref.isascii() and ref.isdigit():
+        return session.get(Project, int(ref)) if int(ref) <= MAX_ID else None
     return session.execute(select(Project).where(Project.full_path == ref)).scalar_one_or_none()
 
 
-def _check(path: str, visibility: str) -> None:
-    if not _PATH_RE.match(path or "") or path.endswith((".git", ".atom")):
+def _check(name: str, path: str, full_path: str, visibility: str) -> None:
+    if not isinstance(name, str) or len(name) > MAX_NAME:
+        raise InvalidInput(f"name is invalid (at most {MAX_NAME} characters)")
+    if not isinstance(path, str) or not _PATH_RE.match(path) or path.endswith((".git", ".atom")):
         raise InvalidInput(f"path is invalid: {path!r}")
     if path.lower() in RESERVED_PATHS:
         raise InvalidInput(f"path is reserved: {path!r}")
     if visibility not in VISIBILITIES:
         raise InvalidInput(f"visibility must be one of {', '.join(VISIBILITIES)}")
+    if len(full_path) > MAX_FULL_PATH:
+        raise InvalidInput(f"the full path is longer than {MAX_FULL_PATH} characters")
 
 
 def create_group(
-    session: Session, name: str, path: str, parent: Group | None, visibility: str
+    session: Session,
+    name: str,
+    path: str,
+    parent: Group | None,
+    visibility: str,
+    *,
+    actor: Actor = None,
 ) -> Group:
-    _check(path, visibility)
     full_path = f"{parent.full_path}/{path}" if parent else path
+    _check(name, path, full_path, visibility)
     group = Group(
         name=name or path,
         path=path,
@@ -58,18 +72,30 @@ def create_group(
         parent_id=parent.id if parent else None,
         visibility=visibility,
     )
-    return _insert(session, group, f"Failed to save group: {full_path} has already been taken")
+    _insert(session, group, f"Failed to save group: {full_path} has already been taken")
+    record(session, actor, "group_created", group, "Group", group.id, full_path)
+    session.commit()
+    return group
 
 
 def create_project(
-    session: Session, name: str, path: str, group: Group, visibility: str
+    session: Session,
+    name: str,
+    path: str,
+    group: Group,
+    visibility: str,
+    *,
+    actor: Actor = None,
 ) -> Project:
-    _check(path, visibility)
     full_path = f"{group.full_path}/{path}"
+    _check(name, path, full_path, visibility)
     project = Project(
         name=name or path, path=path, full_path=full_path, group_id=group.id, visibility=visibility
     )
-    return _insert(session, project, f"Failed to save project: {full_path} has already been taken")
+    _insert(session, project, f"Failed to save project: {full_path} has already been taken")
+    record(session, actor, "project_created", project, "Project", project.id, full_path)
+    session.commit()
+    return project
 
 
 def add_member(
@@ -79,6 +105,7 @@ def add_member(
     *,
     group: Group | None = None,
     project: Project | None = None,
+    actor: Actor = None,
 ) -> Membership:
     if access_level not in ACCESS_LEVELS:
         raise InvalidInput(f"access_level must be one of {sorted(ACCESS_LEVELS)}")
@@ -88,16 +115,22 @@ def add_member(
         project_id=project.id if project else None,
         access_level=access_level,
     )
-    return _insert(session, membership, "Member already exists")
+    _insert(session, membership, "Member already exists")
+    entity = group or project
+    assert entity is not None
+    details = {"user_id": user.id, "access_level": access_level}
+    record(session, actor, "member_added", entity, "Member", membership.id, user.username, details)
+    session.commit()
+    return membership
 
 
 def _insert(session: Session, row: T, conflict: str) -> T:
+    """Add ``row`` in a savepoint; the caller records the event and commits."""
     try:
         with session.begin_nested():
             session.add(row)
     except IntegrityError:
         raise Conflict(conflict) from None
-    session.commit()
     return row
 
 

@@ -17,6 +17,7 @@ from app.domain.names import REQUIRES_PYTHON_MAX
 from app.domain.storage import StorageBackend
 from app.models import PackageFile
 from app.models.base import utcnow
+from app.models.packages import SUMMARY_MAX
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -60,6 +61,8 @@ def _settle(store: StorageBackend, package_file: PackageFile, limits: ArchiveLim
     if requires_python and len(requires_python) > REQUIRES_PYTHON_MAX:
         raise InvalidInput(f"Requires-Python is longer than {REQUIRES_PYTHON_MAX} characters")
     package_file.core_metadata = meta.fields
+    summary = str(meta.fields.get("summary") or "").replace("\x00", "")
+    package_file.summary = summary[:SUMMARY_MAX] or None
     package_file.metadata_bytes = meta.raw
     package_file.metadata_sha256 = meta.sha256
     if not package_file.requires_python and requires_python:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.domain.audit import Actor, record
 from app.domain.errors import DigestMismatch, FileExists, InvalidInput
 from app.domain.hashing import MultiDigest
 from app.domain.limits import check_storage_quota
@@ -56,6 +57,8 @@ def accept_upload(
     form: UploadForm,
     received: ReceivedFile,
     uploader: str,
+    *,
+    actor: Actor = None,
 ) -> PackageFile:
     """Record and store one file, atomically: both the row and the file, or neither.
 
@@ -92,6 +95,12 @@ def accept_upload(
     except IntegrityError:
         session.rollback()
         raise FileExists(dist.filename) from None
+    record(
+        session, actor if actor is not None else uploader, "package_file_uploaded", project,
+        "PackageFile", package_file.id,
+        f"{project.full_path}/{package.name}/{package.version}/{dist.filename}",
+        {"package_id": package.id, "sha256": package_file.sha256, "size": package_file.size},
+    )  # fmt: skip
     store.store(package_file.storage_key, received.path)
     try:
         session.commit()

@@ -5,6 +5,7 @@ from app.models.audit import AuditEvent
 from app.models.base import Base
 from app.models.namespaces import Group, Membership, Project
 from app.models.packages import Package, PackageFile
+from app.models.storage import StorageDeletion
 
 __all__ = [
     "AuditEvent",
@@ -17,5 +18,6 @@ __all__ = [
     "PackageFile",
     "PersonalAccessToken",
     "Project",
+    "StorageDeletion",
     "User",
 ]

@@ -18,6 +18,8 @@ class User(TimestampMixin, Base):
     email: Mapped[str | None] = mapped_column(String(255))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Changed to end every web session of the user (sign-out); see app.domain.sign_in.
+    session_nonce: Mapped[str | None] = mapped_column(String(32))
 
 
 class TokenMixin:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
@@ -21,7 +22,11 @@ from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from app.models.base import Base, TimestampMixin, utcnow
 
+if TYPE_CHECKING:
+    from app.models.namespaces import Project
+
 FILE_STATES = ("processing", "default", "error")
+SUMMARY_MAX = 512  # PyPI's limit for the Summary field
 
 
 class Package(TimestampMixin, Base):
@@ -43,6 +48,7 @@ class Package(TimestampMixin, Base):
     files: Mapped[list[PackageFile]] = relationship(
         back_populates="package", order_by="PackageFile.id", passive_deletes=True
     )
+    project: Mapped[Project] = relationship()
 
 
 class PackageFile(TimestampMixin, Base):
@@ -75,6 +81,8 @@ class PackageFile(TimestampMixin, Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     core_metadata: Mapped[dict | None] = deferred(mapped_column(JSON))
+    # Copied out of core_metadata so the web pages list and search it without reading that.
+    summary: Mapped[str | None] = mapped_column(String(SUMMARY_MAX))
     metadata_sha256: Mapped[str | None] = mapped_column(String(64))
     metadata_bytes: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 

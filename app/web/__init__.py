@@ -6,12 +6,15 @@ from flask import Flask
 
 
 def register_web(app: Flask) -> None:
-    from app.web import api, ops, pypi
+    from app.web import api, ops, pypi, ui
     from app.web.errors import register_error_handlers
-    from app.web.routing import RefConverter
+    from app.web.routing import IdConverter, RefConverter
 
     app.url_map.converters["ref"] = RefConverter
+    app.url_map.converters["int"] = IdConverter
     app.register_blueprint(pypi.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
+    # The web pages; CSRF checks every other blueprint's POSTs: these take tokens only.
+    ui.init_app(app, token_blueprints=(pypi.bp, api.bp, ops.bp))
     register_error_handlers(app)

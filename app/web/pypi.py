@@ -7,6 +7,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import NotAcceptable
 
 from app.domain.errors import InvalidInput, NotFound
+from app.domain.forwarding import upstream_location
 from app.domain.indexes import (
     HTML_TYPE,
     JSON_TYPE,
@@ -18,10 +19,11 @@ from app.domain.indexes import (
     root_names,
     served_metadata_sha256,
 )
+from app.domain.limits import effective_upload_limit
 from app.domain.names import normalize
 from app.domain.uploads import UploadForm, accept_upload
 from app.extensions import db
-from app.models import PackageFile
+from app.models import Group, PackageFile
 from app.runtime import storage
 from app.web.auth import current_identity
 from app.web.loaders import group_for, project_for, readable_project_ids_in
@@ -45,7 +47,8 @@ CONTENT_TYPES = {
 @bp.post(PROJECT + "/", strict_slashes=False)  # twine does not follow redirects on POST
 def upload(project_ref: str) -> tuple[str, int]:
     project, _access = project_for(project_ref, "write")
-    request.upload_limit = current_app.config["MAX_UPLOAD_SIZE"]  # type: ignore[attr-defined]
+    limit = effective_upload_limit(db.session, project, current_app.config["MAX_UPLOAD_SIZE"])
+    request.limit_uploads(limit)  # type: ignore[attr-defined]
     content = request.files.get("content")
     if content is None or not isinstance(content.stream, HashingSpool):
         raise InvalidInput("content is missing: send the file as the multipart field 'content'")
@@ -66,6 +69,7 @@ def upload(project_ref: str) -> tuple[str, int]:
         upload_form,
         content.stream.received(),
         uploader=current_identity().name,
+        actor=current_identity(),
     )
     send(process_file, package_file.id)
     return "201 Created\n", 201
@@ -80,7 +84,7 @@ def project_root(project_ref: str) -> Response:
 @bp.get(PROJECT + "/simple/<name>/")
 def project_detail(project_ref: str, name: str) -> Response:
     project, _ = project_for(project_ref, "read")
-    return _detail_response([project.id], name)
+    return _detail_response([project.id], name, project.group_id)
 
 
 @bp.get(PROJECT + "/files/<sha256>/<filename>/", strict_slashes=False)
@@ -98,7 +102,7 @@ def group_root(group_ref: str) -> Response:
 @bp.get(GROUP + "/simple/<name>/")
 def group_detail(group_ref: str, name: str) -> Response:
     group, _ = group_for(group_ref, "read")
-    return _detail_response(readable_project_ids_in(group), name)
+    return _detail_response(readable_project_ids_in(group), name, group.id)
 
 
 @bp.get(GROUP + "/files/<sha256>/<filename>/", strict_slashes=False)
@@ -148,17 +152,31 @@ def _root_response(title: str, project_ids: list[int]) -> Response:
     return _index_response(render_root_html(title, names), None, mimetype)
 
 
-def _detail_response(project_ids: list[int], name: str) -> Response:
+def _detail_response(project_ids: list[int], name: str, group_id: int) -> Response:
     normalized = normalize(name)
     if normalized != name:
         return redirect(f"../{normalized}/", code=301)  # type: ignore[return-value]
     mimetype = _negotiated()
     page = project_page(db.session, project_ids, normalized, FILES_FROM_DETAIL)
     if page is None:
-        raise NotFound("404 Package Not Found")
+        return _forward_or_404(group_id, normalized)
     if mimetype == JSON_TYPE:
         return _index_response(None, render_project_json(page), mimetype)
     return _index_response(render_project_html(page), None, mimetype)
+
+
+def _forward_or_404(group_id: int, normalized: str) -> Response:
+    config = current_app.config
+    group = db.session.get_one(Group, group_id)  # loaded only on a miss
+    location = upstream_location(
+        db.session, group, normalized, config["UPSTREAM_URL"], config["FORWARDING"]
+    )
+    if location is None:
+        raise NotFound("404 Package Not Found")
+    # 307, not 301/308: a later local upload of the name must win, so nothing may cache
+    # the move; pip and uv follow 307 on GET (and HEAD stays HEAD), dropping credentials
+    # on the way to another host.
+    return redirect(location, code=307)  # type: ignore[return-value]
 
 
 def _file_response(project_ids: list[int], sha256: str, filename: str, public: bool) -> Response:

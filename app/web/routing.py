@@ -9,10 +9,11 @@ converter takes several segments but stops before a reserved word that starts a 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from werkzeug.routing import BaseConverter
+from werkzeug.routing import BaseConverter, IntegerConverter, Map
 
-from app.domain.namespaces import RESERVED_PATHS
+from app.domain.namespaces import MAX_ID, RESERVED_PATHS
 
 _RESERVED = "|".join(re.escape(word) for word in sorted(RESERVED_PATHS))
 
@@ -21,3 +22,12 @@ class RefConverter(BaseConverter):
     regex = rf"[^/]+(?:/(?!(?:{_RESERVED})(?:/|$))[^/]+)*?"
     part_isolating = False
     weight = 200
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` for row ids: a number beyond the id columns' range is no route (404),
+    not a database error."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(url_map, *args, **kwargs)

@@ -55,6 +55,13 @@ class SpoolingRequest(Request):
 
     upload_limit: int | None = None
 
+    def limit_uploads(self, limit: int) -> None:
+        """Set the per-file limit before the body is read.  The whole-request cap (Flask's
+        MAX_CONTENT_LENGTH, sized from the instance limit) follows it, so that a project
+        or group may allow larger files than the instance."""
+        self.upload_limit = limit
+        self.max_content_length = limit + current_app.config["MAX_FORM_MEMORY_SIZE"]
+
     def _get_file_stream(
         self,
         total_content_length: int | None,

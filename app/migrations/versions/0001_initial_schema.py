@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 13:38:52.418569
+Create Date: 2026-12-02 13:50:15.798937
 """
 
 import sqlalchemy as sa
@@ -40,12 +40,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_groups_parent_id"), ["parent_id"], unique=False)
 
     op.create_table(
+        "storage_deletions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("storage_key", sa.String(length=1024), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_storage_deletions")),
+    )
+    op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("username", sa.String(length=255), nullable=False),
         sa.Column("email", sa.String(length=255), nullable=True),
         sa.Column("password_hash", sa.String(length=255), nullable=True),
         sa.Column("is_admin", sa.Boolean(), nullable=False),
+        sa.Column("session_nonce", sa.String(length=32), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
@@ -56,6 +64,9 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(length=255), nullable=False),
         sa.Column("actor_user_id", sa.Integer(), nullable=True),
         sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("entity_type", sa.String(length=16), nullable=False),
+        sa.Column("entity_id", sa.Integer(), nullable=True),
+        sa.Column("entity_path", sa.String(length=1024), nullable=True),
         sa.Column("target_type", sa.String(length=32), nullable=False),
         sa.Column("target_id", sa.Integer(), nullable=True),
         sa.Column("target_path", sa.String(length=1024), nullable=True),
@@ -71,6 +82,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.create_index("ix_audit_events_created_at", ["created_at"], unique=False)
+        batch_op.create_index("ix_audit_events_entity", ["entity_type", "entity_id"], unique=False)
 
     op.create_table(
         "personal_access_tokens",
@@ -259,6 +271,7 @@ def upgrade() -> None:
         sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("core_metadata", sa.JSON(), nullable=True),
+        sa.Column("summary", sa.String(length=512), nullable=True),
         sa.Column("metadata_sha256", sa.String(length=64), nullable=True),
         sa.Column("metadata_bytes", sa.LargeBinary(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -314,10 +327,12 @@ def downgrade() -> None:
 
     op.drop_table("personal_access_tokens")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_events_entity")
         batch_op.drop_index("ix_audit_events_created_at")
 
     op.drop_table("audit_events")
     op.drop_table("users")
+    op.drop_table("storage_deletions")
     with op.batch_alter_table("groups", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_groups_parent_id"))
 

@@ -4,4 +4,15 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v4")
 
-from app.web.api import groups, projects, users  # noqa: E402,F401  (registers routes)
+from app.web.api import (  # noqa: E402,F401  (registers routes)
+    audit,
+    groups,
+    openapi,
+    packages,
+    projects,
+    tokens,
+    users,
+)
+from app.web.api.common import reject_nul_bytes  # noqa: E402
+
+bp.before_request(reject_nul_bytes)

@@ -19,6 +19,8 @@ from app.models import User
 from app.web.auth import current_identity
 
 MAX_PER_PAGE = 100
+MAX_INT = 2**31 - 1  # ids and pages: the database's INTEGER
+NUL_REFUSED = "NUL characters are not allowed"
 
 
 def api_user(write: bool = False) -> tuple[Identity, User]:
@@ -49,12 +51,40 @@ def body() -> dict[str, Any]:
         data = request.get_json(silent=True)
         if not isinstance(data, dict):
             raise InvalidInput("the request body is not a JSON object")
-        return {**request.args.to_dict(), **data}
+        return {**request.args.to_dict(), **{k: _as_form(k, v) for k, v in data.items()}}
     values: dict[str, Any] = request.args.to_dict()
     for key in request.form:
         items = request.form.getlist(key)
         values[key.removesuffix("[]")] = items if key.endswith("[]") or len(items) > 1 else items[0]
     return values
+
+
+def _as_form(name: str, value: Any) -> Any:
+    """A JSON value as a form field would carry it (a string, a list of strings, or null), so
+    that views see one kind of input; objects and nested lists are refused."""
+    if (isinstance(value, str) and "\x00" in value) or "\x00" in name:
+        raise InvalidInput(NUL_REFUSED)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list) and all(
+        item is not None and not isinstance(item, list | dict) for item in value
+    ):
+        return [_as_form(name, item) for item in value]
+    raise InvalidInput(f"{name} is invalid")
+
+
+def reject_nul_bytes() -> None:
+    """Refuse NUL characters in the path, the query or a form: PostgreSQL text cannot hold
+    them. (``body()`` applies the same rule to JSON.)"""
+    values = [request.path, *request.args.keys(), *request.args.values()]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += [*request.form.keys(), *request.form.values()]
+    if any("\x00" in value for value in values):
+        raise InvalidInput(NUL_REFUSED)
 
 
 def required(params: dict[str, Any], name: str) -> Any:
@@ -69,9 +99,12 @@ def int_param(params: dict[str, Any], name: str, default: int | None = None) -> 
     if value in (None, ""):
         return default
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise InvalidInput(f"{name} is invalid") from None
+    if abs(number) > MAX_INT:
+        raise InvalidInput(f"{name} is out of range")
+    return number
 
 
 def as_bool(value: Any) -> bool:

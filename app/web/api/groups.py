@@ -9,6 +9,7 @@ from app.domain.access import OWNER, group_access, project_access
 from app.domain.accounts import create_deploy_token
 from app.domain.errors import Forbidden, NotFound
 from app.domain.namespaces import add_member, create_group, find_group
+from app.domain.settings import update_settings
 from app.extensions import db
 from app.models import Group, Project, User
 from app.web.api import bp
@@ -34,6 +35,14 @@ def list_groups() -> Response:
 @bp.get("/groups/<ref:group_ref>")
 def get_group(group_ref: str) -> Response:
     group, _ = group_for(group_ref, "visible")
+    return jsonify(group_json(group))
+
+
+@bp.put("/groups/<ref:group_ref>")
+def put_group(group_ref: str) -> Response:
+    api_user(write=True)
+    group, _ = group_for(group_ref, "manage")
+    update_settings(db.session, group, body())
     return jsonify(group_json(group))
 
 
@@ -76,9 +85,10 @@ def post_group() -> tuple[Response, int]:
         required(params, "path"),
         parent,
         params.get("visibility") or "private",
+        actor=identity,
     )
     if not user.is_admin:
-        add_member(db.session, user, OWNER, group=group)
+        add_member(db.session, user, OWNER, group=group, actor=identity)
     return jsonify(group_json(group)), 201
 
 
@@ -88,7 +98,8 @@ def post_group_member(group_ref: str) -> tuple[Response, int]:
     group, _ = group_for(group_ref, "manage")
     params = body()
     user = _user(params)
-    membership = add_member(db.session, user, int_param(params, "access_level") or 0, group=group)
+    level = int_param(params, "access_level") or 0
+    membership = add_member(db.session, user, level, group=group, actor=current_identity())
     return jsonify(_member_json(user, membership.access_level)), 201
 
 
@@ -104,6 +115,7 @@ def post_group_deploy_token(group_ref: str) -> tuple[Response, int]:
         group=group,
         username=params.get("username"),
         expires_at=params.get("expires_at"),
+        actor=current_identity(),
     )
     return jsonify(deploy_token_json(token, secret)), 201
 

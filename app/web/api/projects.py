@@ -9,6 +9,7 @@ from app.domain.access import group_access
 from app.domain.accounts import create_deploy_token, create_job_token
 from app.domain.errors import Forbidden, NotFound
 from app.domain.namespaces import add_member, create_project, find_group
+from app.domain.settings import update_settings
 from app.domain.tokens import as_utc
 from app.extensions import db
 from app.models import Project
@@ -16,6 +17,7 @@ from app.web.api import bp
 from app.web.api.common import api_user, body, int_param, iso, paginate, required
 from app.web.api.groups import _member_json, _user, _visible_ids
 from app.web.api.serializers import deploy_token_json, project_json
+from app.web.auth import current_identity
 from app.web.loaders import project_for
 
 
@@ -31,6 +33,14 @@ def get_project(project_ref: str) -> Response:
     return jsonify(project_json(project))
 
 
+@bp.put("/projects/<ref:project_ref>")
+def put_project(project_ref: str) -> Response:
+    api_user(write=True)
+    project, _ = project_for(project_ref, "manage")
+    update_settings(db.session, project, body())
+    return jsonify(project_json(project))
+
+
 @bp.post("/projects")
 def post_project() -> tuple[Response, int]:
     identity, _user_row = api_user(write=True)
@@ -42,7 +52,12 @@ def post_project() -> tuple[Response, int]:
         raise Forbidden("403 Forbidden: maintainer access to the namespace is required")
     path = params.get("path") or required(params, "name")
     project = create_project(
-        db.session, params.get("name") or path, path, group, params.get("visibility") or "private"
+        db.session,
+        params.get("name") or path,
+        path,
+        group,
+        params.get("visibility") or "private",
+        actor=identity,
     )
     return jsonify(project_json(project)), 201
 
@@ -54,7 +69,11 @@ def post_project_member(project_ref: str) -> tuple[Response, int]:
     params = body()
     user = _user(params)
     membership = add_member(
-        db.session, user, int_param(params, "access_level") or 0, project=project
+        db.session,
+        user,
+        int_param(params, "access_level") or 0,
+        project=project,
+        actor=current_identity(),
     )
     return jsonify(_member_json(user, membership.access_level)), 201
 
@@ -71,13 +90,16 @@ def post_project_deploy_token(project_ref: str) -> tuple[Response, int]:
         project=project,
         username=params.get("username"),
         expires_at=params.get("expires_at"),
+        actor=current_identity(),
     )
     return jsonify(deploy_token_json(token, secret)), 201
 
 
 @bp.post("/projects/<ref:project_ref>/job_tokens")
 def post_job_token(project_ref: str) -> tuple[Response, int]:
-    _identity, user = api_user(write=True)
+    identity, user = api_user(write=True)
     project, _ = project_for(project_ref, "write")
-    token, secret = create_job_token(db.session, project, user.id, body().get("expires_in"))
+    token, secret = create_job_token(
+        db.session, project, user.id, body().get("expires_in"), actor=identity
+    )
     return jsonify({"token": secret, "expires_at": iso(as_utc(token.expires_at))}), 201

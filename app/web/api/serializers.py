@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import request
 
+from app.domain.tokens import is_expired
 from app.models import DeployToken, Group, PersonalAccessToken, Project, User
 from app.web.api.common import iso
 
@@ -38,6 +39,10 @@ def group_json(group: Group) -> dict[str, Any]:
         "visibility": group.visibility,
         "created_at": iso(group.created_at),
         "web_url": web_url(group.full_path),
+        # Own settings; null inherits (parent group, then the instance).
+        "max_upload_size": group.max_upload_size,
+        "storage_quota": group.storage_quota,
+        "forwarding": group.forwarding,
     }
 
 
@@ -57,6 +62,8 @@ def project_json(project: Project) -> dict[str, Any]:
         "created_at": iso(project.created_at),
         "web_url": web_url(project.full_path),
         "packages_enabled": True,
+        "max_upload_size": project.max_upload_size,
+        "storage_quota": project.storage_quota,
     }
 
 
@@ -69,7 +76,7 @@ def personal_token_json(token: PersonalAccessToken, secret: str | None = None) -
         "scopes": token.scope_list,
         "user_id": token.user_id,
         "last_used_at": iso(token.last_used_at),
-        "active": not token.revoked,
+        "active": not token.revoked and not is_expired(token.expires_at),
         "expires_at": iso(token.expires_at)[:10] if token.expires_at else None,
         "token_prefix": token.token_prefix,
     }
@@ -86,7 +93,7 @@ def deploy_token_json(token: DeployToken, secret: str | None = None) -> dict[str
         "expires_at": iso(token.expires_at),
         "scopes": token.scope_list,
         "revoked": token.revoked,
-        "expired": False,
+        "expired": is_expired(token.expires_at),
         "token_prefix": token.token_prefix,
     }
     if secret is not None:

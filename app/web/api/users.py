@@ -11,6 +11,7 @@ from app.models import User
 from app.web.api import bp
 from app.web.api.common import api_user, as_bool, body, require_admin, required
 from app.web.api.serializers import personal_token_json, user_json
+from app.web.auth import current_identity
 
 
 @bp.get("/user")
@@ -29,6 +30,7 @@ def post_user() -> tuple[Response, int]:
         params.get("email"),
         params.get("password"),
         as_bool(params.get("admin", False)),
+        actor=current_identity(),
     )
     return jsonify(user_json(user)), 201
 
@@ -43,6 +45,11 @@ def post_personal_token(user_id: int) -> tuple[Response, int]:
         raise NotFound("404 User Not Found")
     params = body()
     token, secret = create_personal_token(
-        db.session, user, required(params, "name"), params.get("scopes"), params.get("expires_at")
+        db.session,
+        user,
+        required(params, "name"),
+        params.get("scopes"),
+        params.get("expires_at"),
+        actor=current_identity(),
     )
     return jsonify(personal_token_json(token, secret)), 201

@@ -1,0 +1,741 @@
+"""The OpenAPI 3.1 document of the REST API, served at ``GET /api/v4/openapi.json``.
+
+Maintained by hand next to the views. ``tests/test_openapi.py`` fails when a route under
+/api/v4 is not documented here (or a documented one does not exist), and
+``tests/test_openapi_fuzz.py`` drives every operation with schemathesis and checks the
+answers against these schemas. The PyPI endpoints (``.../packages/pypi/...``) are left
+out: their contract is PEP 503/691/694 and twine's upload protocol, not JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+
+from app.web.api import bp
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **extra: Any) -> Schema:
+    return {"type": [kind, "null"], **extra}
+
+
+def _object(properties: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+STRING: Schema = {"type": "string"}
+INTEGER: Schema = {"type": "integer"}
+BOOLEAN: Schema = {"type": "boolean"}
+TIME = _nullable("string", format="date-time")
+NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 255}
+VISIBILITY: Schema = {"type": "string", "enum": ["private", "internal", "public"]}
+ACCESS_LEVEL: Schema = {"type": "integer", "enum": [10, 20, 30, 40, 50]}
+PAT_SCOPES: Schema = {
+    "type": "array",
+    "items": {"type": "string", "enum": ["api", "read_api"]},
+    "minItems": 1,
+}
+DEPLOY_SCOPES: Schema = {
+    "type": "array",
+    "items": {"type": "string", "enum": ["read_package_registry", "write_package_registry"]},
+    "minItems": 1,
+}
+EXPIRES_AT: Schema = {
+    "type": "string",
+    "description": "A date (YYYY-MM-DD, midnight UTC) or an ISO 8601 time.",
+    "anyOf": [{"format": "date"}, {"format": "date-time"}],
+}
+SIZE_SETTING = _nullable(
+    "integer", minimum=0, description="Bytes; null inherits (the parent group, then the instance)"
+)
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": _object({"message": STRING}, ("message",)),
+    "User": _object(
+        {
+            "id": INTEGER,
+            "username": STRING,
+            "name": STRING,
+            "email": _nullable("string"),
+            "state": STRING,
+            "is_admin": BOOLEAN,
+            "created_at": TIME,
+            "web_url": STRING,
+        },
+        ("id", "username", "is_admin"),
+    ),
+    "Group": _object(
+        {
+            "id": INTEGER,
+            "name": STRING,
+            "path": STRING,
+            "full_path": STRING,
+            "full_name": STRING,
+            "parent_id": _nullable("integer"),
+            "visibility": VISIBILITY,
+            "created_at": TIME,
+            "web_url": STRING,
+            "max_upload_size": SIZE_SETTING,
+            "storage_quota": SIZE_SETTING,
+            "forwarding": _nullable("boolean"),
+        },
+        ("id", "name", "path", "full_path", "visibility"),
+    ),
+    "Project": _object(
+        {
+            "id": INTEGER,
+            "name": STRING,
+            "path": STRING,
+            "path_with_namespace": STRING,
+            "name_with_namespace": STRING,
+            "namespace": _object(
+                {"id": INTEGER, "full_path": STRING, "kind": STRING}, ("id", "full_path")
+            ),
+            "visibility": VISIBILITY,
+            "created_at": TIME,
+            "web_url": STRING,
+            "packages_enabled": BOOLEAN,
+            "max_upload_size": SIZE_SETTING,
+            "storage_quota": SIZE_SETTING,
+        },
+        ("id", "name", "path", "path_with_namespace", "visibility"),
+    ),
+    "Member": _object(
+        {"id": INTEGER, "username": STRING, "access_level": ACCESS_LEVEL, "state": STRING},
+        ("id", "username", "access_level"),
+    ),
+    "PersonalAccessToken": _object(
+        {
+            "id": INTEGER,
+            "name": STRING,
+            "revoked": BOOLEAN,
+            "created_at": TIME,
+            "scopes": {"type": "array", "items": STRING},
+            "user_id": INTEGER,
+            "last_used_at": TIME,
+            "active": BOOLEAN,
+            "expires_at": _nullable("string", format="date"),
+            "token_prefix": STRING,
+        },
+        ("id", "name", "revoked", "scopes", "user_id", "active"),
+    ),
+    "NewPersonalAccessToken": {
+        "allOf": [
+            _ref("PersonalAccessToken"),
+            _object({"token": {**STRING, "description": "The secret, shown once"}}, ("token",)),
+        ]
+    },
+    "DeployToken": _object(
+        {
+            "id": INTEGER,
+            "name": STRING,
+            "username": STRING,
+            "expires_at": TIME,
+            "scopes": {"type": "array", "items": STRING},
+            "revoked": BOOLEAN,
+            "expired": BOOLEAN,
+            "token_prefix": STRING,
+        },
+        ("id", "name", "username", "scopes", "revoked", "expired"),
+    ),
+    "NewDeployToken": {
+        "allOf": [
+            _ref("DeployToken"),
+            _object({"token": {**STRING, "description": "The secret, shown once"}}, ("token",)),
+        ]
+    },
+    "JobToken": _object({"token": STRING, "expires_at": TIME}, ("token", "expires_at")),
+    "Package": _object(
+        {
+            "id": INTEGER,
+            "name": STRING,
+            "version": STRING,
+            "package_type": {"type": "string", "enum": ["pypi"]},
+            "status": {"type": "string", "enum": ["default", "processing", "error"]},
+            "_links": _object(
+                {"web_path": STRING, "delete_api_path": STRING}, ("web_path", "delete_api_path")
+            ),
+            "created_at": TIME,
+            "last_downloaded_at": TIME,
+            "project_id": INTEGER,
+            "project_path": STRING,
+            "pipeline": {"type": "null"},
+            "pipelines": {"type": "array", "maxItems": 0},
+            "tags": {"type": "array", "maxItems": 0},
+            "yanked": BOOLEAN,
+            "yanked_reason": _nullable("string"),
+        },
+        ("id", "name", "version", "package_type", "status", "_links", "created_at", "yanked"),
+    ),
+    "PackageDetail": {
+        "allOf": [
+            _ref("Package"),
+            _object(
+                {
+                    "versions": {
+                        "type": "array",
+                        "description": "The other versions of this package in the project",
+                        "items": _object(
+                            {"id": INTEGER, "version": STRING, "created_at": TIME},
+                            ("id", "version"),
+                        ),
+                    }
+                },
+                ("versions",),
+            ),
+        ]
+    },
+    "PackageFile": _object(
+        {
+            "id": INTEGER,
+            "package_id": INTEGER,
+            "created_at": TIME,
+            "file_name": STRING,
+            "size": INTEGER,
+            "file_md5": STRING,
+            "file_sha1": {"type": "null"},
+            "file_sha256": STRING,
+            "status": {"type": "string", "enum": ["default", "processing", "error"]},
+            "requires_python": _nullable("string"),
+            "pipelines": {"type": "array", "maxItems": 0},
+        },
+        ("id", "package_id", "file_name", "size", "file_sha256"),
+    ),
+    "AuditEvent": _object(
+        {
+            "id": INTEGER,
+            "author_id": _nullable("integer"),
+            "entity_id": _nullable("integer"),
+            "entity_type": {"type": "string", "enum": ["User", "Group", "Project"]},
+            "event_name": STRING,
+            "details": _object(
+                {
+                    "author_name": STRING,
+                    "custom_message": STRING,
+                    "target_id": _nullable("integer"),
+                    "target_type": STRING,
+                    "target_details": _nullable("string"),
+                    "entity_path": _nullable("string"),
+                },
+                ("author_name", "target_type"),
+            ),
+            "created_at": TIME,
+        },
+        ("id", "entity_type", "event_name", "details", "created_at"),
+    ),
+}
+
+SECURITY = [{"PrivateToken": []}, {"BearerToken": []}, {"BasicAuth": []}, {"JobToken": []}]
+ERRORS = {
+    400: "Invalid parameters",
+    401: "No or bad credentials (with `WWW-Authenticate: Basic`)",
+    403: "Visible, but the caller may not do this",
+    404: "No such resource, or not visible to the caller",
+    409: "Already exists",
+}
+
+
+def _param(name: str, where: str, schema: Schema, description: str = "", **extra: Any) -> Schema:
+    param: Schema = {"name": name, "in": where, "schema": schema, **extra}
+    if where == "path":
+        param["required"] = True
+    if description:
+        param["description"] = description
+    return param
+
+
+NAMESPACE_ID = _param(
+    "id", "path", {"type": "string", "minLength": 1, "examples": ["1", "team%2Flib"]},
+    "The numeric ID or the URL-encoded full path (`team%2Flib`)",
+)  # fmt: skip
+PACKAGE_ID = _param("package_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
+FILE_ID = _param("file_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
+TOKEN_ID = _param("token_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
+USER_ID = _param("user_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
+EVENT_ID = _param("event_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
+PAGINATION = [
+    _param("page", "query", {"type": "integer", "minimum": 1, "default": 1}),
+    _param(
+        "per_page", "query", {"type": "integer", "minimum": 1, "default": 20},
+        "Items per page; more than 100 is taken as 100",
+    ),
+]  # fmt: skip
+PAGE_HEADERS = {
+    name: {"description": description, "schema": STRING}
+    for name, description in (
+        ("X-Total", "Number of items"),
+        ("X-Total-Pages", "Number of pages"),
+        ("X-Page", "This page"),
+        ("X-Per-Page", "Items per page"),
+        ("X-Next-Page", "The next page, empty on the last"),
+        ("X-Prev-Page", "The previous page, empty on the first"),
+        ("Link", 'RFC 8288 links: rel="first", "last", "next", "prev"'),
+    )
+}
+TIME_FILTERS = [
+    _param("created_after", "query", STRING, "Events at or after this date or ISO 8601 time"),
+    _param("created_before", "query", STRING, "Events at or before this date or ISO 8601 time"),
+]
+
+
+def _operation(
+    summary: str,
+    tag: str,
+    *,
+    ok: tuple[int, str, Schema | None],
+    errors: tuple[int, ...] = (401, 403, 404),
+    params: list[Schema] | None = None,
+    body: Schema | None = None,
+    paginated: bool = False,
+    public: bool = False,
+    description: str = "",
+) -> Schema:
+    status, what, schema = ok
+    success: Schema = {"description": what}
+    if schema is not None:
+        success["content"] = {JSON: {"schema": schema}}
+    if paginated:
+        success["headers"] = PAGE_HEADERS
+    responses: dict[str, Schema] = {str(status): success}
+    for code in sorted({*errors, *([400] if body or paginated else [])}):
+        responses[str(code)] = {
+            "description": ERRORS[code],
+            "content": {JSON: {"schema": _ref("Error")}},
+        }
+    responses["default"] = {
+        "description": "Any other error",
+        "content": {JSON: {"schema": _ref("Error")}},
+    }
+    operation: Schema = {"summary": summary, "tags": [tag], "responses": responses}
+    if description:
+        operation["description"] = description
+    if params or paginated:
+        operation["parameters"] = [*(params or []), *(PAGINATION if paginated else [])]
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
+    if public:
+        operation["security"] = [{}, *SECURITY]  # anonymous callers read public ones
+    return operation
+
+
+def _list_of(name: str) -> Schema:
+    return {"type": "array", "items": _ref(name)}
+
+
+def _no_content(what: str) -> tuple[int, str, None]:
+    return (204, what, None)
+
+
+PACKAGE_FILTERS = [
+    _param("package_name", "query", STRING, "Part of the name (case-insensitive)"),
+    _param("package_version", "query", STRING, "As written, or PEP 440 normalized (v1 is 1)"),
+    _param(
+        "package_type", "query",
+        {"type": "string", "enum": ["conan", "maven", "npm", "pypi", "composer", "nuget", "helm",
+                                    "terraform_module", "golang", "generic", "debian", "rubygems",
+                                    "rpm", "ml_model", "cargo"]},
+        "Only `pypi` matches anything here",
+    ),
+    _param(
+        "status", "query",
+        {"type": "string", "enum": ["default", "hidden", "processing", "error",
+                                    "pending_destruction"]},
+        "The status derived from the files: processing while any is, error when all are",
+    ),
+    _param("sort", "query", {"type": "string", "enum": ["asc", "desc"], "default": "asc"}),
+    _param("include_versionless", "query", BOOLEAN, "Accepted; every PyPI package has a version"),
+]  # fmt: skip
+ORDER_BY = ["created_at", "name", "version", "type"]
+
+
+def _package_paths() -> dict[str, Schema]:
+    project_pkgs = "/projects/{id}/packages"
+    package = project_pkgs + "/{package_id}"
+    project_filters = [
+        *PACKAGE_FILTERS,
+        _param("order_by", "query", {"type": "string", "enum": ORDER_BY}),
+    ]
+    group_filters = [
+        *PACKAGE_FILTERS,
+        _param("order_by", "query", {"type": "string", "enum": [*ORDER_BY, "project_path"]}),
+        _param("exclude_subgroups", "query", BOOLEAN),
+    ]
+    yank_body = _object({"reason": {"type": "string", "maxLength": 1000}})
+    maintainer = "Needs the delete permission (maintainer)."
+    return {
+        project_pkgs: {
+            "get": _operation(
+                "List a project's packages", "packages", ok=(200, "Packages", _list_of("Package")),
+                params=[NAMESPACE_ID, *project_filters], paginated=True, public=True,
+            ),
+        },
+        "/groups/{id}/packages": {
+            "get": _operation(
+                "List the packages of a group's readable projects (and its subgroups')",
+                "packages", ok=(200, "Packages", _list_of("Package")),
+                params=[NAMESPACE_ID, *group_filters], paginated=True, public=True,
+            ),
+        },
+        package: {
+            "get": _operation(
+                "Get a package", "packages", ok=(200, "The package", _ref("PackageDetail")),
+                params=[NAMESPACE_ID, PACKAGE_ID], public=True,
+            ),
+            "delete": _operation(
+                "Delete a package and its files", "packages",
+                ok=_no_content("Deleted; stored files are removed by the worker"),
+                params=[NAMESPACE_ID, PACKAGE_ID], description=maintainer,
+            ),
+        },
+        package + "/package_files": {
+            "get": _operation(
+                "List a package's files", "packages", ok=(200, "Files", _list_of("PackageFile")),
+                params=[
+                    NAMESPACE_ID, PACKAGE_ID,
+                    _param("order_by", "query",
+                           {"type": "string", "enum": ["id", "file_name", "created_at"]}),
+                    _param("sort", "query", {"type": "string", "enum": ["asc", "desc"]}),
+                ],
+                paginated=True, public=True,
+            ),
+        },
+        package + "/package_files/{file_id}": {
+            "delete": _operation(
+                "Delete a package file", "packages", ok=_no_content("Deleted"),
+                params=[NAMESPACE_ID, PACKAGE_ID, FILE_ID],
+                description=maintainer + " A package left without files is deleted too; the"
+                " filename may be uploaded again.",
+            ),
+        },
+        package + "/yank": {
+            "post": _operation(
+                "Yank a release (PEP 592)", "packages", ok=(200, "Yanked", _ref("Package")),
+                params=[NAMESPACE_ID, PACKAGE_ID], body=yank_body,
+                description=maintainer + " Every index marks its files yanked at once; they"
+                " stay downloadable. Yanking again replaces the reason.",
+            ),
+        },
+        package + "/unyank": {
+            "post": _operation(
+                "Unyank a release", "packages", ok=(200, "Not yanked", _ref("Package")),
+                params=[NAMESPACE_ID, PACKAGE_ID], description=maintainer,
+            ),
+        },
+    }  # fmt: skip
+
+
+def _token_paths() -> dict[str, Schema]:
+    pat = "/personal_access_tokens"
+    rotate_body = _object({"expires_at": EXPIRES_AT})
+    rotated = (200, "The new token (the old one is revoked)", _ref("NewPersonalAccessToken"))
+    deploy_body = _object(
+        {"name": NAME, "scopes": DEPLOY_SCOPES, "username": NAME, "expires_at": EXPIRES_AT},
+        ("name", "scopes"),
+    )
+    paths: dict[str, Schema] = {
+        pat: {
+            "get": _operation(
+                "List personal access tokens (the caller's; an admin may pass user_id)", "tokens",
+                ok=(200, "Tokens", _list_of("PersonalAccessToken")),
+                params=[
+                    _param("user_id", "query", {"type": "integer", "minimum": 1}),
+                    _param("state", "query", {"type": "string", "enum": ["active", "inactive"]}),
+                    _param("revoked", "query", BOOLEAN),
+                    _param("search", "query", STRING, "Part of the name"),
+                ],
+                errors=(401, 403), paginated=True,
+            ),
+        },
+        pat + "/self": {
+            "get": _operation(
+                "The token of this request", "tokens",
+                ok=(200, "The token", _ref("PersonalAccessToken")),
+            ),
+            "delete": _operation(
+                "Revoke the token of this request", "tokens", ok=_no_content("Revoked")
+            ),
+        },
+        pat + "/self/rotate": {
+            "post": _operation(
+                "Rotate the token of this request", "tokens", ok=rotated, body=rotate_body,
+            ),
+        },
+        pat + "/{token_id}": {
+            "get": _operation(
+                "Get a personal access token", "tokens",
+                ok=(200, "The token", _ref("PersonalAccessToken")), params=[TOKEN_ID],
+            ),
+            "delete": _operation(
+                "Revoke a personal access token", "tokens", ok=_no_content("Revoked"),
+                params=[TOKEN_ID],
+            ),
+        },
+        pat + "/{token_id}/rotate": {
+            "post": _operation(
+                "Rotate a personal access token (GitLab's rotate)", "tokens", ok=rotated,
+                params=[TOKEN_ID], body=rotate_body,
+                description="Revokes the token and returns a new one with the same name and"
+                " scopes, expiring at `expires_at` (a week from now by default).",
+            ),
+        },
+        "/users/{user_id}/personal_access_tokens": {
+            "post": _operation(
+                "Create a personal access token (for oneself, or anyone as an admin)", "tokens",
+                ok=(201, "Created", _ref("NewPersonalAccessToken")), params=[USER_ID],
+                body=_object(
+                    {"name": NAME, "scopes": PAT_SCOPES, "expires_at": EXPIRES_AT},
+                    ("name", "scopes"),
+                ),
+            ),
+        },
+        "/deploy_tokens": {
+            "get": _operation(
+                "List every deploy token (admins)", "tokens",
+                ok=(200, "Deploy tokens", _list_of("DeployToken")),
+                params=[_param("active", "query", BOOLEAN)], errors=(401, 403), paginated=True,
+            ),
+        },
+    }  # fmt: skip
+    for kind in ("projects", "groups"):
+        base = f"/{kind}/{{id}}/deploy_tokens"
+        paths[base] = {
+            "get": _operation(
+                f"List the deploy tokens of a {kind[:-1]} (maintainers)", "tokens",
+                ok=(200, "Deploy tokens", _list_of("DeployToken")),
+                params=[NAMESPACE_ID, _param("active", "query", BOOLEAN)], paginated=True,
+            ),
+            "post": _operation(
+                f"Create a {kind[:-1]} deploy token (maintainers)", "tokens",
+                ok=(201, "Created", _ref("NewDeployToken")), params=[NAMESPACE_ID],
+                body=deploy_body,
+            ),
+        }  # fmt: skip
+        paths[base + "/{token_id}"] = {
+            "get": _operation(
+                "Get a deploy token", "tokens", ok=(200, "The token", _ref("DeployToken")),
+                params=[NAMESPACE_ID, TOKEN_ID],
+            ),
+            "delete": _operation(
+                "Revoke a deploy token", "tokens", ok=_no_content("Revoked"),
+                params=[NAMESPACE_ID, TOKEN_ID],
+            ),
+        }  # fmt: skip
+    return paths
+
+
+def _namespace_paths() -> dict[str, Schema]:
+    settings = {"max_upload_size": SIZE_SETTING, "storage_quota": SIZE_SETTING}
+    member_body = _object(
+        {"user_id": {"type": "integer", "minimum": 1}, "access_level": ACCESS_LEVEL},
+        ("user_id", "access_level"),
+    )
+    member = (201, "Added", _ref("Member"))
+    return {
+        "/groups": {
+            "get": _operation(
+                "List the groups the caller may see", "groups",
+                ok=(200, "Groups", _list_of("Group")), errors=(401,), paginated=True, public=True,
+            ),
+            "post": _operation(
+                "Create a group (a subgroup needs maintainer on the parent)", "groups",
+                ok=(201, "Created", _ref("Group")), errors=(400, 401, 403, 404, 409),
+                body=_object(
+                    {"name": NAME, "path": STRING, "parent_id": {"type": "integer", "minimum": 1},
+                     "visibility": VISIBILITY},
+                    ("path",),
+                ),
+            ),
+        },
+        "/groups/{id}": {
+            "get": _operation(
+                "Get a group", "groups", ok=(200, "The group", _ref("Group")),
+                params=[NAMESPACE_ID], public=True,
+            ),
+            "put": _operation(
+                "Change a group's settings (maintainers)", "groups",
+                ok=(200, "The group", _ref("Group")), params=[NAMESPACE_ID],
+                body=_object({**settings, "forwarding": _nullable("boolean")}),
+            ),
+        },
+        "/groups/{id}/subgroups": {
+            "get": _operation(
+                "List a group's visible subgroups", "groups",
+                ok=(200, "Groups", _list_of("Group")), params=[NAMESPACE_ID], paginated=True,
+                public=True,
+            ),
+        },
+        "/groups/{id}/projects": {
+            "get": _operation(
+                "List a group's visible projects", "groups",
+                ok=(200, "Projects", _list_of("Project")), params=[NAMESPACE_ID], paginated=True,
+                public=True,
+            ),
+        },
+        "/groups/{id}/members": {
+            "post": _operation(
+                "Add a member to a group (maintainers)", "groups", ok=member,
+                errors=(400, 401, 403, 404, 409), params=[NAMESPACE_ID], body=member_body,
+            ),
+        },
+        "/projects": {
+            "get": _operation(
+                "List the projects the caller may see", "projects",
+                ok=(200, "Projects", _list_of("Project")), errors=(401,), paginated=True,
+                public=True,
+            ),
+            "post": _operation(
+                "Create a project (maintainer on the namespace)", "projects",
+                ok=(201, "Created", _ref("Project")), errors=(400, 401, 403, 404, 409),
+                body=_object(
+                    {"name": NAME, "path": STRING,
+                     "namespace_id": {"type": "integer", "minimum": 1}, "visibility": VISIBILITY},
+                    ("namespace_id",),
+                ),
+            ),
+        },
+        "/projects/{id}": {
+            "get": _operation(
+                "Get a project", "projects", ok=(200, "The project", _ref("Project")),
+                params=[NAMESPACE_ID], public=True,
+            ),
+            "put": _operation(
+                "Change a project's settings (maintainers)", "projects",
+                ok=(200, "The project", _ref("Project")), params=[NAMESPACE_ID],
+                body=_object(settings),
+            ),
+        },
+        "/projects/{id}/members": {
+            "post": _operation(
+                "Add a member to a project (maintainers)", "projects", ok=member,
+                errors=(400, 401, 403, 404, 409), params=[NAMESPACE_ID], body=member_body,
+            ),
+        },
+        "/projects/{id}/job_tokens": {
+            "post": _operation(
+                "Mint a CI job token for the project (developers)", "projects",
+                ok=(201, "Created", _ref("JobToken")), params=[NAMESPACE_ID],
+                body=_object({"expires_in": {"type": "integer", "minimum": 1,
+                                             "maximum": 86400}}),
+            ),
+        },
+    }  # fmt: skip
+
+
+def _user_and_audit_paths() -> dict[str, Schema]:
+    return {
+        "/user": {
+            "get": _operation(
+                "The caller", "users", ok=(200, "The user", _ref("User")), errors=(401, 403)
+            ),
+        },
+        "/users": {
+            "post": _operation(
+                "Create a user (admins)", "users", ok=(201, "Created", _ref("User")),
+                errors=(400, 401, 403, 409),
+                body=_object(
+                    {"username": NAME, "email": STRING, "password": STRING, "admin": BOOLEAN},
+                    ("username",),
+                ),
+            ),
+        },
+        "/audit_events": {
+            "get": _operation(
+                "List audit events (admins), newest first", "audit",
+                ok=(200, "Events", _list_of("AuditEvent")), errors=(401, 403),
+                params=[
+                    *TIME_FILTERS,
+                    _param("entity_type", "query",
+                           {"type": "string", "enum": ["User", "Group", "Project"]}),
+                    _param("entity_id", "query", {"type": "integer", "minimum": 1},
+                           "Needs entity_type"),
+                ],
+                paginated=True,
+            ),
+        },
+        "/audit_events/{event_id}": {
+            "get": _operation(
+                "Get an audit event (admins)", "audit", ok=(200, "The event", _ref("AuditEvent")),
+                params=[EVENT_ID],
+            ),
+        },
+        "/projects/{id}/audit_events": {
+            "get": _operation(
+                "List a project's audit events (maintainers)", "audit",
+                ok=(200, "Events", _list_of("AuditEvent")), params=[NAMESPACE_ID, *TIME_FILTERS],
+                paginated=True,
+            ),
+        },
+        "/groups/{id}/audit_events": {
+            "get": _operation(
+                "List a group's audit events (owners)", "audit",
+                ok=(200, "Events", _list_of("AuditEvent")), params=[NAMESPACE_ID, *TIME_FILTERS],
+                paginated=True,
+            ),
+        },
+        "/openapi.json": {
+            "get": _operation(
+                "This document", "meta", ok=(200, "OpenAPI 3.1", {"type": "object"}), errors=(),
+                public=True,
+            ),
+        },
+    }  # fmt: skip
+
+
+def document() -> Schema:
+    """The whole document; paths are relative to the server URL ``/api/v4``."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Packyard REST API",
+            "version": "4",
+            "description": (
+                "GitLab-shaped REST API of Packyard, a private Python package registry. "
+                "Parameters may be sent as JSON, form fields or the query string. Errors "
+                'answer `{"message": ...}`. Lists are paginated as GitLab does (`page`, '
+                "`per_page`, `X-Total`... and a `Link` header). Anonymous callers read public "
+                "projects and groups only; for anything else they get 401 with a Basic "
+                "challenge, whether it exists or not."
+            ),
+        },
+        "servers": [{"url": "/api/v4"}],
+        "security": SECURITY,
+        "tags": [
+            {"name": name}
+            for name in ("packages", "tokens", "groups", "projects", "users", "audit", "meta")
+        ],
+        "paths": {
+            **_package_paths(),
+            **_token_paths(),
+            **_namespace_paths(),
+            **_user_and_audit_paths(),
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "PrivateToken": {"type": "apiKey", "in": "header", "name": "PRIVATE-TOKEN"},
+                "JobToken": {"type": "apiKey", "in": "header", "name": "JOB-TOKEN"},
+                "BearerToken": {"type": "http", "scheme": "bearer"},
+                "BasicAuth": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "Any username; a token as the password",
+                },
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    return jsonify(document())

@@ -1,0 +1,106 @@
+"""The package browser: home and search, groups, a project's packages, one package."""
+
+from __future__ import annotations
+
+from flask import Response, redirect, render_template, url_for
+from sqlalchemy import select
+
+from app.domain.access import (
+    all_readable_project_ids,
+    group_access,
+    project_access,
+    readable_project_ids,
+)
+from app.domain.browse import latest_packages, package_detail, project_packages
+from app.domain.errors import NotFound
+from app.domain.namespaces import group_chain
+from app.domain.readme import render_description
+from app.extensions import db
+from app.models import Group, Project
+from app.web.auth import current_identity
+from app.web.ui import bp
+from app.web.ui.common import hidden, load_group, load_project, page_arg, search_arg
+from app.web.ui.install import install_instructions
+
+
+@bp.get("/")
+def home() -> str:
+    identity = current_identity()
+    search, page = search_arg(), page_arg()
+    results = latest_packages(
+        db.session, all_readable_project_ids(db.session, identity), search, page
+    )
+    groups: list[Group] = []
+    if not search and page == 1:
+        top = db.session.execute(
+            select(Group).where(Group.parent_id.is_(None)).order_by(Group.path)
+        ).scalars()
+        groups = [g for g in top if group_access(db.session, identity, g).visible]
+    return render_template("browse/home.html", results=results, search=search, groups=groups)
+
+
+@bp.get("/<namespace:full_path>")
+def group(full_path: str) -> str | Response:
+    identity = current_identity()
+    found, access = load_group(full_path)
+    if found is None:
+        # A project's own path leads to its packages, as GitLab's project page would.
+        project = db.session.execute(
+            select(Project).where(Project.full_path == full_path)
+        ).scalar_one_or_none()
+        if project is not None and project_access(db.session, identity, project).visible:
+            return redirect(url_for("ui.packages", full_path=full_path))
+    if found is None or not access.visible:
+        raise hidden(identity, "Group")
+    subgroups = db.session.execute(
+        select(Group).where(Group.parent_id == found.id).order_by(Group.path)
+    ).scalars()
+    projects = db.session.execute(
+        select(Project).where(Project.group_id == found.id).order_by(Project.path)
+    ).scalars()
+    search, page = search_arg(), page_arg()
+    return render_template(
+        "browse/group.html",
+        group=found,
+        ancestors=list(reversed(group_chain(db.session, found)[1:])),
+        subgroups=[g for g in subgroups if group_access(db.session, identity, g).visible],
+        projects=[p for p in projects if project_access(db.session, identity, p).visible],
+        results=latest_packages(
+            db.session, readable_project_ids(db.session, identity, found), search, page
+        ),
+        search=search,
+    )
+
+
+@bp.get("/<namespace:full_path>/-/packages")
+def packages(full_path: str) -> str:
+    project, _access = load_project(full_path)
+    search, page = search_arg(), page_arg()
+    return render_template(
+        "browse/project.html",
+        project=project,
+        groups=list(reversed(group_chain(db.session, project.group))),
+        results=project_packages(db.session, project.id, search, page),
+        search=search,
+    )
+
+
+@bp.get("/<namespace:full_path>/-/packages/<int:package_id>")
+def package(full_path: str, package_id: int) -> str:
+    project, _access = load_project(full_path)
+    detail = package_detail(db.session, project.id, package_id)
+    if detail is None:
+        raise NotFound("404 Package Not Found")
+    chain = group_chain(db.session, project.group)
+    meta = detail.metadata
+    return render_template(
+        "browse/package.html",
+        project=project,
+        groups=list(reversed(chain)),
+        detail=detail,
+        meta=meta,
+        description=render_description(
+            meta.get("description"), meta.get("description_content_type")
+        ),
+        install=install_instructions(project, chain, detail.package),
+    )

@@ -1,0 +1,94 @@
+"""Copy-ready client settings for a package: pip, uv, ``.pypirc`` and ``pip.conf``.
+
+URLs are absolute (``PACKYARD_BASE_URL`` or the request's host).  For anything that is not
+public they carry ``__token__:<your_personal_token>`` as credentials, as GitLab shows
+them: the visitor puts a token in its place (or in ``~/.netrc``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from app.models import Group, Package, Project
+from app.web.ui.common import external_url
+
+TOKEN_PLACEHOLDER = "<your_personal_token>"
+
+
+@dataclass(frozen=True)
+class IndexUrl:
+    label: str  # "project team/lib" or "group team"
+    url: str
+
+
+@dataclass(frozen=True)
+class InstallInstructions:
+    requirement: str
+    indexes: list[IndexUrl]  # the project's, then each group's from nearest to root
+    upload_url: str
+
+    @property
+    def index_url(self) -> str:
+        return self.indexes[0].url
+
+    @property
+    def pip(self) -> str:
+        return f"pip install --index-url {self.index_url} {self.requirement}"
+
+    @property
+    def uv(self) -> str:
+        return f"uv pip install --index-url {self.index_url} {self.requirement}"
+
+    @property
+    def uv_add(self) -> str:
+        return f"uv add --index packyard={self.index_url} {self.requirement}"
+
+    @property
+    def pypirc(self) -> str:
+        return (
+            "[distutils]\nindex-servers =\n    packyard\n\n[packyard]\n"
+            f"repository = {self.upload_url}\nusername = __token__\n"
+            f"password = {TOKEN_PLACEHOLDER}\n"
+        )
+
+    @property
+    def pip_conf(self) -> str:
+        return f"[global]\nindex-url = {self.index_url}\n"
+
+
+def install_instructions(
+    project: Project, groups: list[Group], package: Package
+) -> InstallInstructions:
+    """``groups`` are the project's group and its ancestors, nearest first."""
+    indexes = [
+        IndexUrl(
+            f"project {project.full_path}",
+            _with_credentials(
+                external_url(f"api/v4/projects/{project.id}/packages/pypi/simple/"),
+                project.visibility != "public",
+            ),
+        )
+    ]
+    indexes += [
+        IndexUrl(
+            f"group {group.full_path}",
+            _with_credentials(
+                external_url(f"api/v4/groups/{group.id}/-/packages/pypi/simple/"),
+                project.visibility != "public" or group.visibility != "public",
+            ),
+        )
+        for group in groups
+    ]
+    return InstallInstructions(
+        requirement=f"{package.name}=={package.version}",
+        indexes=indexes,
+        upload_url=external_url(f"api/v4/projects/{project.id}/packages/pypi"),
+    )
+
+
+def _with_credentials(url: str, private: bool) -> str:
+    if not private:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"__token__:{TOKEN_PLACEHOLDER}@{parts.netloc}"))
