@@ -69,7 +69,7 @@ def preload(data_dir: Path, packages: int) -> None:
                     blake2_256="0" * 64,
                     storage_key=f"missing/{filename}",
                     state="default",
-                )  # fmt: skip
+                )
             )
         db.session.commit()
         db.engine.dispose()
