@@ -186,11 +186,25 @@ def test_admin_sets_and_clears_group_settings(registry, world):
     assert db.session.get(Group, team.id).storage_quota is None
 
 
-def test_maintainer_sets_project_settings_with_form_fields(registry, world):
+def test_maintainer_may_not_lift_limits_an_admin_sets(registry, world):
     maintainer = registry.user("maint")
     registry.member(maintainer, 40, group=world["team"])
     response = put(
         registry, "/projects/team%2Fsub%2Flib", registry.token(maintainer),
+        data={"storage_quota": "0"},
+    )  # fmt: skip
+    assert response.status_code == 403
+    assert "administrators" in response.json["message"]
+    forwarding = put(
+        registry, "/groups/team", registry.token(maintainer), json={"forwarding": False}
+    )
+    assert forwarding.status_code == 200 and forwarding.json["forwarding"] is False
+
+
+def test_admin_sets_project_settings_with_form_fields(registry, world):
+    admin = registry.user("admin2", admin=True)
+    response = put(
+        registry, "/projects/team%2Fsub%2Flib", registry.token(admin),
         data={"max_upload_size": "200000", "storage_quota": "0"},
     )  # fmt: skip
     assert response.status_code == 200, response.json

@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.domain.errors import InvalidInput
+from app.domain.audit import record
+from app.domain.errors import Forbidden, InvalidInput
+from app.domain.identity import Identity
 from app.models import Group, Project
 
 _BIGINT_MAX = 2**63 - 1  # the columns are BIGINT
@@ -54,10 +56,24 @@ PROJECT_SETTINGS = {"max_upload_size": _size(1), "storage_quota": _size(0)}
 GROUP_SETTINGS = {**PROJECT_SETTINGS, "forwarding": _flag}
 
 
-def update_settings(session: Session, target: Group | Project, params: Mapping[str, Any]) -> None:
-    """Validate every given setting first, then apply them all (or none) and commit."""
+# Limits protect the instance's disk: maintainers may not lift what an admin set.
+ADMIN_ONLY = frozenset({"max_upload_size", "storage_quota"})
+
+
+def update_settings(
+    session: Session, target: Group | Project, params: Mapping[str, Any], actor: Identity
+) -> None:
+    """Validate every given setting first, then apply them all (or none), audit, commit."""
     fields = GROUP_SETTINGS if isinstance(target, Group) else PROJECT_SETTINGS
     parsed = {name: parse(name, params[name]) for name, parse in fields.items() if name in params}
-    for name, value in parsed.items():
+    if not actor.is_admin and ADMIN_ONLY & parsed.keys():
+        raise Forbidden("403 Forbidden: only administrators set upload limits and storage quotas")
+    changed = {name: value for name, value in parsed.items() if getattr(target, name) != value}
+    for name, value in changed.items():
         setattr(target, name, value)
+    if changed:
+        kind = type(target).__name__
+        record(
+            session, actor, "settings_changed", target, kind, target.id, target.full_path, changed
+        )
     session.commit()

@@ -42,7 +42,7 @@ def get_group(group_ref: str) -> Response:
 def put_group(group_ref: str) -> Response:
     api_user(write=True)
     group, _ = group_for(group_ref, "manage")
-    update_settings(db.session, group, body())
+    update_settings(db.session, group, body(), current_identity())
     return jsonify(group_json(group))
 
 

@@ -37,7 +37,7 @@ def get_project(project_ref: str) -> Response:
 def put_project(project_ref: str) -> Response:
     api_user(write=True)
     project, _ = project_for(project_ref, "manage")
-    update_settings(db.session, project, body())
+    update_settings(db.session, project, body(), current_identity())
     return jsonify(project_json(project))
 
 
