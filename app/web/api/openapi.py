@@ -59,6 +59,9 @@ EXPIRES_AT: Schema = {
 SIZE_SETTING = _nullable(
     "integer", minimum=0, description="Bytes; null inherits (the parent group, then the instance)"
 )
+UPLOAD_LIMIT_SETTING = _nullable(
+    "integer", minimum=1, description="Bytes; null inherits (the parent group, then the instance)"
+)
 
 SCHEMAS: dict[str, Schema] = {
     "Error": _object({"message": STRING}, ("message",)),
@@ -535,7 +538,7 @@ def _token_paths() -> dict[str, Schema]:
 
 
 def _namespace_paths() -> dict[str, Schema]:
-    settings = {"max_upload_size": SIZE_SETTING, "storage_quota": SIZE_SETTING}
+    settings = {"max_upload_size": UPLOAD_LIMIT_SETTING, "storage_quota": SIZE_SETTING}
     member_body = _object(
         {"user_id": {"type": "integer", "minimum": 1}, "access_level": ACCESS_LEVEL},
         ("user_id", "access_level"),
@@ -563,7 +566,7 @@ def _namespace_paths() -> dict[str, Schema]:
                 params=[NAMESPACE_ID], public=True,
             ),
             "put": _operation(
-                "Change a group's settings (maintainers)", "groups",
+                "Change a group's settings (maintainers; limits and quotas: admins)", "groups",
                 ok=(200, "The group", _ref("Group")), params=[NAMESPACE_ID],
                 body=_object({**settings, "forwarding": _nullable("boolean")}),
             ),
@@ -610,7 +613,7 @@ def _namespace_paths() -> dict[str, Schema]:
                 params=[NAMESPACE_ID], public=True,
             ),
             "put": _operation(
-                "Change a project's settings (maintainers)", "projects",
+                "Change a project's settings (maintainers; limits and quotas: admins)", "projects",
                 ok=(200, "The project", _ref("Project")), params=[NAMESPACE_ID],
                 body=_object(settings),
             ),
