@@ -9,10 +9,12 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import load_config
+from app.domain import generation  # noqa: F401  (registers the cache-generation write hooks)
 from app.domain.storage import backend_for_url
 from app.extensions import db
 from app.plugin_manager import get_plugin_manager, storage_factories
 from app.web import register_web
+from app.web.cache import ProcessCache
 from app.web.uploads import SpoolingRequest
 from workers.celery_app import make_celery
 
@@ -24,6 +26,7 @@ def create_app(config: Mapping[str, Any] | None = None, plugins: Iterable[object
     db.init_app(app)
     pm = get_plugin_manager(app.config["LOAD_ENTRYPOINT_PLUGINS"], extra_plugins=plugins)
     app.extensions["packyard.plugins"] = pm
+    app.extensions["packyard.cache"] = ProcessCache()
     app.extensions["packyard.storage"] = backend_for_url(
         app.config["STORAGE_URL"], storage_factories(pm)
     )

@@ -16,6 +16,7 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
         return AuthResult.rejected(reason or "invalid token")
     return AuthResult.ok(
         Identity(
+            expires_at=token.expires_at,
             kind="deploy_token",
             name=token.username,
             scopes=frozenset(token.scope_list),

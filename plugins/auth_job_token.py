@@ -17,6 +17,7 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
     user = session.get(User, token.user_id)
     return AuthResult.ok(
         Identity(
+            expires_at=token.expires_at,
             kind="job_token",
             name="gitlab-ci-token",
             user_id=token.user_id,

@@ -19,6 +19,7 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
     user = token.user
     return AuthResult.ok(
         Identity(
+            expires_at=token.expires_at,
             kind="personal_token",
             name=user.username,
             user_id=user.id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Identity:
     scopes: frozenset[str] = field(default_factory=frozenset)
     project_id: int | None = None
     group_id: int | None = None
+    # When the credential stops being valid; identities are cached until then at most.
+    expires_at: datetime | None = None
 
     @property
     def is_anonymous(self) -> bool:

@@ -3,6 +3,7 @@
 from app.models.accounts import DeployToken, JobToken, PersonalAccessToken, User
 from app.models.audit import AuditEvent
 from app.models.base import Base
+from app.models.cache import CacheGeneration
 from app.models.namespaces import Group, Membership, Project
 from app.models.packages import Package, PackageFile
 from app.models.storage import StorageDeletion
@@ -10,6 +11,7 @@ from app.models.storage import StorageDeletion
 __all__ = [
     "AuditEvent",
     "Base",
+    "CacheGeneration",
     "DeployToken",
     "Group",
     "JobToken",

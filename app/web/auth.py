@@ -9,8 +9,10 @@ from flask import request
 
 from app.domain.errors import Unauthenticated
 from app.domain.identity import Identity, PresentedCredentials
+from app.domain.tokens import is_expired
 from app.extensions import db
 from app.runtime import plugin_manager
+from app.web.cache import request_cache
 
 REALM = 'Basic realm="Packyard"'
 _IDENTITY = "packyard.identity"
@@ -49,8 +51,20 @@ def current_identity() -> Identity:
     # Cached per request (not on ``g``: an app context may outlive one request).
     cached = request.environ.get(_IDENTITY)
     if cached is None:
-        cached = request.environ[_IDENTITY] = authenticate(presented_credentials())
+        cached = request.environ[_IDENTITY] = _authenticate_cached(presented_credentials())
     return cached  # type: ignore[no-any-return]
+
+
+def _authenticate_cached(credentials: PresentedCredentials | None) -> Identity:
+    """Tokens are looked up once per cache generation (a revocation moves it) and
+    until they expire; requests without credentials may carry a session cookie, so
+    they are always asked of the plugins."""
+    if credentials is None:
+        return authenticate(None)
+    identity = request_cache().get(("identity", credentials), lambda: authenticate(credentials))
+    if is_expired(identity.expires_at):
+        raise Unauthenticated("401 Unauthorized: token expired")
+    return identity
 
 
 def authenticate(credentials: PresentedCredentials | None) -> Identity:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.domain.access import (
     Access,
     group_access,
@@ -14,6 +16,7 @@ from app.domain.namespaces import find_group, find_project
 from app.extensions import db
 from app.models import Group, Project
 from app.web.auth import current_identity
+from app.web.cache import request_cache
 
 
 def project_for(ref: str, permission: str) -> tuple[Project, Access]:
@@ -40,6 +43,35 @@ def group_for(ref: str, permission: str) -> tuple[Group, Access]:
 def readable_project_ids_in(group: Group) -> list[int]:
     """Projects of the group and its subgroups whose packages the caller may read."""
     return readable_project_ids(db.session, current_identity(), group)
+
+
+@dataclass(frozen=True)
+class IndexScope:
+    """What one index URL may show its caller: cacheable plain values, no ORM rows."""
+
+    title: str
+    project_ids: tuple[int, ...]
+    forward_group_id: int  # where forwarding is decided for names not found
+    public: bool  # shared caches may keep its files
+
+
+def project_index_scope(ref: str) -> IndexScope:
+    def compute() -> IndexScope:
+        project, _ = project_for(ref, "read")
+        public = project.visibility == "public"
+        return IndexScope(project.full_path, (project.id,), project.group_id, public)
+
+    return request_cache().get(("project-scope", ref, current_identity()), compute)
+
+
+def group_index_scope(ref: str) -> IndexScope:
+    def compute() -> IndexScope:
+        group, _ = group_for(ref, "read")
+        ids = tuple(readable_project_ids_in(group))
+        # Only what is public reaches an anonymous caller: shared caches may keep it.
+        return IndexScope(group.full_path, ids, group.id, current_identity().is_anonymous)
+
+    return request_cache().get(("group-scope", ref, current_identity()), compute)
 
 
 def _missing(anonymous: bool, what: str) -> Exception:

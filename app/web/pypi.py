@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
 from flask import Blueprint, Response, current_app, redirect, request, send_file
 from sqlalchemy import select
 from werkzeug.exceptions import NotAcceptable
@@ -26,7 +30,8 @@ from app.extensions import db
 from app.models import Group, PackageFile
 from app.runtime import storage
 from app.web.auth import current_identity
-from app.web.loaders import group_for, project_for, readable_project_ids_in
+from app.web.cache import request_cache
+from app.web.loaders import IndexScope, group_index_scope, project_for, project_index_scope
 from app.web.uploads import HashingSpool
 from workers.dispatch import send
 from workers.tasks.files import process_file
@@ -77,40 +82,32 @@ def upload(project_ref: str) -> tuple[str, int]:
 
 @bp.get(PROJECT + "/simple/")
 def project_root(project_ref: str) -> Response:
-    project, _ = project_for(project_ref, "read")
-    return _root_response(project.full_path, [project.id])
+    return _root_response(project_index_scope(project_ref))
 
 
 @bp.get(PROJECT + "/simple/<name>/")
 def project_detail(project_ref: str, name: str) -> Response:
-    project, _ = project_for(project_ref, "read")
-    return _detail_response([project.id], name, project.group_id)
+    return _detail_response(project_index_scope(project_ref), name)
 
 
 @bp.get(PROJECT + "/files/<sha256>/<filename>/", strict_slashes=False)
 def project_file(project_ref: str, sha256: str, filename: str) -> Response:
-    project, _ = project_for(project_ref, "read")
-    return _file_response([project.id], sha256, filename, project.visibility == "public")
+    return _file_response(project_index_scope(project_ref), sha256, filename)
 
 
 @bp.get(GROUP + "/simple/")
 def group_root(group_ref: str) -> Response:
-    group, _ = group_for(group_ref, "read")
-    return _root_response(group.full_path, readable_project_ids_in(group))
+    return _root_response(group_index_scope(group_ref))
 
 
 @bp.get(GROUP + "/simple/<name>/")
 def group_detail(group_ref: str, name: str) -> Response:
-    group, _ = group_for(group_ref, "read")
-    return _detail_response(readable_project_ids_in(group), name, group.id)
+    return _detail_response(group_index_scope(group_ref), name)
 
 
 @bp.get(GROUP + "/files/<sha256>/<filename>/", strict_slashes=False)
 def group_file(group_ref: str, sha256: str, filename: str) -> Response:
-    group, _ = group_for(group_ref, "read")
-    # Only what is public reaches an anonymous caller: shared caches may keep it.
-    public = current_identity().is_anonymous
-    return _file_response(readable_project_ids_in(group), sha256, filename, public)
+    return _file_response(group_index_scope(group_ref), sha256, filename)
 
 
 def _negotiated() -> str:
@@ -134,35 +131,60 @@ def _negotiated() -> str:
     }.get(best, best)
 
 
-def _index_response(html: str | None, json_body: str | None, mimetype: str) -> Response:
-    body = json_body if mimetype == JSON_TYPE else html
+@dataclass(frozen=True)
+class RenderedPage:
+    body: bytes
+    etag: str
+
+
+def _rendered(body: str) -> RenderedPage:
+    data = body.encode()
+    return RenderedPage(data, hashlib.blake2b(data, digest_size=16).hexdigest())
+
+
+def _index_response(page: RenderedPage, mimetype: str) -> Response:
     content_type = mimetype if mimetype == JSON_TYPE else f"{mimetype}; charset=utf-8"
-    response = Response(body, content_type=content_type)
+    if page.etag in request.if_none_match:
+        response = Response(status=304)
+    else:
+        response = Response(page.body, content_type=content_type)
+    response.set_etag(page.etag)
     response.vary.add("Accept")
     response.cache_control.no_cache = True  # always revalidate: cheap with the ETag
-    response.add_etag()
-    return response.make_conditional(request)
+    return response
 
 
-def _root_response(title: str, project_ids: list[int]) -> Response:
+def _root_response(scope: IndexScope) -> Response:
     mimetype = _negotiated()
-    names = root_names(db.session, project_ids)
-    if mimetype == JSON_TYPE:
-        return _index_response(None, render_root_json(names), mimetype)
-    return _index_response(render_root_html(title, names), None, mimetype)
+
+    def render() -> RenderedPage:
+        names = root_names(db.session, scope.project_ids)
+        if mimetype == JSON_TYPE:
+            return _rendered(render_root_json(names))
+        return _rendered(render_root_html(scope.title, names))
+
+    key = ("root", scope.project_ids, scope.title, mimetype)
+    return _index_response(request_cache().get(key, render), mimetype)
 
 
-def _detail_response(project_ids: list[int], name: str, group_id: int) -> Response:
+def _detail_response(scope: IndexScope, name: str) -> Response:
     normalized = normalize(name)
     if normalized != name:
         return redirect(f"../{normalized}/", code=301)  # type: ignore[return-value]
     mimetype = _negotiated()
-    page = project_page(db.session, project_ids, normalized, FILES_FROM_DETAIL)
-    if page is None:
-        return _forward_or_404(group_id, normalized)
-    if mimetype == JSON_TYPE:
-        return _index_response(None, render_project_json(page), mimetype)
-    return _index_response(render_project_html(page), None, mimetype)
+
+    def render() -> RenderedPage | None:
+        page = project_page(db.session, scope.project_ids, normalized, FILES_FROM_DETAIL)
+        if page is None:
+            return None
+        if mimetype == JSON_TYPE:
+            return _rendered(render_project_json(page))
+        return _rendered(render_project_html(page))
+
+    rendered = request_cache().get(("detail", scope.project_ids, normalized, mimetype), render)
+    if rendered is None:
+        return _forward_or_404(scope.forward_group_id, normalized)
+    return _index_response(rendered, mimetype)
 
 
 def _forward_or_404(group_id: int, normalized: str) -> Response:
@@ -179,29 +201,53 @@ def _forward_or_404(group_id: int, normalized: str) -> Response:
     return redirect(location, code=307)  # type: ignore[return-value]
 
 
-def _file_response(project_ids: list[int], sha256: str, filename: str, public: bool) -> Response:
+@dataclass(frozen=True)
+class StoredFile:
+    file_id: int
+    filename: str
+    storage_key: str
+    sha256: str
+    created_at: datetime
+    metadata_sha256: str | None  # set only when PEP 658 metadata is served
+
+
+def _file_response(scope: IndexScope, sha256: str, filename: str) -> Response:
     wants_metadata = filename.endswith(".metadata")
     real_name = filename.removesuffix(".metadata") if wants_metadata else filename
-    query = (
+    key = ("file", scope.project_ids, sha256.lower(), real_name)
+    stored = request_cache().get(key, lambda: _find_file(scope, sha256.lower(), real_name))
+    if stored is None:
+        raise NotFound("404 Package Not Found")
+    if wants_metadata:
+        return _metadata_response(stored, scope.public)
+    return _send_stored(stored, scope.public)
+
+
+def _find_file(scope: IndexScope, sha256: str, filename: str) -> StoredFile | None:
+    package_file = db.session.execute(
         select(PackageFile)
         .where(
-            PackageFile.project_id.in_(project_ids),
-            PackageFile.sha256 == sha256.lower(),
-            PackageFile.filename == real_name,
+            PackageFile.project_id.in_(scope.project_ids),
+            PackageFile.sha256 == sha256,
+            PackageFile.filename == filename,
             PackageFile.state != "error",
         )
         .order_by(PackageFile.id.desc())
         .limit(1)
-    )
-    package_file = db.session.execute(query).scalar_one_or_none()
+    ).scalar_one_or_none()
     if package_file is None:
-        raise NotFound("404 Package Not Found")
-    if wants_metadata:
-        return _metadata_response(package_file, public)
-    return _send_stored(package_file, public)
+        return None
+    return StoredFile(
+        file_id=package_file.id,
+        filename=package_file.filename,
+        storage_key=package_file.storage_key,
+        sha256=package_file.sha256,
+        created_at=package_file.created_at,
+        metadata_sha256=served_metadata_sha256(package_file),
+    )
 
 
-def _send_stored(package_file: PackageFile, public: bool) -> Response:
+def _send_stored(package_file: StoredFile, public: bool) -> Response:
     store = storage()
     path = store.local_path(package_file.storage_key)
     source = str(path) if path is not None else store.open(package_file.storage_key)
@@ -222,11 +268,17 @@ def _send_stored(package_file: PackageFile, public: bool) -> Response:
     return response
 
 
-def _metadata_response(package_file: PackageFile, public: bool) -> Response:
-    if served_metadata_sha256(package_file) is None:
+def _metadata_response(stored: StoredFile, public: bool) -> Response:
+    if stored.metadata_sha256 is None:
         raise NotFound("404 Metadata Not Found")
-    response = Response(package_file.metadata_bytes, mimetype="application/octet-stream")
-    response.set_etag(package_file.metadata_sha256)
+    metadata = request_cache().get(
+        ("metadata", stored.file_id),
+        lambda: db.session.execute(
+            select(PackageFile.metadata_bytes).where(PackageFile.id == stored.file_id)
+        ).scalar_one(),
+    )
+    response = Response(metadata, mimetype="application/octet-stream")
+    response.set_etag(stored.metadata_sha256)
     response.cache_control.max_age = 365 * 24 * 3600
     response.cache_control.public = public
     response.cache_control.private = not public

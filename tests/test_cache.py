@@ -1,0 +1,94 @@
+"""Cached index pages and identities are never stale, across processes too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from app.domain.generation import current_generation
+from app.extensions import db
+from app.models import PersonalAccessToken
+from tests.conftest import Registry, _migrated_app, basic
+from tests.dists import make_wheel
+
+JSON = {"Accept": "application/vnd.pypi.simple.v1+json"}
+
+
+def second_process(database_url: str, tmp_path: Path, app: Flask) -> Flask:
+    """Another app on the same database and files, as a second web process would be."""
+    other = _migrated_app(tmp_path / "other", database_url)
+    other.config["STORAGE_URL"] = app.config["STORAGE_URL"]
+    other.extensions["packyard.storage"] = app.extensions["packyard.storage"]
+    return other
+
+
+def test_a_write_through_one_process_is_seen_by_another_at_once(registry, database_url, tmp_path):
+    admin = registry.user("root", admin=True)
+    token = registry.token(admin)
+    project = registry.project(registry.group("team", "public"), "lib", "public")
+    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/demo/"
+    group_url = "/api/v4/groups/team/-/packages/pypi/simple/demo/"
+    assert registry.upload(project, *make_wheel("demo", "1.0"), token=token).status_code == 201
+    other = second_process(database_url, tmp_path, registry.app).test_client()
+    assert len(other.get(url, headers=JSON).json["files"]) == 1  # now cached there
+    assert len(other.get(group_url, headers=JSON).json["files"]) == 1
+    assert registry.upload(project, *make_wheel("demo", "2.0"), token=token).status_code == 201
+    assert len(other.get(url, headers=JSON).json["files"]) == 2
+    assert len(other.get(group_url, headers=JSON).json["files"]) == 2
+
+
+def test_a_revoked_token_stops_working_in_every_process(registry, database_url, tmp_path):
+    user = registry.user("dev")
+    project = registry.project(registry.group("team"), "lib")
+    registry.member(user, 30, project=project)
+    token = registry.token(user)
+    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+    other = second_process(database_url, tmp_path, registry.app).test_client()
+    assert other.get(url, headers=basic(token)).status_code == 200  # identity cached there
+    row = db.session.query(PersonalAccessToken).filter_by(user_id=user.id).one()
+    row.revoked = True
+    db.session.commit()
+    assert other.get(url, headers=basic(token)).status_code == 401
+
+
+def test_a_visibility_change_is_applied_at_once(registry):
+    project = registry.project(registry.group("team", "public"), "lib", "public")
+    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+    assert registry.client.get(url).status_code == 200
+    project.visibility = "private"
+    db.session.commit()
+    assert registry.client.get(url).status_code == 401
+
+
+def test_writes_move_the_generation_but_reads_do_not(registry):
+    start = current_generation(db.session)
+    project = registry.project(registry.group("team"), "lib")
+    moved = current_generation(db.session)
+    assert moved > start
+    registry.client.get(f"/api/v4/projects/{project.id}/packages/pypi/simple/")
+    assert current_generation(db.session) == moved
+
+
+def test_a_rolled_back_savepoint_does_not_swallow_the_bump(registry):
+    group = registry.group("team")
+    start = current_generation(db.session)
+    try:
+        with db.session.begin_nested():
+            group.name = "renamed"
+            db.session.flush()
+            raise RuntimeError("undo")
+    except RuntimeError:
+        pass
+    group.name = "kept"
+    db.session.commit()
+    assert current_generation(db.session) > start
+
+
+def test_conditional_get_answers_304_from_the_cache(registry: Registry):
+    project = registry.project(registry.group("team", "public"), "lib", "public")
+    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+    first = registry.client.get(url)
+    again = registry.client.get(url, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+    assert again.headers["ETag"] == first.headers["ETag"]
