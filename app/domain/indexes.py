@@ -17,7 +17,9 @@ from app.domain.tokens import as_utc
 from app.models import Package, PackageFile
 
 API_VERSION = "1.1"
-LISTED_STATES = ("processing", "default")  # error files are never listed
+# Error files are never listed. Written as "not error" rather than IN (processing, default)
+# so that planners reach files through the package, not through the unselective state index.
+LISTED = PackageFile.state != "error"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
 
@@ -47,7 +49,7 @@ def root_names(session: Session, project_ids: Iterable[int]) -> list[tuple[str, 
     rows = session.execute(
         select(Package.normalized_name, Package.name)
         .join(PackageFile, PackageFile.package_id == Package.id)
-        .where(Package.project_id.in_(list(project_ids)), PackageFile.state.in_(LISTED_STATES))
+        .where(Package.project_id.in_(list(project_ids)), LISTED)
         .order_by(Package.normalized_name, Package.id.desc())
     ).all()
     names: dict[str, str] = {}
@@ -70,7 +72,7 @@ def project_page(
         .where(
             Package.project_id.in_(list(project_ids)),
             Package.normalized_name == normalized,
-            PackageFile.state.in_(LISTED_STATES),
+            LISTED,
         )
         .order_by(PackageFile.id.desc())
     ).all()
