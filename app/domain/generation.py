@@ -13,7 +13,7 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import Engine, event, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from app.models import (
@@ -37,10 +37,13 @@ WATCHED = (
 _BUMPED = "packyard.generation_bumped"
 
 
-def current_generation(session: Session) -> int:
-    return session.execute(
-        select(CacheGeneration.value).where(CacheGeneration.id == GENERATION_ROW)
-    ).scalar_one()
+_READ = f"SELECT value FROM cache_generation WHERE id = {GENERATION_ROW}"
+
+
+def current_generation(engine: Engine) -> int:
+    """Read on every cached request: plain SQL on a pooled connection, no ORM session."""
+    with engine.connect() as connection:
+        return int(connection.exec_driver_sql(_READ).scalar_one())
 
 
 def bump(session: Session) -> None:

@@ -56,6 +56,6 @@ def request_cache() -> ProcessCache:
     """The app's cache, synced with the database's generation once per request."""
     cache: ProcessCache = current_app.extensions["packyard.cache"]
     if not request.environ.get(_SYNCED):
-        cache.sync(current_generation(db.session))
+        cache.sync(current_generation(db.engine))
         request.environ[_SYNCED] = True
     return cache
