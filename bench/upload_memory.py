@@ -14,9 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,7 +29,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.dists import make_wheel  # noqa: E402  (needs the repository root on sys.path)
+from tests.dists import make_wheel  # noqa: E402
+from tests.services import LiveServer, packyard_env  # noqa: E402  (needs the repository root on sys.path)
 
 MIB = 2**20
 BIN = Path(sys.executable).parent
@@ -108,83 +106,21 @@ class RssSampler(threading.Thread):
 # --- the server -----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """``packyard serve`` in its own process group; stopped by PID."""
-
-    def __init__(self, data_dir: Path, max_upload: int) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "serve.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PACKYARD_")}
-        env.update(
-            PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-            PACKYARD_DATA_DIR=str(data_dir),
-            PACKYARD_MAX_UPLOAD_SIZE=str(max_upload),
-        )
-        args = [str(BIN / "packyard"), "serve", "--port", str(self.port)]
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [*args, "--workers", "1", "--no-worker"],
-            env=env,
-            cwd=data_dir,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"packyard serve exited:\n{self.output()}")
-            try:
-                if requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"packyard serve did not become ready:\n{self.output()}")
-
-    def admin_token(self) -> str:
-        for line in self.output().splitlines():
-            if line.strip().startswith("pyd-pat-"):
-                return line.strip()
-        raise RuntimeError(f"no admin token (a line starting with pyd-pat-) in:\n{self.output()}")
-
-    def web_workers(self) -> list[int]:
-        """The gunicorn workers: children of the serve process (no embedded worker runs)."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if pids := children(self.proc.pid):
-                return pids
-            time.sleep(0.1)
-        raise RuntimeError("no gunicorn worker process found")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
+def web_workers(server: LiveServer) -> list[int]:
+    """The gunicorn workers: children of the serve process (no embedded worker runs)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if pids := children(server.process.proc.pid):
+            return pids
+        time.sleep(0.1)
+    raise RuntimeError("no gunicorn worker process found")
 
 
 @contextmanager
-def running_server(data_dir: Path, max_upload: int) -> Iterator[Server]:
-    server = Server(data_dir, max_upload)
+def running_server(data_dir: Path, max_upload: int) -> Iterator[LiveServer]:
+    env = packyard_env(data_dir, MAX_UPLOAD_SIZE=str(max_upload))
+    server = LiveServer(data_dir, env, worker=False, web_workers=1)
     try:
-        server.wait_ready()
         yield server
     finally:
         server.stop()
@@ -249,7 +185,7 @@ class MultipartBody:
 
 
 def upload(
-    server: Server,
+    server: LiveServer,
     token: str,
     project_id: int,
     path: Path,
@@ -286,7 +222,7 @@ def upload(
         body.close()
 
 
-def create_project(server: Server, token: str) -> int:
+def create_project(server: LiveServer, token: str) -> int:
     headers = {"PRIVATE-TOKEN": token}
     api = f"{server.url}/api/v4"
     group = requests.post(
@@ -340,9 +276,9 @@ def main() -> int:
         max_upload = (args.size + 64) * MIB
 
         with running_server(data_dir, max_upload) as server:
-            token = server.admin_token()
+            token = server.admin_token
             project_id = create_project(server, token)
-            workers = server.web_workers()
+            workers = web_workers(server)
 
             # One small upload first, so one-time imports and caches are not counted.
             response = upload(server, token, project_id, warmup, "bench-warmup", "1.0")

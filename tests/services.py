@@ -109,11 +109,14 @@ class LiveProcess:
 class LiveServer:
     """``packyard serve`` on a loopback port, with its environment and admin token."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str], *, worker: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str], *, worker: bool = True, web_workers: int = 2
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env
-        args = [str(BIN / "packyard"), "serve", "--port", str(self.port), "--workers", "2"]
+        args = [str(BIN / "packyard"), "serve", "--port", str(self.port)]
+        args += ["--workers", str(web_workers)]
         self.process = LiveProcess(
             [*args] if worker else [*args, "--no-worker"], env, data_dir / "serve.log"
         )
