@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from flask import Flask
 
-from app.domain.generation import current_generation
+from app.domain.generation import GenerationReader, current_generation
 from app.extensions import db
 from app.models import PersonalAccessToken
 from tests.conftest import Registry, _migrated_app, basic
@@ -68,6 +69,48 @@ def test_writes_move_the_generation_but_reads_do_not(registry):
     assert moved > start
     registry.client.get(f"/api/v4/projects/{project.id}/packages/pypi/simple/")
     assert current_generation(db.engine) == moved
+
+
+def test_the_held_connection_reads_every_commit_at_once(registry):
+    reader = GenerationReader(db.engine)
+    first = reader.read()
+    assert first == current_generation(db.engine)
+    registry.group("team")  # committed through the session's own pooled connection
+    assert reader.read() == current_generation(db.engine) > first
+    reader.close()
+
+
+def test_a_broken_held_connection_falls_back_and_reconnects(registry):
+    reader = GenerationReader(db.engine)
+    reader.read()
+    reader._local.connection[1].close()  # the server went away, say
+    registry.group("team")
+    assert reader.read() == current_generation(db.engine)  # pooled fallback, no error
+    assert reader.read() == current_generation(db.engine)  # a fresh held connection
+    assert len(reader._held) == 2
+    reader.close()
+
+
+def test_each_thread_holds_its_own_connection_until_the_engine_is_disposed(registry):
+    reader = GenerationReader(db.engine)
+    app = registry.app
+    values: list[int] = []
+
+    def read_in_thread() -> None:
+        with app.app_context():
+            values.append(reader.read())
+
+    threads = [threading.Thread(target=read_in_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    reader.read()
+    assert values == [current_generation(db.engine)] * 2
+    assert len(reader._held) == 3
+    db.engine.dispose()
+    assert reader._held == []
+    assert reader.read() == current_generation(db.engine)  # reconnects after a dispose
 
 
 def test_a_rolled_back_savepoint_does_not_swallow_the_bump(registry):

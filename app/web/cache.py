@@ -14,12 +14,14 @@ from typing import Any, TypeVar
 
 from flask import current_app, request
 
-from app.domain.generation import current_generation
+from app.domain.generation import GenerationReader
 from app.extensions import db
 
 T = TypeVar("T")
 MAX_ENTRIES = 20_000
 _SYNCED = "packyard.cache_synced"
+_READER = "packyard.generation_reader"
+_READER_LOCK = threading.Lock()
 
 
 class ProcessCache:
@@ -56,6 +58,16 @@ def request_cache() -> ProcessCache:
     """The app's cache, synced with the database's generation once per request."""
     cache: ProcessCache = current_app.extensions["packyard.cache"]
     if not request.environ.get(_SYNCED):
-        cache.sync(current_generation(db.engine))
+        cache.sync(_generation_reader().read())
         request.environ[_SYNCED] = True
     return cache
+
+
+def _generation_reader() -> GenerationReader:
+    # Made on first use: the engine exists only inside an app context.
+    extensions = current_app.extensions
+    reader = extensions.get(_READER)
+    if reader is None:
+        with _READER_LOCK:
+            reader = extensions.setdefault(_READER, GenerationReader(db.engine))
+    return reader  # type: ignore[no-any-return]
