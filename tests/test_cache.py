@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request_started
 
 from app.domain.generation import GenerationReader, current_generation
 from app.extensions import db
@@ -135,3 +137,59 @@ def test_conditional_get_answers_304_from_the_cache(registry: Registry):
     again = registry.client.get(url, headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304 and again.data == b""
     assert again.headers["ETag"] == first.headers["ETag"]
+
+
+def test_a_repeated_index_request_is_answered_without_entering_flask(registry: Registry):
+    admin = registry.user("root", admin=True)
+    token = registry.token(admin)
+    project = registry.project(registry.group("team", "public"), "lib", "public")
+    assert registry.upload(project, *make_wheel("demo", "1.0"), token=token).status_code == 201
+    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/demo/"
+    dispatched: list[str] = []
+    with request_started.connected_to(lambda _app, **_kw: dispatched.append("x"), registry.app):
+        first, again = registry.client.get(url), registry.client.get(url)
+        assert len(dispatched) == 1  # the repeat never reached Flask
+        assert again.data == first.data and again.headers["ETag"] == first.headers["ETag"]
+        assert again.headers["Content-Type"] == "text/html; charset=utf-8"
+        as_json = registry.client.get(url, headers=JSON)  # another Accept: another entry
+        assert as_json.json["name"] == "demo" and len(dispatched) == 2
+        for _ in range(2):  # with a cookie or as HEAD: always Flask's answer
+            registry.client.head(url)
+            registry.client.set_cookie("session", "x")
+            registry.client.get(url)
+            registry.client.delete_cookie("session")
+        assert len(dispatched) == 6
+        assert registry.upload(project, *make_wheel("demo", "2.0"), token=token).status_code == 201
+        dispatched.clear()
+        assert b"demo-2.0" in registry.client.get(url).data  # the write dropped the entry
+        assert len(dispatched) == 1
+
+
+def test_cached_responses_are_never_shared_between_callers(registry: Registry):
+    dev, stranger = registry.user("dev"), registry.user("stranger")
+    project = registry.project(registry.group("team"), "lib")
+    registry.member(dev, 30, project=project)
+    dev_token, stranger_token = registry.token(dev), registry.token(stranger)
+    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+    for _ in range(2):
+        assert registry.client.get(url, headers={"PRIVATE-TOKEN": dev_token}).status_code == 200
+        assert registry.client.get(url).status_code == 401
+        stranger = registry.client.get(url, headers={"PRIVATE-TOKEN": stranger_token})
+        assert stranger.status_code == 404
+        assert registry.client.get(url, headers=basic(stranger_token)).status_code == 404
+        assert registry.client.get(url, headers=basic(dev_token)).status_code == 200
+
+
+def test_a_cached_response_ends_when_its_token_expires(registry: Registry):
+    dev = registry.user("dev")
+    project = registry.project(registry.group("team"), "lib")
+    registry.member(dev, 30, project=project)
+    token = registry.token(dev)
+    row = db.session.query(PersonalAccessToken).filter_by(user_id=dev.id).one()
+    row.expires_at = datetime.now(UTC) + timedelta(seconds=1)
+    db.session.commit()
+    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+    assert registry.client.get(url, headers=basic(token)).status_code == 200
+    assert registry.client.get(url, headers=basic(token)).status_code == 200  # cached
+    time.sleep(1.1)
+    assert registry.client.get(url, headers=basic(token)).status_code == 401

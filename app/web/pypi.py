@@ -30,7 +30,7 @@ from app.extensions import db
 from app.models import Group, PackageFile
 from app.runtime import storage
 from app.web.auth import current_identity
-from app.web.cache import request_cache
+from app.web.cache import cache_this_response, request_cache
 from app.web.loaders import IndexScope, group_index_scope, project_for, project_index_scope
 from app.web.uploads import HashingSpool
 from workers.dispatch import send
@@ -40,6 +40,7 @@ bp = Blueprint("pypi", __name__)
 
 PROJECT = "/api/v4/projects/<ref:project_ref>/packages/pypi"
 GROUP = "/api/v4/groups/<ref:group_ref>/-/packages/pypi"
+SIMPLE_INDEX_PATHS = "/packages/pypi/simple/"  # what ResponseCache may answer
 FILES_FROM_DETAIL = "../../files/"
 UPLOAD_FIELDS = ("sha256_digest", "md5_digest", "blake2_256_digest", "requires_python")
 CONTENT_TYPES = {
@@ -148,6 +149,7 @@ def _index_response(page: RenderedPage, mimetype: str) -> Response:
         response = Response(status=304)
     else:
         response = Response(page.body, content_type=content_type)
+        cache_this_response(current_identity().expires_at)
     response.set_etag(page.etag)
     response.vary.add("Accept")
     response.cache_control.no_cache = True  # always revalidate: cheap with the ETag
