@@ -2,17 +2,88 @@
 
 Registered as the ``packyard-sqla`` transport (URL ``packyard-sqla+sqlite:///...``): a
 URL's scheme picks the transport class, so a subclass is only used under its own name.
+
+kombu's channel locks the file (``BEGIN IMMEDIATE``) and runs two queries per queue per
+poll, and keeps every consumed message as an invisible row.  This channel polls only when
+the file changed since a queue was last found empty (SQLite's ``data_version``, read on a
+connection of its own), and deletes consumed messages while it is idle.
 """
 
+from __future__ import annotations
+
+import sqlite3
+import time
+from queue import Empty
+from typing import Any
+
 from kombu.transport import TRANSPORT_ALIASES, sqlalchemy
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 ALIAS = "packyard-sqla"
 # kombu's virtual transports sleep this long when every queue is empty (default 1 s):
 # it is the latency an upload waits before the embedded worker sees its task.
 POLLING_INTERVAL = 0.05
+PURGE_CONSUMED_EVERY = 60.0  # seconds
+
+
+class EmbeddedChannel(sqlalchemy.Channel):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._empty_at: dict[str, int] = {}  # queue -> data_version when last found empty
+        self._watcher: sqlite3.Connection | None = None
+        self._purged_at = time.monotonic()
+
+    def _get(self, queue: str) -> Any:
+        version = self._data_version()
+        if version is not None and self._empty_at.get(queue) == version:
+            raise Empty()  # nothing was committed since: no message can have arrived
+        try:
+            return super()._get(queue)
+        except Empty:
+            # Read before the query: a message committed since then changes the version.
+            if version is not None:
+                self._empty_at[queue] = version
+            self._purge_consumed()
+            raise
+
+    def _data_version(self) -> int | None:
+        """Changes whenever another connection commits to the broker's file."""
+        try:
+            if self._watcher is None:
+                database = make_url(self.connection.client.hostname).database
+                if not database or database == ":memory:":
+                    return None
+                self._watcher = sqlite3.connect(
+                    database, isolation_level=None, check_same_thread=False
+                )
+            return int(self._watcher.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            self._watcher = None
+            return None  # poll as kombu does
+
+    def _purge_consumed(self) -> None:
+        if time.monotonic() - self._purged_at < PURGE_CONSUMED_EVERY:
+            return
+        self._purged_at = time.monotonic()
+        message = self.message_cls
+        try:
+            self.session.query(message).filter(message.visible.is_(False)).delete(
+                synchronize_session=False
+            )
+            self.session.commit()
+        except OperationalError:  # the file is busy: next time
+            self.session.rollback()
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+        super().close()
 
 
 class EmbeddedTransport(sqlalchemy.Transport):  # type: ignore[misc]
+    Channel = EmbeddedChannel
     polling_interval = POLLING_INTERVAL
 
 
