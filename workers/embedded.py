@@ -17,6 +17,7 @@ from queue import Empty
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES, sqlalchemy
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -33,6 +34,11 @@ class EmbeddedChannel(sqlalchemy.Channel):  # type: ignore[misc]
         self._empty_at: dict[str, int] = {}  # queue -> data_version when last found empty
         self._watcher: sqlite3.Connection | None = None
         self._purged_at = time.monotonic()
+
+    def _engine_from_config(self) -> Any:
+        engine = super()._engine_from_config()
+        event.listen(engine, "connect", _no_fsync_per_commit)
+        return engine
 
     def _get(self, queue: str) -> Any:
         version = self._data_version()
@@ -80,6 +86,12 @@ class EmbeddedChannel(sqlalchemy.Channel):  # type: ignore[misc]
             self._watcher.close()
             self._watcher = None
         super().close()
+
+
+def _no_fsync_per_commit(dbapi_connection: Any, _record: Any) -> None:
+    # WAL with synchronous=NORMAL survives crashes; a power cut may lose the last commits,
+    # that is tasks, which the sweeper resends for every file still processing.
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
 class EmbeddedTransport(sqlalchemy.Transport):  # type: ignore[misc]

@@ -18,7 +18,7 @@ from itertools import chain
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, update
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.pool import NullPool
 
 from app.models import (
@@ -148,9 +148,11 @@ def _bump_on_bulk_write(state: ORMExecuteState) -> None:
         bump(state.session)
 
 
-@event.listens_for(Session, "after_commit")
-def _reset(session: Session) -> None:
-    session.info.pop(_BUMPED, None)
+@event.listens_for(Session, "after_transaction_end")
+def _reset(session: Session, transaction: SessionTransaction) -> None:
+    # The root transaction only: a released savepoint's bump is still pending in it.
+    if transaction.parent is None:
+        session.info.pop(_BUMPED, None)
 
 
 @event.listens_for(Session, "after_soft_rollback")

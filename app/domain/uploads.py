@@ -89,11 +89,11 @@ def accept_upload(
         state="processing",
         enqueued_at=utcnow(),  # the caller sends the task after commit; the sweeper backs it up
     )
+    session.add(package_file)
     try:
-        with session.begin_nested():
-            session.add(package_file)
+        session.flush()
     except IntegrityError:
-        session.rollback()
+        session.rollback()  # the whole upload: nothing of it is kept
         raise FileExists(dist.filename) from None
     record(
         session, actor if actor is not None else uploader, "package_file_uploaded", project,
