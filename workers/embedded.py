@@ -17,6 +17,7 @@ from queue import Empty
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES, sqlalchemy
+from kombu.utils.json import dumps
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -34,11 +35,27 @@ class EmbeddedChannel(sqlalchemy.Channel):  # type: ignore[misc]
         self._empty_at: dict[str, int] = {}  # queue -> data_version when last found empty
         self._watcher: sqlite3.Connection | None = None
         self._purged_at = time.monotonic()
+        self._queue_ids: dict[str, int] = {}  # kombu never deletes a queue row
 
     def _engine_from_config(self) -> Any:
         engine = super()._engine_from_config()
         event.listen(engine, "connect", _no_fsync_per_commit)
         return engine
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        """One INSERT, without kombu's queue lookup and ORM unit of work per message."""
+        queue_id = self._queue_ids.get(queue)
+        if queue_id is None:
+            queue_id = self._queue_ids[queue] = self._get_or_create(queue).id
+        insert = self.message_cls.__table__.insert()
+        try:
+            self.session.execute(
+                insert.values(payload=dumps(payload), queue_id=queue_id, visible=True, version=1)
+            )
+            self.session.commit()
+        except OperationalError:
+            self.session.rollback()
+            raise  # the publish fails and can be retried, as in kombu
 
     def _get(self, queue: str) -> Any:
         version = self._data_version()
