@@ -89,7 +89,7 @@ def test_a_broken_held_connection_falls_back_and_reconnects(registry):
     registry.group("team")
     assert reader.read() == current_generation(db.engine)  # pooled fallback, no error
     assert reader.read() == current_generation(db.engine)  # a fresh held connection
-    assert len(reader._held) == 2
+    assert len(reader._held) == 1  # the broken one is forgotten
     reader.close()
 
 

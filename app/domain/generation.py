@@ -85,7 +85,7 @@ class GenerationReader:
                 cursor.close()
             return int(rows[0][0])
         except self._direct.dialect.loaded_dbapi.Error:
-            self._local.__dict__.pop("connection", None)  # reconnect on the next read
+            self._drop_thread_connection()  # and reconnect on the next read
             return current_generation(self._engine)
 
     def close(self, *_args: Any) -> None:
@@ -96,6 +96,14 @@ class GenerationReader:
             with contextlib.suppress(Exception):  # already broken is as good as closed
                 connection.close()
         self._local = threading.local()
+
+    def _drop_thread_connection(self) -> None:
+        _pid, connection = self._local.__dict__.pop("connection", (None, None))
+        with self._lock:
+            if connection in self._held:
+                self._held.remove(connection)
+        with contextlib.suppress(Exception):
+            connection.close()
 
     def _connection(self) -> Any:
         held = getattr(self._local, "connection", None)
