@@ -12,6 +12,7 @@ from flask import Flask, request_started
 from app.domain.generation import GenerationReader, current_generation
 from app.extensions import db
 from app.models import PersonalAccessToken
+from app.web.cache import ProcessCache
 from tests.conftest import Registry, _migrated_app, basic
 from tests.dists import make_wheel
 
@@ -193,3 +194,13 @@ def test_a_cached_response_ends_when_its_token_expires(registry: Registry):
     assert registry.client.get(url, headers=basic(token)).status_code == 200  # cached
     time.sleep(1.1)
     assert registry.client.get(url, headers=basic(token)).status_code == 401
+
+
+def test_an_answered_response_stays_recent_in_the_lru(registry: Registry):
+    cache = ProcessCache(GenerationReader(db.engine), max_entries=2)
+    cache.sync({})
+    cache.put("a", 1, cache.generation)
+    cache.put("b", 2, cache.generation)
+    assert cache.peek("a") == 1  # used: "b" is now the oldest
+    cache.put("c", 3, cache.generation)
+    assert cache.peek("a") == 1 and cache.peek("b") is None

@@ -6,7 +6,6 @@ import sqlite3
 from pathlib import Path
 from queue import Empty
 
-import pytest
 from kombu import Connection
 from sqlalchemy import event
 
@@ -60,9 +59,8 @@ def test_consumed_messages_are_deleted_while_idle(tmp_path: Path, monkeypatch):
         assert db.execute("SELECT count(*) FROM kombu_message").fetchone() == (0,)
 
 
-@pytest.mark.parametrize("database", [":memory:"])
-def test_a_database_without_a_file_is_polled_as_kombu_does(database: str):
-    with Connection(f"{embedded.ALIAS}+sqlite:///{database}") as connection:
+def test_a_database_without_a_file_is_polled_as_kombu_does():
+    with Connection(f"{embedded.ALIAS}+sqlite:///:memory:") as connection:
         queue = connection.SimpleQueue("tasks")
         assert poll(queue) is None
         queue.put({"n": 1})

@@ -98,12 +98,15 @@ class GenerationReader:
         self._local = threading.local()
 
     def _drop_thread_connection(self) -> None:
-        _pid, connection = self._local.__dict__.pop("connection", (None, None))
+        held = getattr(self._local, "connection", None)
+        if held is None:
+            return
+        del self._local.connection
         with self._lock:
-            if connection in self._held:
-                self._held.remove(connection)
-        with contextlib.suppress(Exception):
-            connection.close()
+            if held[1] in self._held:
+                self._held.remove(held[1])
+        with contextlib.suppress(Exception):  # already broken is as good as closed
+            held[1].close()
 
     def _connection(self) -> Any:
         held = getattr(self._local, "connection", None)

@@ -52,8 +52,12 @@ class ProcessCache:
                 self._generation = generation
 
     def peek(self, key: Hashable) -> Any:
+        """The entry or None, without computing it; a hit counts as recent use."""
         with self._lock:
-            return self._entries.get(key)
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            return None
 
     def get(self, key: Hashable, compute: Callable[[], T]) -> T:
         with self._lock:
