@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -68,6 +69,7 @@ def worker(celery_args: tuple[str, ...]) -> None:
 @click.option("--workers", default=None, type=int, help="Web worker processes.")
 def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
     """Serve the web app on gunicorn (and the embedded worker unless --no-worker)."""
+    _check_port_free(host, port)
     app = create_app()
     with app.app_context():
         if app.config["DATABASE_URL"].startswith("sqlite"):
@@ -86,6 +88,27 @@ def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
                 worker_process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 worker_process.kill()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail now, with a clear message, if ``host:port`` is taken.
+
+    Each web worker binds its own socket with SO_REUSEPORT (see ``_run_gunicorn``); without
+    this check a second ``packyard serve`` on the same port would silently share its traffic.
+    """
+    if port == 0:
+        raise click.BadParameter(
+            "give a port number: every web worker listens on it", param_hint="--port"
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as gunicorn: TIME_WAIT is fine
+        try:
+            probe.bind((host, port))  # no SO_REUSEPORT: fails if anyone holds the port
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def _first_run_admin(app: Flask) -> None:
@@ -119,6 +142,10 @@ def _run_gunicorn(host: str, port: int, workers: int | None) -> None:
                 "workers": workers or min(2 * (os.cpu_count() or 1), 8),
                 "worker_class": "gthread",
                 "threads": 4,
+                # One listening socket per worker: the kernel spreads new connections over
+                # the workers. With one shared socket, a burst of keep-alive connections
+                # can all land on one worker (one core) and stay there.
+                "reuse_port": True,
                 "timeout": 120,
                 "accesslog": os.environ.get("PACKYARD_ACCESS_LOG"),
                 "loglevel": "warning",

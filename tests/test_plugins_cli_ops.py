@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -135,6 +136,23 @@ def test_cli_db_upgrade_and_create_admin(tmp_path):
         for token in tokens:
             me = app.test_client().get("/api/v4/user", headers={"PRIVATE-TOKEN": token})
             assert me.json["username"] == "ops" and me.json["is_admin"] is True
+
+
+@pytest.mark.parametrize("port_taken", [True, False])
+def test_serve_refuses_a_port_it_cannot_have_alone(tmp_path, port_taken):
+    """Workers bind with SO_REUSEPORT, so serve itself must refuse a port someone holds."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1] if port_taken else 0
+        serve = subprocess.run(
+            [str(BIN / "packyard"), "serve", "--no-worker", "--port", str(port)],
+            env=packyard_env(tmp_path), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert serve.returncode != 0
+    expected = f"cannot listen on 127.0.0.1:{port}" if port_taken else "give a port number"
+    assert expected in serve.stderr
+    assert not (tmp_path / "packyard.db").exists()  # it stopped before touching anything
 
 
 def test_migrations_match_the_models(app):
