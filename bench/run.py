@@ -259,7 +259,7 @@ class Run:
 
         pages = self.targets["packyard"].pages()
         saved = {key: requests.get(pages[key].url, timeout=30).content for key in ("p5", "p200")}
-        ceilings = [Nginx(paths, saved), TrivialRoute(paths, saved["p5"])]
+        ceilings = [Nginx(paths, saved), TrivialRoute(paths, saved)]
         for target in ceilings:
             self.targets[target.key] = target
             target.start()

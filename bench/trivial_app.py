@@ -1,4 +1,4 @@
-"""The framework ceiling: one Flask route answering a constant page, on Packyard's server.
+"""The framework ceiling: one Flask route answering constant pages, on Packyard's server.
 
 It is served exactly as ``packyard serve`` serves Packyard: this script swaps the app that
 ``app.cli._run_gunicorn`` loads for the trivial one and calls it, so the workers, threads
@@ -6,7 +6,9 @@ and worker class follow whatever ``app/cli.py`` sets. If that private function i
 changed, it falls back to the settings the README documents (gthread, 4 threads, 2 x CPUs
 workers, at most 8) and says so.
 
-    .venv/bin/python bench/trivial_app.py --port 8099 --page saved-page.html
+    .venv/bin/python bench/trivial_app.py --port 8099 --pages DIR
+
+answers ``/<key>/`` with the bytes of ``DIR/<key>.html`` (e.g. ``/p5/`` and ``/p200/``).
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import os
 import sys
 from pathlib import Path
 
-from flask import Flask, Response
+from flask import Flask, Response, abort
 
 
-def make_app(page: bytes) -> Flask:
+def make_app(pages: dict[str, bytes]) -> Flask:
     app = Flask("trivial")
 
-    @app.get("/p5/")
-    def constant() -> Response:
-        return Response(page, content_type="text/html; charset=utf-8")
+    @app.get("/<key>/")
+    def constant(key: str) -> Response:
+        if key not in pages:
+            abort(404)
+        return Response(pages[key], content_type="text/html; charset=utf-8")
 
     return app
 
@@ -69,9 +73,10 @@ def serve_documented(flask_app: Flask, port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--page", type=Path, required=True, help="the bytes to answer")
+    parser.add_argument("--pages", type=Path, required=True, help="a folder of <key>.html")
     args = parser.parse_args()
-    serve_like_packyard(make_app(args.page.read_bytes()), args.port)
+    pages = {path.stem: path.read_bytes() for path in args.pages.glob("*.html")}
+    serve_like_packyard(make_app(pages), args.port)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import time
 from pathlib import Path
@@ -144,19 +145,30 @@ def dry_run(tool: str, target: Target, bins: dict[str, Path], python: Path) -> d
     port, path = target.misc_simple()
     proxy = CountingProxy(port)
     args = dry_run_args(tool, f"http://127.0.0.1:{proxy.port}{path}", bins, python)
+    cpu_before = _children_cpu_s()
     started = time.perf_counter()
     result = subprocess.run(args, env=clean_env(), capture_output=True, text=True, timeout=300)
     seconds = time.perf_counter() - started
+    client_cpu = _children_cpu_s() - cpu_before
     proxy.close()
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise RuntimeError(f"{tool} dry run against {target.key} failed:\n{output[-3000:]}")
     return {
         "seconds": seconds,
+        # The client's own CPU (with its subprocesses) is most of a dry run; what is left
+        # is the time it spent waiting, mostly on the server.
+        "client_cpu_s": client_cpu,
+        "waiting_s": max(seconds - client_cpu, 0.0),
         "bytes": proxy.down,
         "connections": proxy.connections,
         "would_install": _would_install(output),
     }
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def dry_run_args(tool: str, index_url: str, bins: dict[str, Path], python: Path) -> list[str]:

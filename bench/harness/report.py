@@ -63,7 +63,17 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     }
     dry = {
         tool: {
-            t: {k: med(r, k) for k in ("seconds", "bytes", "connections", "would_install")}
+            t: {
+                k: med(r, k)
+                for k in (
+                    "seconds",
+                    "client_cpu_s",
+                    "waiting_s",
+                    "bytes",
+                    "connections",
+                    "would_install",
+                )
+            }
             for t, r in by_target.items()
         }
         for tool, by_target in results["dry_run"].items()
@@ -254,9 +264,10 @@ def _pages(results: dict[str, Any]) -> list[str]:
         f"`wrk -t{settings['wrk_threads']} -c{settings['wrk_connections']} "
         f"-d{settings['wrk_seconds']}s` per page, target and round, on the same machine as the "
         "servers (wrk takes CPU too). nginx serves Packyard's own pages saved as files; the "
-        "trivial route answers the 5-version page's bytes from one Flask view on Packyard's "
-        "gunicorn settings. Anonymous unless the page says token (a reporter's `read_api` "
-        "token in `PRIVATE-TOKEN`). Packyard p99 latency in the last column.",
+        "trivial route answers the same pages' bytes from one Flask view on Packyard's "
+        "gunicorn settings: the framework ceiling, and how much of a bigger page's cost is "
+        "bytes on the wire rather than rendering. Anonymous unless the page says token (a "
+        "reporter's `read_api` token in `PRIVATE-TOKEN`). Packyard p99 latency in the last column.",
         "",
     ]
     rows = []
@@ -330,7 +341,9 @@ def _dry_runs(results: dict[str, Any]) -> list[str]:
         f"`pip install --dry-run --no-cache-dir` and `uv pip install --dry-run --no-cache` of "
         f"`{requirements}` into an empty environment, index = the target's `misc` index (real "
         "wheels and sdists from `pip download`). Bytes: everything the server sent, counted by "
-        "a TCP relay in front of it (headers included).",
+        "a TCP relay in front of it (headers included). Client CPU: user + system time of the "
+        "client and its subprocesses; waiting: wall time minus that, i.e. the time the client "
+        "spent on the network and the server (which shares the machine's two cores).",
         "",
     ]
     rows = []
@@ -338,6 +351,8 @@ def _dry_runs(results: dict[str, Any]) -> list[str]:
     for tool, by_target in summary.items():
         for key, label, scale, digits in (
             ("seconds", "s", 1, 2),
+            ("client_cpu_s", "client CPU s", 1, 2),
+            ("waiting_s", "waiting s", 1, 3),
             ("bytes", "KiB fetched", 1024, 1),
             ("connections", "connections", 1, 0),
             ("would_install", "would install", 1, 0),

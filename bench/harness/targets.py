@@ -611,35 +611,37 @@ class Nginx(Target):
 
 
 class TrivialRoute(Target):
-    """One Flask route returning the 5-version page's bytes, on Packyard's gunicorn settings."""
+    """One Flask route returning saved pages' bytes, on Packyard's gunicorn settings."""
 
     key = "trivial"
     label = "Flask trivial route"
     registry = False
 
-    def __init__(self, paths: Paths, page: bytes) -> None:
+    def __init__(self, paths: Paths, saved_pages: dict[str, bytes]) -> None:
         super().__init__(paths)
-        self.page = page
+        self.saved_pages = saved_pages
 
     def start(self) -> None:
         self.port = free_port()
-        page_file = self.dir / "page.html"
-        page_file.write_bytes(self.page)
+        pages = self.dir / "pages"
+        pages.mkdir(exist_ok=True)
+        for key, body in self.saved_pages.items():
+            (pages / f"{key}.html").write_bytes(body)
         script = Path(__file__).resolve().parents[1] / "trivial_app.py"
         args = [
             str(self.paths.bin / "python"),
             str(script),
             "--port",
             str(self.port),
-            "--page",
-            str(page_file),
+            "--pages",
+            str(pages),
         ]
         env = clean_env(PYTHONPATH=str(self.paths.src))
         self.processes.append(Process(args, env, self.dir / "serve.log", cwd=self.dir))
         wait_http(self.processes[0], f"http://127.0.0.1:{self.port}/p5/")
 
     def pages(self) -> dict[str, Page]:
-        return {"p5": Page(f"http://127.0.0.1:{self.port}/p5/")}
+        return {key: Page(f"http://127.0.0.1:{self.port}/{key}/") for key in self.saved_pages}
 
     def version(self) -> str:
         output = self.processes[0].output() if self.processes else ""
