@@ -54,6 +54,57 @@ def test_claim_stalled_takes_old_processing_files_once(registry, wheel):
     assert claim_stalled(db.session, timedelta(seconds=60)) == []  # settled files stay
 
 
+def _queued_files(registry, count: int) -> list[PackageFile]:
+    """``count`` uploads whose tasks went nowhere (no worker consumes the memory broker)."""
+    admin = registry.user("root", admin=True)
+    project = registry.project(registry.group("team"), "lib")
+    registry.app.extensions["celery"].conf.task_always_eager = False
+    registry.app.config["BROKER_URL"] = "memory://"
+    registry.app.extensions["celery"].conf.broker_url = "memory://"
+    token = registry.token(admin)
+    for index in range(count):
+        assert (
+            registry.upload(project, *make_wheel(f"p{index}", "1.0"), token=token).status_code
+            == 201
+        )
+    return list(db.session.execute(select(PackageFile).order_by(PackageFile.id)).scalars())
+
+
+def _sent(row: PackageFile, minutes_ago: float) -> None:
+    row.enqueued_at = utcnow() - timedelta(minutes=minutes_ago)
+
+
+def test_a_backlog_the_workers_are_working_through_is_not_resent(registry):
+    settled, *backlog = _queued_files(registry, 4)
+    for row in (settled, *backlog):
+        _sent(row, 5)
+    settled.state, settled.processed_at = "default", utcnow()  # progress: the front moves
+    backlog[0].enqueued_at = settled.enqueued_at + timedelta(seconds=1)
+    db.session.commit()
+    assert claim_stalled(db.session, timedelta(seconds=60)) == []
+
+
+def test_a_file_the_workers_have_passed_is_resent(registry):
+    lost, settled, queued = _queued_files(registry, 3)
+    _sent(lost, 6)
+    _sent(queued, 5)
+    _sent(settled, 5.5)  # sent after the lost one, before the queued one, and done
+    settled.state, settled.processed_at = "default", utcnow()
+    db.session.commit()
+    assert claim_stalled(db.session, timedelta(seconds=60)) == [lost.id]
+
+
+def test_a_file_a_worker_is_still_on_is_not_resent(registry):
+    (busy,) = _queued_files(registry, 1)
+    _sent(busy, 5)
+    busy.started_at = utcnow() - timedelta(seconds=10)
+    db.session.commit()
+    assert claim_stalled(db.session, timedelta(seconds=60)) == []
+    busy.started_at = utcnow() - timedelta(minutes=4)  # started long ago, then nothing
+    db.session.commit()
+    assert claim_stalled(db.session, timedelta(seconds=60)) == [busy.id]
+
+
 class PrivateRedis:
     """A redis-server of the test's own, on a free port, that the test may stop."""
 

@@ -4,7 +4,8 @@ removes stored files whose deletion task was lost.
 A task can be lost when the broker was down as the web process sent it, or when a
 worker died holding it (an embedded-broker worker keeps unacknowledged messages in
 memory; Redis only redelivers after its visibility timeout).  Files are the source of
-truth: any file still ``processing`` long after its task was sent gets a new task.
+truth: a file still ``processing`` long after its task was sent, which the workers have
+passed or stopped making progress on, gets a new task (``claim_stalled``).
 Processing is idempotent, so a duplicate costs one cheap no-op.
 """
 

@@ -4,9 +4,9 @@ and settle it in ``default`` or ``error``. Idempotent: a settled file is left al
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, false, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.archives import ArchiveLimits
@@ -78,32 +78,58 @@ def _verify_stored_digest(fh: object, package_file: PackageFile) -> None:
 
 
 def claim_stalled(session: Session, older_than: timedelta, limit: int = 500) -> list[int]:
-    """Files still ``processing`` whose task was sent longer ago than ``older_than``.
+    """Files still ``processing`` whose task looks lost; the caller sends them again.
+
+    A file qualifies when its task was sent longer ago than ``older_than``, no worker has
+    started it since, and either the workers have passed it (a file whose task was sent
+    later is already settled: queues are first in, first out) or they have stopped making
+    progress at all. A long backlog alone is not a loss: resending it would only make the
+    queue longer.
 
     Each is claimed by moving its ``enqueued_at`` to now with a conditional UPDATE, so
-    several sweepers running at once resend a file once. The caller sends the tasks.
+    several sweepers running at once resend a file once.
     """
     now = utcnow()
     cutoff = now - older_than
-    stale = or_(PackageFile.enqueued_at.is_(None), PackageFile.enqueued_at < cutoff)
+    lost = PackageFile.enqueued_at < cutoff
+    if _progressed_since(session, cutoff):
+        front = _processing_front(session)
+        lost = and_(lost, PackageFile.enqueued_at < front) if front is not None else false()
+    stale = and_(
+        PackageFile.state == "processing",
+        or_(PackageFile.started_at.is_(None), PackageFile.started_at < cutoff),
+        or_(PackageFile.enqueued_at.is_(None), lost),
+    )
     candidates = (
-        session.execute(
-            select(PackageFile.id)
-            .where(PackageFile.state == "processing", stale)
-            .order_by(PackageFile.id)
-            .limit(limit)
-        )
+        session.execute(select(PackageFile.id).where(stale).order_by(PackageFile.id).limit(limit))
         .scalars()
         .all()
     )
     claimed = []
     for file_id in candidates:
         result = session.execute(
-            update(PackageFile)
-            .where(PackageFile.id == file_id, PackageFile.state == "processing", stale)
-            .values(enqueued_at=now)
+            update(PackageFile).where(PackageFile.id == file_id, stale).values(enqueued_at=now)
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
             claimed.append(file_id)
     session.commit()
     return claimed
+
+
+def _progressed_since(session: Session, since: datetime) -> bool:
+    """Whether the workers settled or started any file ``since``."""
+    recent = or_(
+        PackageFile.processed_at >= since,
+        and_(PackageFile.state == "processing", PackageFile.started_at >= since),
+    )
+    return session.execute(select(PackageFile.id).where(recent).limit(1)).first() is not None
+
+
+def _processing_front(session: Session) -> datetime | None:
+    """When the task of the file settled last was sent."""
+    return session.execute(
+        select(PackageFile.enqueued_at)
+        .where(PackageFile.processed_at.is_not(None))
+        .order_by(PackageFile.processed_at.desc())
+        .limit(1)
+    ).scalar()

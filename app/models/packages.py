@@ -57,6 +57,7 @@ class PackageFile(TimestampMixin, Base):
         UniqueConstraint("project_id", "filename"),
         Index("ix_package_files_sha256", "sha256"),
         Index("ix_package_files_state", "state"),
+        Index("ix_package_files_processed_at", "processed_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
