@@ -65,3 +65,17 @@ def test_a_database_without_a_file_is_polled_as_kombu_does():
         assert poll(queue) is None
         queue.put({"n": 1})
         assert poll(queue).payload == {"n": 1}  # type: ignore[union-attr]
+
+
+def test_polls_briskly_only_while_messages_flow(tmp_path: Path, monkeypatch):
+    """After a delivery the worker may be waiting for its one task to finish, not for the
+    broker: kombu sleeps a polling interval either way, so that interval must be short."""
+    with Connection(broker_url(tmp_path)) as connection:
+        transport = connection.transport
+        assert transport.polling_interval == embedded.POLLING_INTERVAL  # idle
+        queue = connection.SimpleQueue("tasks")
+        queue.put({"n": 1})
+        queue.get(block=True, timeout=5).ack()  # delivered through the transport
+        assert transport.polling_interval == embedded.BUSY_POLLING_INTERVAL
+        monkeypatch.setattr(embedded, "BUSY_FOR", 0.0)
+        assert transport.polling_interval == embedded.POLLING_INTERVAL
