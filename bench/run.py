@@ -324,12 +324,12 @@ class Run:
         """45 MiB upload"""
         from harness.measure import big_upload
 
-        big = self.corpus.files(f"big_{round_index}")[0]
-        for target in self.registries(round_index):
-            what = f"45 MiB upload to {target.key}"
-            result = self.attempt(what, big_upload, target, self.corpus.root, big)
-            self._store("big_upload", target.key, result)
-            self.settle()
+        for big in self.corpus.files(f"big_{round_index}"):
+            for target in self.registries(round_index):
+                what = f"45 MiB upload to {target.key}"
+                result = self.attempt(what, big_upload, target, self.corpus.root, big)
+                self._store("big_upload", target.key, result)
+                self.settle()
 
     def _dry_runs(self, round_index: int) -> None:
         """pip and uv dry runs"""

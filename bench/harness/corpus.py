@@ -9,7 +9,7 @@ Sets (names of projects in parentheses):
   the 100-project index;
 - ``large``: 2,000 projects (``large-NNNN``), the 2,000-project index;
 - ``twine_R``: the files that twine uploads in round R (``twine-rR-NNN``);
-- ``big_R``: one wheel with 45 MiB of incompressible payload (``big-wheel``, version R+1);
+- ``big_R``: wheels with 45 MiB of incompressible payload (``big-wheel``, versions R+1.N);
 - ``real``: wheels and sdists of real packages, fetched once with ``pip download``.
 
 Small dists come from ``tests/dists.py`` (fixed timestamps); payloads come from a seeded
@@ -62,6 +62,7 @@ class Mode:
     wrk_seconds: int
     dry_runs: int  # per round, tool and target (the median is taken over all of them)
     big_mib: int = 45
+    big_uploads: int = 3  # per round and target: one upload's time varies by 20 %
 
 
 MODES = {
@@ -145,9 +146,9 @@ def _project(root: Path, subdir: str, name: str, versions: list[str], sdist: boo
     return dists
 
 
-def _big_wheel(root: Path, round_index: int, mib: int) -> Dist:
-    version = f"{round_index + 1}.0"
-    payload = random.Random(f"big-{round_index}").randbytes(mib * MIB)
+def _big_wheel(root: Path, round_index: int, index: int, mib: int) -> Dist:
+    version = f"{round_index + 1}.{index}"
+    payload = random.Random(f"big-{round_index}-{index}").randbytes(mib * MIB)
     return _write(
         root,
         f"big_{round_index}",
@@ -178,7 +179,9 @@ def generate(root: Path, mode: Mode) -> dict[str, list[Dist]]:
             name = f"twine-r{round_index}-{index:03d}"
             twine += _project(root, f"twine_{round_index}", name, ["1.0"], True)
         sets[f"twine_{round_index}"] = twine
-        sets[f"big_{round_index}"] = [_big_wheel(root, round_index, mode.big_mib)]
+        sets[f"big_{round_index}"] = [
+            _big_wheel(root, round_index, index, mode.big_mib) for index in range(mode.big_uploads)
+        ]
     return sets
 
 

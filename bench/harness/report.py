@@ -304,8 +304,9 @@ def _uploads(results: dict[str, Any]) -> list[str]:
         "## Uploads",
         "",
         f"twine: one `twine upload` of the same {count} small files (wheels and sdists) per "
-        "target and round, wall time including twine's start-up. 45 MiB: one streamed "
-        "multipart upload of a wheel with incompressible payload; RSS summed over the web "
+        "target and round, wall time including twine's start-up. 45 MiB: streamed multipart "
+        "uploads of wheels with incompressible payload (several per target and round, "
+        "alternating, medians); RSS summed over the web "
         "processes (Packyard: its gunicorn workers, not the Celery worker), sampled every 10 ms "
         "(and VmHWM after a reset).",
         "",
