@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -204,3 +205,39 @@ def test_an_answered_response_stays_recent_in_the_lru(registry: Registry):
     assert cache.peek("a") == 1  # used: "b" is now the oldest
     cache.put("c", 3, cache.generation)
     assert cache.peek("a") == 1 and cache.peek("b") is None
+
+
+def test_repeats_are_gzipped_for_clients_that_accept_it(registry: Registry):
+    admin = registry.user("root", admin=True)
+    token = registry.token(admin)
+    project = registry.project(registry.group("team", "public"), "lib", "public")
+    for version in ("1.0", "1.1", "1.2", "1.3", "1.4"):
+        wheel = make_wheel("demo", version)
+        assert registry.upload(project, *wheel, token=token).status_code == 201
+    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/demo/"
+    gzip_ok = {"Accept-Encoding": "gzip, deflate"}
+    first = registry.client.get(url, headers=gzip_ok)  # made by Flask: identity
+    assert "Accept-Encoding" in first.headers["Vary"] and len(first.data) >= 1024
+    again = registry.client.get(url, headers=gzip_ok)
+    assert again.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(again.data) == first.data
+    assert int(again.headers["Content-Length"]) == len(again.data) < len(first.data) / 2
+    assert again.headers["ETag"] == f"W/{first.headers['ETag']}"
+    assert "Accept-Encoding" in again.headers["Vary"]
+    for etag in (again.headers["ETag"], first.headers["ETag"]):  # weak comparison
+        revalidated = registry.client.get(url, headers={**gzip_ok, "If-None-Match": etag})
+        assert (
+            revalidated.status_code == 304 and revalidated.headers["ETag"] == again.headers["ETag"]
+        )
+    for refused in ({}, {"Accept-Encoding": "gzip;q=0"}, {"Accept-Encoding": "br"}):
+        plain = registry.client.get(url, headers=refused)
+        assert "Content-Encoding" not in plain.headers and plain.data == first.data
+        assert plain.headers["ETag"] == first.headers["ETag"]
+
+
+def test_small_pages_are_not_gzipped(registry: Registry):
+    project = registry.project(registry.group("team", "public"), "lib", "public")
+    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+    first, again = (registry.client.get(url, headers={"Accept-Encoding": "gzip"}) for _ in range(2))
+    assert len(again.data) < 1024 and "Content-Encoding" not in again.headers
+    assert again.data == first.data

@@ -145,13 +145,14 @@ def _rendered(body: str) -> RenderedPage:
 
 def _index_response(page: RenderedPage, mimetype: str) -> Response:
     content_type = mimetype if mimetype == JSON_TYPE else f"{mimetype}; charset=utf-8"
-    if page.etag in request.if_none_match:
+    if request.if_none_match.contains_weak(page.etag):  # weak: gzip answers carry W/
         response = Response(status=304)
     else:
         response = Response(page.body, content_type=content_type)
         cache_this_response(current_identity().expires_at)
     response.set_etag(page.etag)
     response.vary.add("Accept")
+    response.vary.add("Accept-Encoding")  # ResponseCache gzips repeats for clients that ask
     response.cache_control.no_cache = True  # always revalidate: cheap with the ETag
     return response
 
