@@ -102,9 +102,8 @@ def _check_port_free(host: str, port: int) -> None:
         )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(
-            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
-        )  # as gunicorn: TIME_WAIT is fine
+        # As gunicorn does: connections in TIME_WAIT from a previous run do not block it.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))  # no SO_REUSEPORT: fails if anyone holds the port
         except OSError as exc:

@@ -34,26 +34,6 @@ from tests.services import (
 )
 
 
-def test_claim_stalled_takes_old_processing_files_once(registry, wheel):
-    admin = registry.user("root", admin=True)
-    project = registry.project(registry.group("team"), "lib")
-    registry.app.extensions["celery"].conf.task_always_eager = False
-    registry.app.config["BROKER_URL"] = "memory://"
-    registry.app.extensions["celery"].conf.broker_url = "memory://"
-    assert registry.upload(project, *wheel, token=registry.token(admin)).status_code == 201
-    row = db.session.execute(select(PackageFile)).scalar_one()
-    assert row.state == "processing" and row.enqueued_at is not None
-    assert claim_stalled(db.session, timedelta(seconds=60)) == []  # just sent
-    row.enqueued_at = utcnow() - timedelta(minutes=5)
-    db.session.commit()
-    assert claim_stalled(db.session, timedelta(seconds=60)) == [row.id]
-    assert claim_stalled(db.session, timedelta(seconds=60)) == []  # claimed: not twice
-    row.state = "default"
-    row.enqueued_at = utcnow() - timedelta(minutes=5)
-    db.session.commit()
-    assert claim_stalled(db.session, timedelta(seconds=60)) == []  # settled files stay
-
-
 def _queued_files(registry, count: int) -> list[PackageFile]:
     """``count`` uploads whose tasks went nowhere (no worker consumes the memory broker)."""
     admin = registry.user("root", admin=True)
@@ -63,10 +43,8 @@ def _queued_files(registry, count: int) -> list[PackageFile]:
     registry.app.extensions["celery"].conf.broker_url = "memory://"
     token = registry.token(admin)
     for index in range(count):
-        assert (
-            registry.upload(project, *make_wheel(f"p{index}", "1.0"), token=token).status_code
-            == 201
-        )
+        response = registry.upload(project, *make_wheel(f"p{index}", "1.0"), token=token)
+        assert response.status_code == 201
     return list(db.session.execute(select(PackageFile).order_by(PackageFile.id)).scalars())
 
 
@@ -74,12 +52,26 @@ def _sent(row: PackageFile, minutes_ago: float) -> None:
     row.enqueued_at = utcnow() - timedelta(minutes=minutes_ago)
 
 
+def test_claim_stalled_takes_old_processing_files_once(registry):
+    (row,) = _queued_files(registry, 1)
+    assert row.state == "processing" and row.enqueued_at is not None
+    assert claim_stalled(db.session, timedelta(seconds=60)) == []  # just sent
+    _sent(row, 5)
+    db.session.commit()
+    assert claim_stalled(db.session, timedelta(seconds=60)) == [row.id]
+    assert claim_stalled(db.session, timedelta(seconds=60)) == []  # claimed: not twice
+    row.state = "default"
+    _sent(row, 5)
+    db.session.commit()
+    assert claim_stalled(db.session, timedelta(seconds=60)) == []  # settled files stay
+
+
 def test_a_backlog_the_workers_are_working_through_is_not_resent(registry):
     settled, *backlog = _queued_files(registry, 4)
-    for row in (settled, *backlog):
-        _sent(row, 5)
+    _sent(settled, 6)
     settled.state, settled.processed_at = "default", utcnow()  # progress: the front moves
-    backlog[0].enqueued_at = settled.enqueued_at + timedelta(seconds=1)
+    for row in backlog:
+        _sent(row, 5)  # sent after the front: still queued behind it
     db.session.commit()
     assert claim_stalled(db.session, timedelta(seconds=60)) == []
 

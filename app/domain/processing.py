@@ -81,10 +81,10 @@ def claim_stalled(session: Session, older_than: timedelta, limit: int = 500) -> 
     """Files still ``processing`` whose task looks lost; the caller sends them again.
 
     A file qualifies when its task was sent longer ago than ``older_than``, no worker has
-    started it since, and either the workers have passed it (a file whose task was sent
-    later is already settled: queues are first in, first out) or they have stopped making
-    progress at all. A long backlog alone is not a loss: resending it would only make the
-    queue longer.
+    started it within ``older_than`` either, and the workers have passed it (a file whose
+    task was sent later is already settled: queues are first in, first out) or have
+    stopped making progress at all. A long backlog alone is not a loss: resending it would
+    only make the queue longer.
 
     Each is claimed by moving its ``enqueued_at`` to now with a conditional UPDATE, so
     several sweepers running at once resend a file once.
