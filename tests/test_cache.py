@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, request_started
 
@@ -87,7 +88,7 @@ def test_the_held_connection_reads_every_commit_at_once(registry):
 def test_a_broken_held_connection_falls_back_and_reconnects(registry):
     reader = GenerationReader(db.engine)
     reader.read()
-    reader._local.connection[1].close()  # the server went away, say
+    reader._held[0].close()  # the server went away, say
     registry.group("team")
     assert reader.read() == current_generation(db.engine)  # pooled fallback, no error
     assert reader.read() == current_generation(db.engine)  # a fresh held connection
@@ -95,26 +96,55 @@ def test_a_broken_held_connection_falls_back_and_reconnects(registry):
     reader.close()
 
 
-def test_each_thread_holds_its_own_connection_until_the_engine_is_disposed(registry):
+def test_concurrent_reads_get_connections_of_their_own_that_outlive_threads(registry):
     reader = GenerationReader(db.engine)
     app = registry.app
     values: list[int] = []
+    both_reading = threading.Barrier(2)
 
-    def read_in_thread() -> None:
+    def read_in_thread(hold: bool) -> None:
         with app.app_context():
+            connection = reader._checkout()
+            if hold:  # two reads at once, as two requests' threads would do
+                both_reading.wait()
+                both_reading.wait()
+            reader._idle.put(connection)
             values.append(reader.read())
 
-    threads = [threading.Thread(target=read_in_thread) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    def run(*holds: bool) -> None:
+        threads = [threading.Thread(target=read_in_thread, args=(hold,)) for hold in holds]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    run(True, True)
+    assert len(reader._held) == 2
+    # Those threads are gone, as a server's idle threads go; new threads reuse the connections.
+    run(False)
+    run(False)
+    assert len(reader._held) == 2
+    assert values == [current_generation(db.engine)] * 4
+    assert not any(_closed(connection) for connection in reader._held)
+    reader.close()
+
+
+def test_held_connections_are_closed_when_the_engine_is_disposed(registry):
+    reader = GenerationReader(db.engine)
     reader.read()
-    assert values == [current_generation(db.engine)] * 2
-    assert len(reader._held) == 3
+    [connection] = reader._held
     db.engine.dispose()
     assert reader._held == []
+    assert _closed(connection)
     assert reader.read() == current_generation(db.engine)  # reconnects after a dispose
+
+
+def _closed(connection: Any) -> bool:
+    try:
+        connection.cursor().execute("SELECT 1")
+    except Exception:  # each DB-API raises its own "closed" error
+        return True
+    return False
 
 
 def test_a_rolled_back_savepoint_does_not_swallow_the_bump(registry):
@@ -241,3 +271,15 @@ def test_small_pages_are_not_gzipped(registry: Registry):
     first, again = (registry.client.get(url, headers={"Accept-Encoding": "gzip"}) for _ in range(2))
     assert len(again.data) < 1024 and "Content-Encoding" not in again.headers
     assert again.data == first.data
+
+
+def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_alone(registry):
+    reader = GenerationReader(db.engine)
+    reader.read()
+    [parents] = reader._held
+    reader._pid = -1  # as if this process were a child forked after that read
+    assert reader.read() == current_generation(db.engine)
+    assert parents not in reader._held and len(reader._held) == 1
+    assert not _closed(parents)  # closing it would end the parent's session
+    parents.close()
+    reader.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import sqlite3
 import threading
 from itertools import chain
@@ -52,19 +53,23 @@ def current_generation(engine: Engine) -> int:
 
 
 class GenerationReader:
-    """Reads the generation on every cached request, on a DBAPI connection held per thread.
+    """Reads the generation on every cached request, on DBAPI connections of its own.
 
     A pooled read costs a checkout, a pre-ping on PostgreSQL, a reset on return and a
     result object: several times the 15 µs query itself, on the hottest path there is.
-    The held connections are in autocommit mode, so every read sees the latest commit.
-    Any database error drops the thread's connection and falls back to a pooled read.
+    Instead, a read takes an idle connection from a lock-free queue and puts it back: there
+    are as many connections as reads ever ran at once, and they do not belong to threads,
+    which some servers retire when idle (granian after 30 s) and start anew under load.
+    The connections are in autocommit mode, so every read sees the latest commit.
+    Any database error drops the connection and falls back to a pooled read.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._local = threading.local()
-        self._held: list[Any] = []
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._held: list[Any] = []  # every connection this process opened
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self._direct: Engine | None = None
         if _is_sqlite(engine) and engine.url.database in (None, "", ":memory:"):
             return  # an in-memory database cannot be opened twice: pooled reads
@@ -76,42 +81,41 @@ class GenerationReader:
     def read(self) -> int:
         if self._direct is None:
             return current_generation(self._engine)
+        connection = self._checkout()
         try:
-            cursor = self._connection().cursor()
+            cursor = connection.cursor()
             try:
                 cursor.execute(_READ)
                 rows = cursor.fetchall()  # exhausted: no read snapshot stays open
             finally:
                 cursor.close()
-            return int(rows[0][0])
         except self._direct.dialect.loaded_dbapi.Error:
-            self._drop_thread_connection()  # and reconnect on the next read
+            self._discard(connection)  # the next read opens a fresh one
             return current_generation(self._engine)
+        self._idle.put(connection)
+        return int(rows[0][0])
 
     def close(self, *_args: Any) -> None:
-        """Close every held connection (the engine was disposed, or the app is done)."""
+        """Close every connection (the engine was disposed, or the app is done)."""
         with self._lock:
             held, self._held = self._held, []
+            self._idle = queue.SimpleQueue()
+        if self._pid != os.getpid():
+            return  # a forked parent's connections: closing would end them for the parent
         for connection in held:
             with contextlib.suppress(Exception):  # already broken is as good as closed
                 connection.close()
-        self._local = threading.local()
 
-    def _drop_thread_connection(self) -> None:
-        held = getattr(self._local, "connection", None)
-        if held is None:
-            return
-        del self._local.connection
-        with self._lock:
-            if held[1] in self._held:
-                self._held.remove(held[1])
-        with contextlib.suppress(Exception):  # already broken is as good as closed
-            held[1].close()
+    def _checkout(self) -> Any:
+        if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
+            with self._lock:
+                self._pid, self._held, self._idle = os.getpid(), [], queue.SimpleQueue()
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return self._connect()
 
-    def _connection(self) -> Any:
-        held = getattr(self._local, "connection", None)
-        if held is not None and held[0] == os.getpid():  # never a forked parent's socket
-            return held[1]
+    def _connect(self) -> Any:
         assert self._direct is not None
         fairy = self._direct.raw_connection()
         connection = fairy.dbapi_connection
@@ -123,8 +127,14 @@ class GenerationReader:
             connection.autocommit = True
         with self._lock:
             self._held.append(connection)
-        self._local.connection = (os.getpid(), connection)
         return connection
+
+    def _discard(self, connection: Any) -> None:
+        with self._lock:
+            if connection in self._held:
+                self._held.remove(connection)
+        with contextlib.suppress(Exception):  # already broken is as good as closed
+            connection.close()
 
 
 def _is_sqlite(engine: Engine) -> bool:
