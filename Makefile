@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint bench clean browser
+.PHONY: install serve test lint bench bench-tools bench-servers clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,12 +35,21 @@ test: install browser
 # Packyard against pypiserver and devpi; writes bench/RESULTS.md. BENCH_MODE=full for the
 # long run. nginx (the static ceiling) and wrk come from Debian.
 BENCH_MODE ?= quick
-bench: install
+bench: bench-tools
+	$(BIN)/python bench/run.py --mode $(BENCH_MODE) $(BENCH_ARGS)
+
+# uWSGI (what `packyard serve` runs) against granian, gunicorn, pyruvate and waitress on
+# Packyard's own app;
+# writes bench/SERVERS.md.
+bench-servers: bench-tools
+	$(BIN)/python bench/servers.py $(BENCH_ARGS)
+
+bench-tools: install
 	@command -v nginx >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null; \
 	  else echo "nginx and wrk are missing: apt-get install nginx wrk"; exit 1; fi; }
-	$(BIN)/python bench/run.py --mode $(BENCH_MODE) $(BENCH_ARGS)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,bench]'
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

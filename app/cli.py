@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Any
+from pathlib import Path
 
 import click
 from flask import Flask
@@ -68,7 +68,7 @@ def worker(celery_args: tuple[str, ...]) -> None:
 @click.option("--no-worker", is_flag=True, help="Do not start the embedded worker.")
 @click.option("--workers", default=None, type=int, help="Web worker processes.")
 def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
-    """Serve the web app on gunicorn (and the embedded worker unless --no-worker)."""
+    """Serve the web app on uWSGI (and the embedded worker unless --no-worker)."""
     _check_port_free(host, port)
     app = create_app()
     with app.app_context():
@@ -80,7 +80,7 @@ def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
     sys.stdout.flush()
     worker_process = None if no_worker else _start_worker(app)
     try:
-        _run_gunicorn(host, port, workers)
+        _run_server(host, port, workers)
     finally:
         if worker_process is not None:
             worker_process.send_signal(signal.SIGTERM)
@@ -93,12 +93,12 @@ def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
 def _check_port_free(host: str, port: int) -> None:
     """Fail now, with a clear message, if ``host:port`` is taken.
 
-    Each web worker binds its own socket with SO_REUSEPORT (see ``_run_gunicorn``); without
-    this check a second ``packyard serve`` on the same port would silently share its traffic.
+    uWSGI would fail later, among its start-up lines; servers that bind with SO_REUSEPORT
+    (granian, gunicorn's ``reuse_port``) would even share the port with a second server.
     """
     if port == 0:
         raise click.BadParameter(
-            "give a port number: every web worker listens on it", param_hint="--port"
+            "give a port number: the URL printed and served must be known", param_hint="--port"
         )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -127,33 +127,73 @@ def _start_worker(app: Flask) -> subprocess.Popen[bytes]:
          "--loglevel=WARNING", f"--concurrency={concurrency}", "--without-mingle",
          "--without-gossip"],
         # The embedded worker runs as whoever ran `packyard serve`; no root lecture.
-        env={**os.environ, "PYTHONWARNINGS": "ignore:You.re running the worker with superuser"},
+        env={**os.environ, "PYTHONWARNINGS": "ignore:You're running the worker with superuser"},
     )  # fmt: skip
 
 
-def _run_gunicorn(host: str, port: int, workers: int | None) -> None:
-    from gunicorn.app.base import BaseApplication
+# uWSGI's request log in Apache's combined format, plus the time taken.
+ACCESS_LOG_FORMAT = (
+    '%(addr) - %(user) [%(ltime)] "%(method) %(uri) %(proto)" %(status) %(size) '
+    '"%(referer)" "%(uagent)" %(msecs)ms'
+)
 
-    class PackyardServer(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            options: dict[str, Any] = {
-                "bind": f"{host}:{port}",
-                "workers": workers or min(2 * (os.cpu_count() or 1), 8),
-                "worker_class": "gthread",
-                "threads": 4,
-                # One listening socket per worker: the kernel spreads new connections over
-                # the workers. With one shared socket, a burst of keep-alive connections
-                # can all land on one worker (one core) and stay there.
-                "reuse_port": True,
-                "timeout": 120,
-                "accesslog": os.environ.get("PACKYARD_ACCESS_LOG"),
-                "loglevel": "warning",
-            }
-            for key, value in options.items():
-                if value is not None:
-                    self.cfg.set(key, value)
 
-        def load(self) -> Any:
-            return create_app()
+def _run_server(host: str, port: int, workers: int | None, app: str = "app:create_app()") -> None:
+    """Serve the WSGI app ``app`` (uWSGI's ``module:callable``) on uWSGI until SIGTERM/SIGINT.
 
-    PackyardServer().run()
+    uWSGI serves Packyard's pages about 4 times as fast as gunicorn here and keeps the
+    reason phrase twine shows (granian, faster still, drops it): ``bench/servers.py``
+    measures the candidates, ``bench/SERVERS.md`` has the figures. uWSGI runs as a child
+    process (pyuwsgi ends its process with exit(), which would skip our clean-up).
+    """
+    command = [sys.executable, "-c", "import sys, pyuwsgi; pyuwsgi.run(sys.argv[1:])"]
+    server = subprocess.Popen([*command, *_uwsgi_options(host, port, workers, app)])
+    forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        returncode = server.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if returncode != 0:
+        raise click.ClickException(f"uWSGI exited with status {returncode}")
+
+
+def _uwsgi_options(host: str, port: int, workers: int | None, app: str) -> list[str]:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    access_log = os.environ.get("PACKYARD_ACCESS_LOG")
+    if not access_log:
+        logging = ["--disable-logging"]
+    else:
+        destination = "stdio" if access_log == "-" else f"file:{access_log}"
+        logging = ["--req-logger", destination, "--log-format", ACCESS_LOG_FORMAT]
+    return [
+        "--strict",  # an unknown option is an error, not a warning
+        "--http11-socket", address,
+        "--module", app,
+        "--need-app",
+        "--master",
+        "--processes", str(workers or min(os.cpu_count() or 1, 8)),
+        "--threads", "4",
+        "--thunder-lock",  # one process accepts at a time: connections spread evenly
+        "--shared-import", "app",  # imported once, before the fork: less CPU and memory
+        "--lazy-apps",  # each process makes its own app: no connections shared over fork
+        "--single-interpreter",
+        "--die-on-term",  # SIGTERM stops (uWSGI's default is to reload)
+        "--listen", str(_listen_backlog()),
+        "--buffer-size", "65535",  # request headers up to 64 KiB (default: 4 KiB)
+        "--socket-timeout", "120",  # a slow client's upload may pause (default: 4 s)
+        # One request per connection, said plainly: uWSGI's keep-alive on this socket drops
+        # idle connections that clients would then try to reuse.
+        "--add-header", "Connection: close",
+        "--ignore-sigpipe", "--ignore-write-errors", "--disable-write-exception",
+        *logging,
+    ]  # fmt: skip
+
+
+def _listen_backlog(wanted: int = 1024) -> int:
+    """uWSGI refuses to start with a backlog over the kernel's ``somaxconn``."""
+    try:
+        return min(wanted, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+    except (OSError, ValueError):
+        return 128

@@ -4,7 +4,7 @@ Reads the data directory that the last ``make bench`` left behind
 (``bench/out/run/packyard/data``, with the page list ``pages.json`` beside it), builds the
 app with ``create_app()`` in this process and, for each page, reports:
 
-- milliseconds per request through Flask's test client (no network, no gunicorn);
+- milliseconds per request through Flask's test client (no network, no WSGI server);
 - SQL statements per request and the time spent in them (SQLAlchemy cursor events), with
   the statements of one request;
 - the heaviest functions per request (cProfile): Packyard's own code by cumulative time,
@@ -13,7 +13,7 @@ app with ``create_app()`` in this process and, for each page, reports:
     .venv/bin/python bench/profile_packyard.py [--pages p5 p200] [--requests 300] [--src DIR]
 
 For a live server instead, ``bench/.venv-peers/bin/py-spy record --subprocesses --pid PID``
-on ``packyard serve`` while ``wrk`` runs gives the same picture with gunicorn included.
+on ``packyard serve`` while ``wrk`` runs gives the same picture with uWSGI included.
 """
 
 from __future__ import annotations

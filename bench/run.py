@@ -121,10 +121,10 @@ def tool_versions(bins: dict[str, Path]) -> dict[str, str]:
         result = subprocess.run(args, capture_output=True, text=True)
         return (result.stdout or result.stderr).strip().splitlines()[0]
 
-    import gunicorn
+    from importlib.metadata import version
 
     return {
-        "gunicorn (Packyard, trivial route)": gunicorn.__version__,
+        "uWSGI (pyuwsgi; Packyard, trivial route)": version("pyuwsgi"),
         "wrk": first_line("wrk", "-v").split(" [")[0],
         "pip": first_line(str(bins["pip"]), "--version").split(" from ")[0],
         "uv": first_line(str(bins["uv"]), "--version"),

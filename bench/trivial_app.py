@@ -1,10 +1,8 @@
 """The framework ceiling: one Flask route answering constant pages, on Packyard's server.
 
-It is served exactly as ``packyard serve`` serves Packyard: this script swaps the app that
-``app.cli._run_gunicorn`` loads for the trivial one and calls it, so the workers, threads
-and worker class follow whatever ``app/cli.py`` sets. If that private function is gone or
-changed, it falls back to the settings the README documents (gthread, 4 threads, 2 x CPUs
-workers, at most 8) and says so.
+It is served exactly as ``packyard serve`` serves Packyard: through ``app.cli._run_server``
+with this module's app factory as the app, so the server, its workers and threads follow
+whatever ``app/cli.py`` sets.
 
     .venv/bin/python bench/trivial_app.py --port 8099 --pages DIR
 
@@ -20,8 +18,12 @@ from pathlib import Path
 
 from flask import Flask, Response, abort
 
+PAGES_VARIABLE = "PACKYARD_BENCH_TRIVIAL_PAGES"  # the folder, for the workers' factory calls
 
-def make_app(pages: dict[str, bytes]) -> Flask:
+
+def create_trivial_app() -> Flask:
+    folder = Path(os.environ[PAGES_VARIABLE])
+    pages = {path.stem: path.read_bytes() for path in folder.glob("*.html")}
     app = Flask("trivial")
 
     @app.get("/<key>/")
@@ -33,50 +35,21 @@ def make_app(pages: dict[str, bytes]) -> Flask:
     return app
 
 
-def serve_like_packyard(flask_app: Flask, port: int) -> None:
-    try:
-        import app.cli as packyard_cli
-
-        run = packyard_cli._run_gunicorn
-        packyard_cli.create_app = lambda: flask_app  # type: ignore[assignment]
-        print("trivial: served by app.cli._run_gunicorn (the settings of `packyard serve`)")
-        sys.stdout.flush()
-        run("127.0.0.1", port, None)
-    except (ImportError, AttributeError, TypeError) as exc:
-        print(f"trivial: app.cli._run_gunicorn unusable ({exc!r}); documented settings")
-        sys.stdout.flush()
-        serve_documented(flask_app, port)
-
-
-def serve_documented(flask_app: Flask, port: int) -> None:
-    from gunicorn.app.base import BaseApplication
-
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            settings = {
-                "bind": f"127.0.0.1:{port}",
-                "workers": min(2 * (os.cpu_count() or 1), 8),
-                "worker_class": "gthread",
-                "threads": 4,
-                "timeout": 120,
-                "loglevel": "warning",
-            }
-            for key, value in settings.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Flask:
-            return flask_app
-
-    Server().run()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--pages", type=Path, required=True, help="a folder of <key>.html")
     args = parser.parse_args()
-    pages = {path.stem: path.read_bytes() for path in args.pages.glob("*.html")}
-    serve_like_packyard(make_app(pages), args.port)
+    os.environ[PAGES_VARIABLE] = str(args.pages.resolve())
+    try:
+        from app.cli import _run_server
+    except ImportError as exc:
+        sys.exit(f"trivial: this Packyard tree has no app.cli._run_server ({exc})")
+    # The server's processes import this module by name.
+    here = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+    print("trivial: served by app.cli._run_server (the settings of `packyard serve`)", flush=True)
+    _run_server("127.0.0.1", args.port, None, app="trivial_app:create_trivial_app()")
 
 
 if __name__ == "__main__":

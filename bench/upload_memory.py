@@ -3,7 +3,7 @@
 Starts ``packyard serve --workers 1 --no-worker`` on a free loopback port with a fresh
 data directory, creates a group and a project through the REST API, then uploads a
 45 MiB wheel as a streamed multipart body while sampling the resident set size of the
-gunicorn worker process(es) from /proc. Exits 1 when the peak exceeds the idle RSS by
+uWSGI worker process(es) from /proc. Exits 1 when the peak exceeds the idle RSS by
 more than the budget (20 MiB): an upload must be spooled to disk, not held in memory.
 
 Run from the repository root: ``.venv/bin/python bench/upload_memory.py``
@@ -107,13 +107,13 @@ class RssSampler(threading.Thread):
 
 
 def web_workers(server: LiveServer) -> list[int]:
-    """The gunicorn workers: children of the serve process (no embedded worker runs)."""
+    """The uWSGI workers: children of the serve process (no embedded worker runs)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if pids := children(server.process.proc.pid):
             return pids
         time.sleep(0.1)
-    raise RuntimeError("no gunicorn worker process found")
+    raise RuntimeError("no uWSGI worker process found")
 
 
 @contextmanager

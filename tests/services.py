@@ -131,7 +131,8 @@ class LiveServer:
             try:
                 if requests.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            # Refused before the socket is bound; a timeout while the workers load the app.
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"packyard serve did not become ready:\n{self.process.output()}")

@@ -123,7 +123,7 @@ def _versions(count: int) -> Iterator[str]:
         yield f"{1 + index // 50}.{index % 50 // 10}.{index % 10}"
 
 
-def _write(root: Path, subdir: str, filename: str, data: bytes, name: str, version: str) -> Dist:
+def write(root: Path, subdir: str, filename: str, data: bytes, name: str, version: str) -> Dist:
     if filename.endswith(".tar.gz"):
         # tarfile stamps the gzip header with the current time: zero it (bytes 4-8, MTIME;
         # the trailer's CRC covers the content only), so every run writes the same bytes.
@@ -136,20 +136,20 @@ def _write(root: Path, subdir: str, filename: str, data: bytes, name: str, versi
     return Dist(f"{subdir}/{filename}", name, version, kind, digest, len(data))
 
 
-def _project(root: Path, subdir: str, name: str, versions: list[str], sdist: bool) -> list[Dist]:
+def project(root: Path, subdir: str, name: str, versions: list[str], sdist: bool) -> list[Dist]:
     dists = []
     fields = {"summary": f"Benchmark package {name}", "requires_python": ">=3.8"}
     for version in versions:
-        dists.append(_write(root, subdir, *make_wheel(name, version, **fields), name, version))
+        dists.append(write(root, subdir, *make_wheel(name, version, **fields), name, version))
         if sdist:
-            dists.append(_write(root, subdir, *make_sdist(name, version, **fields), name, version))
+            dists.append(write(root, subdir, *make_sdist(name, version, **fields), name, version))
     return dists
 
 
 def _big_wheel(root: Path, round_index: int, index: int, mib: int) -> Dist:
     version = f"{round_index + 1}.{index}"
     payload = random.Random(f"big-{round_index}-{index}").randbytes(mib * MIB)
-    return _write(
+    return write(
         root,
         f"big_{round_index}",
         *make_wheel("big-wheel", version, payload=payload),
@@ -161,8 +161,8 @@ def _big_wheel(root: Path, round_index: int, index: int, mib: int) -> Dist:
 def generate(root: Path, mode: Mode) -> dict[str, list[Dist]]:
     """Write every generated set under ``root``; returns the sets (without ``real``)."""
     sets: dict[str, list[Dist]] = {
-        "five": _project(root, "five", "five-versions", list(_versions(5)), True),
-        "two_hundred": _project(
+        "five": project(root, "five", "five-versions", list(_versions(5)), True),
+        "two_hundred": project(
             root, "two_hundred", "two-hundred-versions", list(_versions(200)), True
         ),
         "small": [],
@@ -170,14 +170,14 @@ def generate(root: Path, mode: Mode) -> dict[str, list[Dist]]:
     }
     for index in range(98):
         versions = list(_versions(mode.small_versions))
-        sets["small"] += _project(root, "small", f"small-{index:03d}", versions, True)
+        sets["small"] += project(root, "small", f"small-{index:03d}", versions, True)
     for index in range(2000):
-        sets["large"] += _project(root, "large", f"large-{index:04d}", ["1.0"], mode.large_sdists)
+        sets["large"] += project(root, "large", f"large-{index:04d}", ["1.0"], mode.large_sdists)
     for round_index in range(ROUNDS):
         twine: list[Dist] = []
         for index in range(mode.twine_projects):
             name = f"twine-r{round_index}-{index:03d}"
-            twine += _project(root, f"twine_{round_index}", name, ["1.0"], True)
+            twine += project(root, f"twine_{round_index}", name, ["1.0"], True)
         sets[f"twine_{round_index}"] = twine
         sets[f"big_{round_index}"] = [
             _big_wheel(root, round_index, index, mode.big_mib) for index in range(mode.big_uploads)

@@ -265,7 +265,7 @@ def _pages(results: dict[str, Any]) -> list[str]:
         f"-d{settings['wrk_seconds']}s` per page, target and round, on the same machine as the "
         "servers (wrk takes CPU too). nginx serves Packyard's own pages saved as files; the "
         "trivial route answers the same pages' bytes from one Flask view on Packyard's "
-        "gunicorn settings: the framework ceiling, and how much of a bigger page's cost is "
+        "uWSGI settings: the framework ceiling, and how much of a bigger page's cost is "
         "bytes on the wire rather than rendering. Anonymous unless the page says token (a "
         "reporter's `read_api` token in `PRIVATE-TOKEN`). Packyard p99 latency in the last column.",
         "",
@@ -307,7 +307,7 @@ def _uploads(results: dict[str, Any]) -> list[str]:
         "target and round, wall time including twine's start-up. 45 MiB: streamed multipart "
         "uploads of wheels with incompressible payload (several per target and round, "
         "alternating, medians); RSS summed over the web "
-        "processes (Packyard: its gunicorn workers, not the Celery worker), sampled every 10 ms "
+        "processes (Packyard: its uWSGI workers, not the Celery worker), sampled every 10 ms "
         "(and VmHWM after a reset).",
         "",
     ]

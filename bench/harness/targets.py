@@ -170,8 +170,12 @@ class Packyard(Target):
         self.upload_s = self.processing_wait_s = 0.0
 
     def start(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.point_at(free_port())
+
+    def point_at(self, port: int) -> None:
+        """Describe pages and endpoints on ``port`` (``bench/servers.py`` serves elsewhere)."""
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
 
     def _launch(self) -> None:
         env = clean_env(
@@ -340,7 +344,7 @@ class Packyard(Target):
         path.write_text(json.dumps(pages, indent=2))
 
     def web_pids(self) -> list[int]:
-        """The gunicorn workers: children of ``packyard serve`` that are not Celery."""
+        """The uWSGI workers: children of ``packyard serve`` that are not Celery."""
         return [pid for pid in children(self.processes[0].pid) if "celery" not in cmdline(pid)]
 
     def version(self) -> str:
@@ -611,7 +615,7 @@ class Nginx(Target):
 
 
 class TrivialRoute(Target):
-    """One Flask route returning saved pages' bytes, on Packyard's gunicorn settings."""
+    """One Flask route returning saved pages' bytes, on Packyard's uWSGI settings."""
 
     key = "trivial"
     label = "Flask trivial route"
