@@ -138,7 +138,10 @@ ACCESS_LOG_FORMAT = (
 )
 
 
-def _run_server(host: str, port: int, workers: int | None, app: str = "app:create_app()") -> None:
+UWSGI_APP = "app.serving:create_uwsgi_app()"
+
+
+def _run_server(host: str, port: int, workers: int | None, app: str = UWSGI_APP) -> None:
     """Serve the WSGI app ``app`` (uWSGI's ``module:callable``) on uWSGI until SIGTERM/SIGINT.
 
     uWSGI serves Packyard's pages about 4 times as fast as gunicorn here and keeps the

@@ -1,0 +1,148 @@
+"""``packyard serve``'s server: the chunked-input adapter, and the server itself, live."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+from flask import Flask, request
+from werkzeug.test import EnvironBuilder
+
+from app.serving import ChunkedInput, chunked_input
+from tests.dists import make_wheel
+from tests.services import LiveServer, packyard_env
+
+
+def _reader(chunks: list[bytes]):
+    pending = iter([*chunks, b""])
+    return lambda: next(pending)
+
+
+def test_chunked_input_reads_across_chunks_in_any_size():
+    stream = io.BufferedReader(ChunkedInput(_reader([b"abc", b"defgh", b"i"])), buffer_size=2)
+    assert stream.read(4) == b"abcd"
+    assert stream.read(1) == b"e"
+    assert stream.read() == b"fghi"
+    assert stream.read() == b""
+
+
+def _echo_upload_app() -> Flask:
+    app = Flask("echo")
+
+    @app.post("/")
+    def echo() -> str:
+        content = request.files["content"]
+        return f"{request.form['name']} {content.filename} {len(content.read())}"
+
+    return app
+
+
+def _multipart(boundary: str, name: str, filename: str, data: bytes) -> bytes:
+    """twine's legacy form: the fields, then the file as ``content``."""
+    version = filename.split("-")[1]
+    fields = {":action": "file_upload", "protocol_version": "1", "name": name, "version": version}
+    head = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
+        for key, value in fields.items()
+    )
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename}"'
+        "\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    return head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
+
+
+def test_a_chunked_upload_reaches_the_view_whole():
+    body = _multipart("b0undary", "demo", "demo-1.0.whl", bytes(range(256)) * 1000)
+    environ = EnvironBuilder(method="POST", headers={"Transfer-Encoding": "chunked"}).get_environ()
+    environ["CONTENT_TYPE"] = "multipart/form-data; boundary=b0undary"
+    environ.pop("CONTENT_LENGTH", None)
+    environ["wsgi.input"] = io.BytesIO()  # what uWSGI passes: nothing
+    chunks = [body[i : i + 7000] for i in range(0, len(body), 7000)]
+    app = _echo_upload_app()
+    status: list[str] = []
+    answer = chunked_input(app.wsgi_app, _reader(chunks))(environ, lambda s, h: status.append(s))
+    assert status == ["200 OK"]
+    assert b"".join(answer) == b"demo demo-1.0.whl 256000"
+
+
+def test_a_body_with_a_length_is_left_alone():
+    environ = EnvironBuilder(method="POST", data=b"plain").get_environ()
+    original = environ["wsgi.input"]
+    seen = {}
+
+    def app(environ, start_response):
+        seen["input"] = environ["wsgi.input"]
+        start_response("204 No Content", [])
+        return []
+
+    chunked_input(app, _reader([b"never read"]))(environ, lambda s, h: None)
+    assert seen["input"] is original
+
+
+# --- packyard serve, live -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[tuple[LiveServer, str]]:
+    data = tmp_path_factory.mktemp("serve")
+    server = LiveServer(data, packyard_env(data), worker=False)
+    group = server.api("POST", "/groups", json={"name": "team", "path": "team"}).json()
+    project = server.api(
+        "POST", "/projects", json={"name": "lib", "path": "lib", "namespace_id": group["id"]}
+    ).json()
+    try:
+        yield server, f"{server.url}/api/v4/projects/{project['id']}/packages/pypi"
+    finally:
+        server.stop()
+
+
+def _post(server: LiveServer, url: str, body: bytes | Iterator[bytes], boundary: str):
+    return requests.post(
+        url,
+        data=body,
+        auth=("__token__", server.admin_token),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        timeout=60,
+    )
+
+
+def test_twine_sees_why_a_repeated_upload_failed(served):
+    server, url = served
+    filename, data = make_wheel("again", "1.0")
+    boundary = uuid.uuid4().hex
+    body = _multipart(boundary, "again", filename, data)
+    assert _post(server, url, body, boundary).status_code == 201
+    repeated = _post(server, url, body, boundary)
+    assert repeated.status_code == 400
+    # twine prints the reason phrase, not the body: it must say why.
+    assert repeated.reason.startswith("File already exists")
+
+
+def test_an_upload_sent_in_chunks_is_stored_whole(served):
+    server, url = served
+    filename, data = make_wheel("chunky", "1.0", payload=random.randbytes(300_000))
+    boundary = uuid.uuid4().hex
+    body = _multipart(boundary, "chunky", filename, data)
+    pieces = (body[i : i + 65536] for i in range(0, len(body), 65536))  # requests: chunked
+    assert _post(server, url, pieces, boundary).status_code == 201
+    page = requests.get(
+        f"{url}/simple/chunky/",
+        auth=("__token__", server.admin_token),
+        headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+        timeout=10,
+    ).json()
+    [stored] = page["files"]
+    assert stored["filename"] == filename
+    assert stored["hashes"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_each_response_says_the_connection_closes(served):
+    server, _url = served
+    response = requests.get(f"{server.url}/-/health", timeout=10)
+    assert response.headers["Connection"] == "close"
