@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from upload_memory import descendants
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -116,15 +117,6 @@ CANDIDATES = (
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def descendants(pid: int) -> list[int]:
-    from upload_memory import children
-
-    found = [pid]
-    for child in children(pid):
-        found += descendants(child)
-    return found
 
 
 def pss_mib(pids: list[int]) -> float:
@@ -221,7 +213,7 @@ def measure_big(served: Served, dist: Any, root: Path) -> dict[str, float]:
 
         @staticmethod
         def web_pids() -> list[int]:
-            return descendants(served.process.pid)
+            return [served.process.pid, *descendants(served.process.pid)]
 
     return big_upload(Target, root, dist)  # type: ignore[arg-type]
 
@@ -269,7 +261,9 @@ def measure(
     dists = upload_dists(dists_root, key, round_index, args.uploads)
     steps: dict[str, Callable[[], Any]] = {
         "pages": lambda: measure_pages(served, args.seconds),
-        "idle_pss_mib": lambda: time.sleep(1) or pss_mib(descendants(served.process.pid)),
+        "idle_pss_mib": lambda: (
+            time.sleep(1) or pss_mib([served.process.pid, *descendants(served.process.pid)])
+        ),
         "uploads": lambda: measure_uploads(served, dists, dists_root),
         "duplicate_reason": lambda: duplicate_reason(served, dists[0], dists_root),
         "big": lambda: measure_big(served, big_dist(dists_root, key, round_index), dists_root),

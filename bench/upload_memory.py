@@ -71,6 +71,14 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, their children, and so on (not ``pid`` itself)."""
+    found = []
+    for child in children(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
 def reset_peak(pid: int) -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0); False when not permitted."""
     try:
@@ -107,10 +115,11 @@ class RssSampler(threading.Thread):
 
 
 def web_workers(server: LiveServer) -> list[int]:
-    """The uWSGI workers: children of the serve process (no embedded worker runs)."""
+    """The uWSGI processes (its master and workers) under the serve process; no embedded
+    worker runs."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        if pids := children(server.process.proc.pid):
+        if len(pids := descendants(server.process.proc.pid)) > 1:  # the master and a worker
             return pids
         time.sleep(0.1)
     raise RuntimeError("no uWSGI worker process found")

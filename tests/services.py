@@ -120,7 +120,11 @@ class LiveServer:
         self.process = LiveProcess(
             [*args] if worker else [*args, "--no-worker"], env, data_dir / "serve.log"
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.process.stop()  # a server that never became ready must not outlive the test
+            raise
         self.admin_token = self._admin_token()
 
     def _wait_ready(self, timeout: float = 60) -> None:

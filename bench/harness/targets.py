@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
-from upload_memory import children
+from upload_memory import descendants
 
 from harness.corpus import Corpus, Dist
 from harness.processes import Process, clean_env, cmdline, free_port, wait_http
@@ -344,8 +344,9 @@ class Packyard(Target):
         path.write_text(json.dumps(pages, indent=2))
 
     def web_pids(self) -> list[int]:
-        """The uWSGI workers: children of ``packyard serve`` that are not Celery."""
-        return [pid for pid in children(self.processes[0].pid) if "celery" not in cmdline(pid)]
+        """The uWSGI processes (master and workers) under ``packyard serve``: not Celery."""
+        pids = descendants(self.processes[0].pid)
+        return [pid for pid in pids if "celery" not in cmdline(pid)]
 
     def version(self) -> str:
         return git_version(self.paths.src)
