@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 from flask import Flask
@@ -19,6 +18,7 @@ from app.domain.accounts import create_personal_token, ensure_admin
 from app.extensions import db
 from app.migrations import upgrade
 from app.models import User
+from app.serving import ServerFailed, run_server
 
 DEFAULT_ADMIN = "admin"
 
@@ -80,7 +80,9 @@ def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
     sys.stdout.flush()
     worker_process = None if no_worker else _start_worker(app)
     try:
-        _run_server(host, port, workers)
+        run_server(host, port, workers)
+    except ServerFailed as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         if worker_process is not None:
             worker_process.send_signal(signal.SIGTERM)
@@ -129,74 +131,3 @@ def _start_worker(app: Flask) -> subprocess.Popen[bytes]:
         # The embedded worker runs as whoever ran `packyard serve`; no root lecture.
         env={**os.environ, "PYTHONWARNINGS": "ignore:You're running the worker with superuser"},
     )  # fmt: skip
-
-
-# uWSGI's request log in Apache's combined format, plus the time taken.
-ACCESS_LOG_FORMAT = (
-    '%(addr) - %(user) [%(ltime)] "%(method) %(uri) %(proto)" %(status) %(size) '
-    '"%(referer)" "%(uagent)" %(msecs)ms'
-)
-
-
-UWSGI_APP = "app.serving:create_uwsgi_app()"
-
-
-def _run_server(host: str, port: int, workers: int | None, app: str = UWSGI_APP) -> None:
-    """Serve the WSGI app ``app`` (uWSGI's ``module:callable``) on uWSGI until SIGTERM/SIGINT.
-
-    uWSGI serves Packyard's pages about 4 times as fast as gunicorn here and keeps the
-    reason phrase twine shows (granian, faster still, drops it): ``bench/servers.py``
-    measures the candidates, ``bench/SERVERS.md`` has the figures. uWSGI runs as a child
-    process (pyuwsgi ends its process with exit(), which would skip our clean-up).
-    """
-    command = [sys.executable, "-c", "import sys, pyuwsgi; pyuwsgi.run(sys.argv[1:])"]
-    server = subprocess.Popen([*command, *_uwsgi_options(host, port, workers, app)])
-    forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        returncode = server.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if returncode != 0:
-        raise click.ClickException(f"uWSGI exited with status {returncode}")
-
-
-def _uwsgi_options(host: str, port: int, workers: int | None, app: str) -> list[str]:
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    access_log = os.environ.get("PACKYARD_ACCESS_LOG")
-    if not access_log:
-        logging = ["--disable-logging"]
-    else:
-        destination = "stdio" if access_log == "-" else f"file:{access_log}"
-        logging = ["--req-logger", destination, "--log-format", ACCESS_LOG_FORMAT]
-    return [
-        "--strict",  # an unknown option is an error, not a warning
-        "--http11-socket", address,
-        "--module", app,
-        "--need-app",
-        "--master",
-        "--processes", str(workers or min(os.cpu_count() or 1, 8)),
-        "--threads", "4",
-        "--thunder-lock",  # one process accepts at a time: connections spread evenly
-        "--shared-import", "app",  # imported once, before the fork: less CPU and memory
-        "--lazy-apps",  # each process makes its own app: no connections shared over fork
-        "--single-interpreter",
-        "--die-on-term",  # SIGTERM stops (uWSGI's default is to reload)
-        "--listen", str(_listen_backlog()),
-        "--buffer-size", "65535",  # request headers up to 64 KiB (default: 4 KiB)
-        "--socket-timeout", "120",  # a slow client's upload may pause (default: 4 s)
-        # One request per connection, said plainly: uWSGI's keep-alive on this socket drops
-        # idle connections that clients would then try to reuse.
-        "--add-header", "Connection: close",
-        "--ignore-sigpipe", "--ignore-write-errors", "--disable-write-exception",
-        *logging,
-    ]  # fmt: skip
-
-
-def _listen_backlog(wanted: int = 1024) -> int:
-    """uWSGI refuses to start with a backlog over the kernel's ``somaxconn``."""
-    try:
-        return min(wanted, int(Path("/proc/sys/net/core/somaxconn").read_text()))
-    except (OSError, ValueError):
-        return 128

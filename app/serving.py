@@ -1,14 +1,20 @@
-"""What ``packyard serve`` serves: the app, adapted to uWSGI's HTTP socket.
+"""``packyard serve``'s web server: uWSGI, its options, and the app adapted to it.
 
-uWSGI's HTTP socket hands a request body sent with ``Transfer-Encoding: chunked`` to the app
-as an empty ``wsgi.input``; its chunks can only be read through ``uwsgi.chunked_read``.
-Without this adapter such an upload would look as if it had no file at all.
+uWSGI was picked by measurement (``bench/servers.py``, figures in ``bench/SERVERS.md``).
+Its HTTP socket hands a request body sent with ``Transfer-Encoding: chunked`` to the app
+as an empty ``wsgi.input``; the chunks can only be read through ``uwsgi.chunked_read``.
+Without ``chunked_input`` such an upload would look as if it had no file at all.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -60,3 +66,76 @@ def create_uwsgi_app() -> Flask:
     app = create_app()
     app.wsgi_app = chunked_input(app.wsgi_app, uwsgi.chunked_read)  # type: ignore[method-assign]
     return app
+
+
+class ServerFailed(RuntimeError):
+    """The server process ended other than by a stop signal (it failed to start, say)."""
+
+
+# uWSGI's request log in Apache's combined format, plus the time taken.
+ACCESS_LOG_FORMAT = (
+    '%(addr) - %(user) [%(ltime)] "%(method) %(uri) %(proto)" %(status) %(size) '
+    '"%(referer)" "%(uagent)" %(msecs)ms'
+)
+UWSGI_APP = "app.serving:create_uwsgi_app()"
+
+
+def run_server(host: str, port: int, workers: int | None, app: str = UWSGI_APP) -> None:
+    """Serve the WSGI app ``app`` (uWSGI's ``module:callable``) on uWSGI until SIGTERM/SIGINT.
+
+    uWSGI serves Packyard's pages about twice as fast as gunicorn here and keeps the
+    reason phrase twine shows (granian, faster still, drops it): ``bench/servers.py``
+    measures the candidates, ``bench/SERVERS.md`` has the figures. uWSGI runs as a child
+    process (pyuwsgi ends its process with exit(), which would skip the caller's clean-up).
+    """
+    command = [sys.executable, "-c", "import sys, pyuwsgi; pyuwsgi.run(sys.argv[1:])"]
+    server = subprocess.Popen([*command, *uwsgi_options(host, port, workers, app)])
+    forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        returncode = server.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if returncode != 0:
+        raise ServerFailed(f"uWSGI exited with status {returncode}")
+
+
+def uwsgi_options(host: str, port: int, workers: int | None, app: str) -> list[str]:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    access_log = os.environ.get("PACKYARD_ACCESS_LOG")
+    if not access_log:
+        logging = ["--disable-logging"]
+    else:
+        destination = "stdio" if access_log == "-" else f"file:{access_log}"
+        logging = ["--req-logger", destination, "--log-format", ACCESS_LOG_FORMAT]
+    return [
+        "--strict",  # an unknown option is an error, not a warning
+        "--http11-socket", address,
+        "--module", app,
+        "--need-app",
+        "--master",
+        "--processes", str(workers or min(os.cpu_count() or 1, 8)),
+        "--threads", "4",
+        "--thunder-lock",  # one process accepts at a time: connections spread evenly
+        "--shared-import", "app",  # imported once, before the fork: less CPU and memory
+        "--lazy-apps",  # each process makes its own app: no connections shared over fork
+        "--single-interpreter",
+        "--die-on-term",  # SIGTERM stops (uWSGI's default is to reload)
+        "--listen", str(_listen_backlog()),
+        "--buffer-size", "65535",  # request headers up to 64 KiB (default: 4 KiB)
+        "--socket-timeout", "120",  # a slow client's upload may pause (default: 4 s)
+        # One request per connection, said plainly. With keep-alive, this socket holds a
+        # thread for every idle connection (until the socket timeout): idle clients stall it.
+        "--add-header", "Connection: close",
+        "--ignore-sigpipe", "--ignore-write-errors", "--disable-write-exception",
+        *logging,
+    ]  # fmt: skip
+
+
+def _listen_backlog(wanted: int = 1024) -> int:
+    """uWSGI refuses to start with a backlog over the kernel's ``somaxconn``."""
+    try:
+        return min(wanted, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+    except (OSError, ValueError):
+        return 128

@@ -59,10 +59,10 @@ class Candidate:
 
 # Each server as its documentation recommends for a threaded WSGI app on this many cores.
 def _packyard_uwsgi(port: int) -> list[str]:
-    from app.cli import _uwsgi_options
+    from app.serving import uwsgi_options
 
     run = "import sys, pyuwsgi; pyuwsgi.run(sys.argv[1:])"
-    return [str(BIN / "python"), "-c", run, *_uwsgi_options("127.0.0.1", port, None, "wsgi:app")]
+    return [str(BIN / "python"), "-c", run, *uwsgi_options("127.0.0.1", port, None, "wsgi:app")]
 
 
 # uWSGI exactly as `packyard serve` runs it; the others as their documentation recommends

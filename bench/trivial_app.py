@@ -1,6 +1,6 @@
 """The framework ceiling: one Flask route answering constant pages, on Packyard's server.
 
-It is served exactly as ``packyard serve`` serves Packyard: through ``app.cli._run_server``
+It is served exactly as ``packyard serve`` serves Packyard: through ``app.serving.run_server``
 with this module's app factory as the app, so the server, its workers and threads follow
 whatever ``app/cli.py`` sets.
 
@@ -42,14 +42,14 @@ def main() -> None:
     args = parser.parse_args()
     os.environ[PAGES_VARIABLE] = str(args.pages.resolve())
     try:
-        from app.cli import _run_server
+        from app.serving import run_server
     except ImportError as exc:
-        sys.exit(f"trivial: this Packyard tree has no app.cli._run_server ({exc})")
+        sys.exit(f"trivial: this Packyard tree has no app.serving.run_server ({exc})")
     # The server's processes import this module by name.
     here = str(Path(__file__).resolve().parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
-    print("trivial: served by app.cli._run_server (the settings of `packyard serve`)", flush=True)
-    _run_server("127.0.0.1", args.port, None, app="trivial_app:create_trivial_app()")
+    print("trivial: served by app.serving.run_server (as `packyard serve`)", flush=True)
+    run_server("127.0.0.1", args.port, None, app="trivial_app:create_trivial_app()")
 
 
 if __name__ == "__main__":

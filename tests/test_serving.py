@@ -13,7 +13,7 @@ import requests
 from flask import Flask, request
 from werkzeug.test import EnvironBuilder
 
-from app.serving import ChunkedInput, chunked_input
+from app.serving import ChunkedInput, chunked_input, uwsgi_options
 from tests.dists import make_wheel
 from tests.services import LiveServer, packyard_env
 
@@ -83,6 +83,34 @@ def test_a_body_with_a_length_is_left_alone():
 
     chunked_input(app, _reader([b"never read"]))(environ, lambda s, h: None)
     assert seen["input"] is original
+
+
+def _option(options: list[str], name: str) -> str:
+    return options[options.index(name) + 1]
+
+
+@pytest.mark.parametrize(
+    ("access_log", "expected"),
+    [(None, None), ("-", "stdio"), ("/var/log/packyard.log", "file:/var/log/packyard.log")],
+)
+def test_the_access_log_goes_where_the_setting_says(monkeypatch, access_log, expected):
+    if access_log is None:
+        monkeypatch.delenv("PACKYARD_ACCESS_LOG", raising=False)
+    else:
+        monkeypatch.setenv("PACKYARD_ACCESS_LOG", access_log)
+    options = uwsgi_options("127.0.0.1", 8080, None, "wsgi:app")
+    if expected is None:
+        assert "--disable-logging" in options and "--req-logger" not in options
+    else:
+        assert _option(options, "--req-logger") == expected
+
+
+def test_hosts_and_worker_counts_become_uwsgi_options():
+    assert _option(uwsgi_options("::1", 8080, 3, "wsgi:app"), "--http11-socket") == "[::1]:8080"
+    options = uwsgi_options("0.0.0.0", 8080, 3, "wsgi:app")
+    assert _option(options, "--http11-socket") == "0.0.0.0:8080"
+    assert _option(options, "--processes") == "3"
+    assert _option(options, "--module") == "wsgi:app"
 
 
 # --- packyard serve, live -----------------------------------------------------------------
