@@ -83,7 +83,7 @@ UWSGI_APP = "app.serving:create_uwsgi_app()"
 def run_server(host: str, port: int, workers: int | None, app: str = UWSGI_APP) -> None:
     """Serve the WSGI app ``app`` (uWSGI's ``module:callable``) on uWSGI until SIGTERM/SIGINT.
 
-    uWSGI serves Packyard's pages about twice as fast as gunicorn here and keeps the
+    uWSGI serves Packyard's pages 1.7 to 2 times as fast as gunicorn here and keeps the
     reason phrase twine shows (granian, faster still, drops it): ``bench/servers.py``
     measures the candidates, ``bench/SERVERS.md`` has the figures. uWSGI runs as a child
     process (pyuwsgi ends its process with exit(), which would skip the caller's clean-up).
