@@ -185,17 +185,10 @@ def measure_uploads(served: Served, dists: list[Any], root: Path) -> dict[str, f
 
 def duplicate_reason(served: Served, dist: Any, root: Path) -> str:
     """The reason phrase of a repeated upload's 400: what twine shows the user."""
-    from harness.targets import legacy_fields
+    from harness.targets import send_dist
 
-    endpoint = served.packyard.upload_endpoint()
-    data = dist.full_path(root).read_bytes()
-    response = requests.post(
-        endpoint.url,
-        data=legacy_fields(dist, data),
-        files={"content": (dist.filename, data, "application/octet-stream")},
-        auth=endpoint.auth,
-        timeout=60,
-    )
+    with requests.Session() as session:
+        response = send_dist(session, served.packyard.upload_endpoint(), root, dist)
     if response.status_code != 400:
         raise RuntimeError(f"a repeated upload answered {response.status_code}, not 400")
     return response.reason

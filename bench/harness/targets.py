@@ -128,15 +128,22 @@ def legacy_fields(dist: Dist, data: bytes | Path) -> dict[str, str]:
     }
 
 
-def post_dist(session: requests.Session, endpoint: UploadEndpoint, root: Path, dist: Dist) -> None:
+def send_dist(
+    session: requests.Session, endpoint: UploadEndpoint, root: Path, dist: Dist
+) -> requests.Response:
+    """One upload as twine sends it; the answer, whatever it is."""
     data = dist.full_path(root).read_bytes()
-    response = session.post(
+    return session.post(
         endpoint.url,
         data=legacy_fields(dist, data),
         files={"content": (dist.filename, data, "application/octet-stream")},
         auth=endpoint.auth,
         timeout=120,
     )
+
+
+def post_dist(session: requests.Session, endpoint: UploadEndpoint, root: Path, dist: Dist) -> None:
+    response = send_dist(session, endpoint, root, dist)
     if response.status_code not in (200, 201):
         raise RuntimeError(
             f"upload of {dist.filename} to {endpoint.url}: "
