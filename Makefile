@@ -39,8 +39,7 @@ bench: bench-tools
 	$(BIN)/python bench/run.py --mode $(BENCH_MODE) $(BENCH_ARGS)
 
 # uWSGI (what `packyard serve` runs) against granian, gunicorn, pyruvate and waitress on
-# Packyard's own app;
-# writes bench/SERVERS.md.
+# Packyard's own app; writes bench/SERVERS.md.
 bench-servers: bench-tools
 	$(BIN)/python bench/servers.py $(BENCH_ARGS)
 

@@ -1,4 +1,8 @@
-"""WSGI entry point: ``uwsgi --http11-socket :8080 --module wsgi:app`` (or any WSGI server)."""
+"""WSGI entry point for a server of your own (``packyard serve`` needs none of it).
+
+``packyard serve`` runs uWSGI with settings that matter (app/serving.py): one request per
+connection, chunked uploads, timeouts. Bring those along if you serve ``wsgi:app`` yourself.
+"""
 
 from app import create_app
 from app.config import load_env_file

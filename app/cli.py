@@ -104,7 +104,7 @@ def _check_port_free(host: str, port: int) -> None:
         )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # As gunicorn does: connections in TIME_WAIT from a previous run do not block it.
+        # As servers do: connections in TIME_WAIT from a previous run do not block it.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))  # no SO_REUSEPORT: fails if anyone holds the port

@@ -88,8 +88,7 @@ def run_server(host: str, port: int, workers: int | None, app: str = UWSGI_APP) 
     measures the candidates, ``bench/SERVERS.md`` has the figures. uWSGI runs as a child
     process (pyuwsgi ends its process with exit(), which would skip the caller's clean-up).
     """
-    command = [sys.executable, "-c", "import sys, pyuwsgi; pyuwsgi.run(sys.argv[1:])"]
-    server = subprocess.Popen([*command, *uwsgi_options(host, port, workers, app)])
+    server = subprocess.Popen(uwsgi_command(host, port, workers, app))
     forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -99,6 +98,12 @@ def run_server(host: str, port: int, workers: int | None, app: str = UWSGI_APP) 
             signal.signal(sig, handler)
     if returncode != 0:
         raise ServerFailed(f"uWSGI exited with status {returncode}")
+
+
+def uwsgi_command(host: str, port: int, workers: int | None, app: str = UWSGI_APP) -> list[str]:
+    """The command line of the uWSGI process that ``run_server`` starts."""
+    run = "import sys, pyuwsgi; pyuwsgi.run(sys.argv[1:])"
+    return [sys.executable, "-c", run, *uwsgi_options(host, port, workers, app)]
 
 
 def uwsgi_options(host: str, port: int, workers: int | None, app: str) -> list[str]:

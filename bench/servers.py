@@ -57,12 +57,10 @@ class Candidate:
     argv: Callable[[int], list[str]]
 
 
-# Each server as its documentation recommends for a threaded WSGI app on this many cores.
 def _packyard_uwsgi(port: int) -> list[str]:
-    from app.serving import uwsgi_options
+    from app.serving import uwsgi_command
 
-    run = "import sys, pyuwsgi; pyuwsgi.run(sys.argv[1:])"
-    return [str(BIN / "python"), "-c", run, *uwsgi_options("127.0.0.1", port, None, "wsgi:app")]
+    return uwsgi_command("127.0.0.1", port, None)
 
 
 # uWSGI exactly as `packyard serve` runs it; the others as their documentation recommends
@@ -150,6 +148,15 @@ class Served:
         self.process = Process(candidate.argv(self.port), env, directory / "serve.log", cwd=ROOT)
         packyard.point_at(self.port)
         wait_http(self.process, f"{packyard.url}/-/ready")
+        self.key = candidate.key
+
+    # What harness.measure.big_upload needs of a target.
+    def upload_endpoint(self) -> Any:
+        return self.packyard.upload_endpoint()
+
+    def web_pids(self) -> list[int]:
+        """The server's processes: the one started and every one below it."""
+        return [self.process.pid, *descendants(self.process.pid)]
 
     def stop(self) -> None:
         self.process.stop()
@@ -169,7 +176,7 @@ def measure_pages(served: Served, seconds: int) -> dict[str, dict[str, float]]:
 def measure_uploads(served: Served, dists: list[Any], root: Path) -> dict[str, float]:
     from harness.targets import post_dist
 
-    endpoint = served.packyard.upload_endpoint()
+    endpoint = served.upload_endpoint()
     times = []
     with requests.Session() as session:
         for dist in dists:
@@ -188,7 +195,7 @@ def duplicate_reason(served: Served, dist: Any, root: Path) -> str:
     from harness.targets import send_dist
 
     with requests.Session() as session:
-        response = send_dist(session, served.packyard.upload_endpoint(), root, dist)
+        response = send_dist(session, served.upload_endpoint(), root, dist)
     if response.status_code != 400:
         raise RuntimeError(f"a repeated upload answered {response.status_code}, not 400")
     return response.reason
@@ -197,18 +204,7 @@ def duplicate_reason(served: Served, dist: Any, root: Path) -> str:
 def measure_big(served: Served, dist: Any, root: Path) -> dict[str, float]:
     from harness.measure import big_upload
 
-    class Target:  # what big_upload needs of a target
-        key = served.candidate.key
-
-        @staticmethod
-        def upload_endpoint() -> Any:
-            return served.packyard.upload_endpoint()
-
-        @staticmethod
-        def web_pids() -> list[int]:
-            return [served.process.pid, *descendants(served.process.pid)]
-
-    return big_upload(Target, root, dist)  # type: ignore[arg-type]
+    return big_upload(served, root, dist)  # type: ignore[arg-type]
 
 
 def upload_dists(root: Path, candidate: str, round_index: int, count: int) -> list[Any]:
@@ -254,9 +250,7 @@ def measure(
     dists = upload_dists(dists_root, key, round_index, args.uploads)
     steps: dict[str, Callable[[], Any]] = {
         "pages": lambda: measure_pages(served, args.seconds),
-        "idle_pss_mib": lambda: (
-            time.sleep(1) or pss_mib([served.process.pid, *descendants(served.process.pid)])
-        ),
+        "idle_pss_mib": lambda: time.sleep(1) or pss_mib(served.web_pids()),
         "uploads": lambda: measure_uploads(served, dists, dists_root),
         "duplicate_reason": lambda: duplicate_reason(served, dists[0], dists_root),
         "big": lambda: measure_big(served, big_dist(dists_root, key, round_index), dists_root),

@@ -2,7 +2,7 @@
 
 It is served exactly as ``packyard serve`` serves Packyard: through ``app.serving.run_server``
 with this module's app factory as the app, so the server, its workers and threads follow
-whatever ``app/cli.py`` sets.
+whatever ``app/serving.py`` sets.
 
     .venv/bin/python bench/trivial_app.py --port 8099 --pages DIR
 

@@ -102,17 +102,16 @@ def test_concurrent_reads_get_connections_of_their_own_that_outlive_threads(regi
     values: list[int] = []
     both_reading = threading.Barrier(2)
 
-    def read_in_thread(hold: bool) -> None:
+    def read_in_thread(at_once: bool) -> None:
         with app.app_context():
-            connection = reader._checkout()
-            if hold:  # two reads at once, as two requests' threads would do
+            if at_once:  # both threads hold a connection at the same time, as requests do
+                connection = reader._checkout()
                 both_reading.wait()
-                both_reading.wait()
-            reader._idle.put(connection)
+                reader._idle.put(connection)
             values.append(reader.read())
 
-    def run(*holds: bool) -> None:
-        threads = [threading.Thread(target=read_in_thread, args=(hold,)) for hold in holds]
+    def run(*at_once: bool) -> None:
+        threads = [threading.Thread(target=read_in_thread, args=(flag,)) for flag in at_once]
         for thread in threads:
             thread.start()
         for thread in threads:

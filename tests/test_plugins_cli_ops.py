@@ -140,7 +140,7 @@ def test_cli_db_upgrade_and_create_admin(tmp_path):
 
 @pytest.mark.parametrize("port_taken", [True, False])
 def test_serve_refuses_a_port_it_cannot_have_alone(tmp_path, port_taken):
-    """Workers bind with SO_REUSEPORT, so serve itself must refuse a port someone holds."""
+    """serve refuses a taken port (or port 0) at once, before it touches any data."""
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()

@@ -306,9 +306,9 @@ def _uploads(results: dict[str, Any]) -> list[str]:
         f"twine: one `twine upload` of the same {count} small files (wheels and sdists) per "
         "target and round, wall time including twine's start-up. 45 MiB: streamed multipart "
         "uploads of wheels with incompressible payload (several per target and round, "
-        "alternating, medians); RSS summed over the web "
-        "processes (Packyard: its uWSGI workers, not the Celery worker), sampled every 10 ms "
-        "(and VmHWM after a reset).",
+        "alternating, medians); RSS summed over the web processes (Packyard: its uWSGI "
+        "master and workers, not the Celery worker), sampled every 10 ms (and VmHWM after "
+        "a reset).",
         "",
     ]
     rows = [
