@@ -148,6 +148,36 @@ def test_pagination_headers(registry, admin):
     assert bad.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("query", "page", "per_page"),
+    [
+        ("page=2147483647&per_page=100", "2147483647", "100"),  # the largest offset
+        ("page=-4&per_page=-4", "1", "1"),
+        ("page=0&per_page=0", "1", "20"),
+        ("per_page=1000", "1", "100"),
+    ],
+)
+def test_pagination_arguments_are_bounded(registry, admin, query, page, per_page):
+    registry.project(registry.group("team"), "lib")
+    response = registry.client.get(f"/api/v4/projects?{query}", headers=admin)
+    assert response.status_code == 200
+    assert response.headers["X-Page"] == page and response.headers["X-Per-Page"] == per_page
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("page=99999999999999999999", "page is out of range"),
+        ("per_page=99999999999999999999", "per_page is out of range"),
+        ("page=abc", "page is invalid"),
+        ("per_page=1e3", "per_page is invalid"),
+    ],
+)
+def test_pagination_arguments_out_of_range_are_400(registry, admin, query, message):
+    response = registry.client.get(f"/api/v4/projects?{query}", headers=admin)
+    assert response.status_code == 400 and response.json["message"] == message
+
+
 def test_members_roles_and_who_may_add_them(registry, admin):
     team = registry.group("team")
     project = registry.project(team, "lib")
