@@ -166,9 +166,7 @@ def project_packages(
         .outerjoin(PackageFile, PackageFile.package_id == Package.id)
         .where(
             Package.id.in_(
-                query.order_by(Package.id.desc())
-                .limit(PER_PAGE)
-                .offset((page - 1) * PER_PAGE)
+                query.order_by(Package.id.desc()).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
             )
         )
         .group_by(Package.id, Package.name, Package.version, Package.created_at, Package.yanked)
