@@ -55,8 +55,15 @@ def record(
 
 def _actor(actor: Actor) -> tuple[str, int | None]:
     if isinstance(actor, Identity):
-        return actor.name, actor.user_id
+        return actor_name(actor), actor.user_id
     return actor or SYSTEM, None
+
+
+def actor_name(identity: Identity) -> str:
+    """How events and uploads name the caller: a deploy token never reads as a user."""
+    if identity.kind == "deploy_token":
+        return f"deploy token {identity.name}"
+    return identity.name
 
 
 @dataclass(frozen=True)
