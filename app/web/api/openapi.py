@@ -220,7 +220,7 @@ SCHEMAS: dict[str, Schema] = {
             "id": INTEGER,
             "author_id": _nullable("integer"),
             "entity_id": _nullable("integer"),
-            "entity_type": {"type": "string", "enum": ["User", "Group", "Project"]},
+            "entity_type": {"type": "string", "enum": ["User", "Group", "Project", "Instance"]},
             "event_name": STRING,
             "details": _object(
                 {
