@@ -14,18 +14,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from math import ceil
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from app.domain.audit import record
 from app.domain.errors import PackyardError
 from app.domain.identity import ANONYMOUS
 from app.domain.sign_in import check_password, user_named
-from app.domain.tokens import as_utc
 from app.models import SignInAttempt, User
 from app.models.base import utcnow
 
@@ -77,7 +76,7 @@ def password_sign_in(
     if user is None:
         _failed(session, limits, attempt)
     else:
-        _delete(session, SignInAttempt.username_key == attempt.username_key)
+        _delete(session, _by_username(attempt))
     session.commit()
     return user
 
@@ -85,17 +84,15 @@ def password_sign_in(
 def _begin(session: Session, limits: SignInLimits, username: str, address: str) -> _Attempt:
     now = utcnow()
     _delete(session, SignInAttempt.created_at <= now - limits.window)
-    row = SignInAttempt(
-        username_key=_key("username", username.lower()),
-        address_key=_key("address", address),
-        created_at=now,
-    )
+    keys = _key("username", username.lower()), _key("address", address)
+    row = SignInAttempt(username_key=keys[0], address_key=keys[1], created_at=now)
     session.add(row)
+    session.flush()
+    attempt = _Attempt(row.id, now, username, address, *keys)
     session.commit()  # visible to every other attempt before we count
-    attempt = _Attempt(row.id, now, username, address, row.username_key, row.address_key)
     wait = max(
-        _wait(session, SignInAttempt.username_key, attempt, limits.per_username, limits.window),
-        _wait(session, SignInAttempt.address_key, attempt, limits.per_address, limits.window),
+        _wait(session, _by_username(attempt), attempt, limits.per_username, limits.window),
+        _wait(session, _by_address(attempt), attempt, limits.per_address, limits.window),
     )
     if wait:
         _delete(session, SignInAttempt.id == attempt.id)  # refused unchecked: not a failure
@@ -109,23 +106,29 @@ def _key(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()
 
 
+def _by_username(attempt: _Attempt) -> ColumnElement[bool]:
+    return SignInAttempt.username_key == attempt.username_key
+
+
+def _by_address(attempt: _Attempt) -> ColumnElement[bool]:
+    return SignInAttempt.address_key == attempt.address_key
+
+
 def _wait(
     session: Session,
-    column: InstrumentedAttribute[str],
+    same_key: ColumnElement[bool],
     attempt: _Attempt,
     limit: int,
     window: timedelta,
 ) -> int:
-    """Seconds until fewer than ``limit`` other attempts with the attempt's key are in the
+    """Seconds until fewer than ``limit`` other attempts with the same key are in the
     window (0: fewer already)."""
     if limit <= 0:
         return 0
     nth_newest = session.execute(
         select(SignInAttempt.created_at)
         .where(
-            column == getattr(attempt, column.key),
-            SignInAttempt.id != attempt.id,
-            SignInAttempt.created_at > attempt.at - window,
+            same_key, SignInAttempt.id != attempt.id, SignInAttempt.created_at > attempt.at - window
         )
         .order_by(SignInAttempt.created_at.desc(), SignInAttempt.id.desc())
         .offset(limit - 1)
@@ -133,29 +136,29 @@ def _wait(
     ).scalar()
     if nth_newest is None:
         return 0
-    left = as_utc(nth_newest) + window - attempt.at  # type: ignore[operator]
+    if nth_newest.tzinfo is None:  # SQLite keeps no offset; every stored time is UTC
+        nth_newest = nth_newest.replace(tzinfo=UTC)
+    left = nth_newest + window - attempt.at
     return max(ceil(left.total_seconds()), 1)
 
 
 def _failed(session: Session, limits: SignInLimits, attempt: _Attempt) -> None:
     """The attempt keeps counting; the failure that reaches a limit is audited, once."""
-    for kind, column, limit in (
-        ("username", SignInAttempt.username_key, limits.per_username),
-        ("address", SignInAttempt.address_key, limits.per_address),
+    for kind, same_key, limit in (
+        ("username", _by_username(attempt), limits.per_username),
+        ("address", _by_address(attempt), limits.per_address),
     ):
-        if limit > 0 and _rank(session, column, attempt, limits.window) == limit:
+        if limit > 0 and _rank(session, same_key, attempt, limits.window) == limit:
             _record_lockout(session, kind, attempt, limits)
 
 
 def _rank(
-    session: Session, column: InstrumentedAttribute[str], attempt: _Attempt, window: timedelta
+    session: Session, same_key: ColumnElement[bool], attempt: _Attempt, window: timedelta
 ) -> int:
-    """How many attempts with the attempt's key, up to this one, are in the window."""
+    """How many attempts with the same key, up to this one, are in the window."""
     return session.execute(
         select(func.count()).where(
-            column == getattr(attempt, column.key),
-            SignInAttempt.id <= attempt.id,
-            SignInAttempt.created_at > attempt.at - window,
+            same_key, SignInAttempt.id <= attempt.id, SignInAttempt.created_at > attempt.at - window
         )
     ).scalar_one()
 
