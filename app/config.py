@@ -44,6 +44,11 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         SESSION_COOKIE_SECURE=False,
         PERMANENT_SESSION_LIFETIME=14 * 24 * 3600,
         LOAD_ENTRYPOINT_PLUGINS=True,
+        # Password sign-in (app.domain.sign_in_limits): failed attempts allowed per username
+        # and per client address within SIGN_IN_WINDOW seconds; 0 turns a limit off.
+        SIGN_IN_FAILURES_PER_USER=10,
+        SIGN_IN_FAILURES_PER_ADDRESS=50,
+        SIGN_IN_WINDOW=900,
         # Reliability (seconds): an unacknowledged task returns to the queue after
         # VISIBILITY_TIMEOUT (Redis); a file still processing REDELIVER_AFTER after its
         # task was sent is sent again by the workers' sweeper, which looks every

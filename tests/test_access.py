@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.domain.access import DEVELOPER, GUEST, MAINTAINER, OWNER, check_grant
 from app.domain.accounts import create_job_token
+from app.domain.errors import Forbidden
 from app.extensions import db
 from app.models import DeployToken, JobToken, PersonalAccessToken
 from tests.conftest import basic
@@ -258,3 +260,22 @@ def test_bulk_readable_projects_agree_with_project_access(registry, world):
                 identity,
                 group.full_path,
             )
+
+
+@pytest.mark.parametrize(
+    ("granter", "level", "refusal"),
+    [
+        (OWNER, OWNER, None),
+        (MAINTAINER, MAINTAINER, None),
+        (MAINTAINER, OWNER, "only owners can grant the Owner role"),
+        (DEVELOPER, MAINTAINER, "you cannot grant a role above your own (Developer)"),
+        (0, GUEST, "you cannot grant a role above your own (none)"),
+    ],
+)
+def test_nobody_grants_a_role_above_their_own(granter, level, refusal):
+    if refusal is None:
+        check_grant(granter, level)
+        return
+    with pytest.raises(Forbidden) as refused:
+        check_grant(granter, level)
+    assert refused.value.message == f"403 Forbidden: {refusal}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.extensions import db
 from tests.conftest import basic
 
 
@@ -148,6 +149,36 @@ def test_pagination_headers(registry, admin):
     assert bad.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("query", "page", "per_page"),
+    [
+        ("page=2147483647&per_page=100", "2147483647", "100"),  # the largest offset
+        ("page=-4&per_page=-4", "1", "1"),
+        ("page=0&per_page=0", "1", "20"),
+        ("per_page=1000", "1", "100"),
+    ],
+)
+def test_pagination_arguments_are_bounded(registry, admin, query, page, per_page):
+    registry.project(registry.group("team"), "lib")
+    response = registry.client.get(f"/api/v4/projects?{query}", headers=admin)
+    assert response.status_code == 200
+    assert response.headers["X-Page"] == page and response.headers["X-Per-Page"] == per_page
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("page=99999999999999999999", "page is out of range"),
+        ("per_page=99999999999999999999", "per_page is out of range"),
+        ("page=abc", "page is invalid"),
+        ("per_page=1e3", "per_page is invalid"),
+    ],
+)
+def test_pagination_arguments_out_of_range_are_400(registry, admin, query, message):
+    response = registry.client.get(f"/api/v4/projects?{query}", headers=admin)
+    assert response.status_code == 400 and response.json["message"] == message
+
+
 def test_members_roles_and_who_may_add_them(registry, admin):
     team = registry.group("team")
     project = registry.project(team, "lib")
@@ -178,6 +209,34 @@ def test_members_roles_and_who_may_add_them(registry, admin):
         f"/api/v4/groups/{team.id}/members", json={"user_id": 999, "access_level": 30},
         headers=admin,
     ).status_code == 404  # fmt: skip
+
+
+def test_nobody_grants_a_role_above_their_own(registry, admin):
+    from app.models import Membership
+
+    team = registry.group("team")
+    project = registry.project(team, "lib")
+    keeper, boss = registry.user("keeper"), registry.user("boss")
+    registry.member(keeper, 40, group=team)  # maintainer of the group and so of the project
+    registry.member(boss, 50, group=team)
+    as_keeper = {"PRIVATE-TOKEN": registry.token(keeper)}
+    as_boss = {"PRIVATE-TOKEN": registry.token(boss)}
+
+    def grant(where: str, user, level: int, headers):
+        return registry.client.post(
+            f"/api/v4/{where}/members", json={"user_id": user.id, "access_level": level},
+            headers=headers,
+        )  # fmt: skip
+
+    for where in (f"projects/{project.id}", f"groups/{team.id}"):
+        hopeful = registry.user(f"hopeful-{where[0]}")
+        refused = grant(where, hopeful, 50, as_keeper)
+        assert refused.status_code == 403
+        assert refused.json["message"] == "403 Forbidden: only owners can grant the Owner role"
+        assert not db.session.query(Membership).filter_by(user_id=hopeful.id).count()
+        assert grant(where, registry.user(f"peer-{where[0]}"), 40, as_keeper).status_code == 201
+        assert grant(where, registry.user(f"heir-{where[0]}"), 50, as_boss).status_code == 201
+        assert grant(where, registry.user(f"chosen-{where[0]}"), 50, admin).status_code == 201
 
 
 def test_group_creator_becomes_owner(registry, admin):

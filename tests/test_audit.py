@@ -70,7 +70,7 @@ def test_every_api_write_is_recorded_with_actor_and_target(registry, admin):
         ("project_created", "root", "Project"),
         ("member_added", "root", "Member"),
         ("deploy_token_created", "root", "DeployToken"),
-        ("package_file_uploaded", deploy["username"], "PackageFile"),
+        ("package_file_uploaded", f"deploy token {deploy['username']}", "PackageFile"),
         ("package_yanked", "root", "Package"),
         ("package_unyanked", "root", "Package"),
         ("package_deleted", "root", "Package"),

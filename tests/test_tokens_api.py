@@ -10,8 +10,9 @@ import pytest
 from app.domain.access import DEVELOPER, MAINTAINER
 from app.domain.accounts import create_personal_token
 from app.extensions import db
-from app.models import DeployToken, PersonalAccessToken
+from app.models import DeployToken, PackageFile, PersonalAccessToken
 from tests.conftest import basic
+from tests.dists import make_wheel
 
 
 def auth(token: str) -> dict[str, str]:
@@ -225,3 +226,49 @@ def test_secrets_are_stored_hashed(registry, people):
     registry.deploy_token(("read_package_registry",), project=people["project"])
     deploy = db.session.query(DeployToken).one()
     assert len(deploy.token_prefix) == 12 and len(deploy.token_hash) == 64
+
+
+def test_a_deploy_token_username_is_never_a_users_or_another_tokens(registry, people):
+    url = f"/api/v4/projects/{people['project'].id}/deploy_tokens"
+
+    def create(username: str):
+        return registry.client.post(
+            url, json={"name": "ci", "scopes": ["read_package_registry"], "username": username},
+            headers=people["as_alice"],
+        )  # fmt: skip
+
+    for taken in ("bob", "BOB", " root "):
+        refused = create(taken)
+        assert refused.status_code == 400
+        assert refused.json["message"] == (
+            f"username {taken.strip()!r} is taken by a user or another deploy token"
+        )
+    assert create("ci-bot").status_code == 201
+    assert create("CI-Bot").status_code == 400
+    assert create("gitlab+deploy-token-99").status_code == 400  # the form of default names
+    assert create("two words").status_code == 400
+    assert db.session.query(DeployToken).count() == 1
+    for later in ("ci-bot", "Ci-Bot", "gitlab+deploy-token-7"):
+        user = registry.client.post(
+            "/api/v4/users", json={"username": later}, headers=people["admin"]
+        )
+        assert user.status_code == 409, later
+        assert user.json["message"] == "Username has already been taken"
+
+
+def test_a_deploy_tokens_uploads_and_events_name_the_token(registry, people):
+    project = people["project"]
+    created = registry.client.post(
+        f"/api/v4/projects/{project.id}/deploy_tokens",
+        json={"name": "ci", "scopes": ["write_package_registry"], "username": "ci-bot"},
+        headers=people["as_alice"],
+    )
+    filename, content = make_wheel("demo", "1.0")
+    uploaded = registry.upload(project, filename, content, token=created.json["token"])
+    assert uploaded.status_code == 201
+    package_file = db.session.query(PackageFile).one()
+    assert package_file.uploaded_by == "deploy token ci-bot"
+    events = registry.client.get("/api/v4/audit_events", headers=people["admin"]).json
+    upload = next(e for e in events if e["event_name"] == "package_file_uploaded")
+    assert upload["author_id"] is None
+    assert upload["details"]["author_name"] == "deploy token ci-bot"

@@ -419,6 +419,16 @@ def test_home_is_paginated(app, registry, world):
     assert "bulk-054" in second and "bulk-000" not in second
 
 
+def test_page_argument_is_bounded(app, world):
+    client = app.test_client()
+    sign_in(client, "root")
+    for page in ("99999999999999999999", "-3", "0", "abc", "1e3", "", "2147483648"):
+        for path in ("/", "/team", "/team/lib/-/packages", "/?search=pkg"):
+            joiner = "&" if "?" in path else "?"
+            response = client.get(f"{path}{joiner}page={page}")
+            assert response.status_code == 200, (path, page)
+
+
 def test_package_page(app, world):
     client = app.test_client()
     sign_in(client, "root")

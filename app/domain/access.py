@@ -18,6 +18,8 @@ from app.models import Group, Membership, Project
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
 ACCESS_LEVELS = {GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER}
+ROLE_NAMES = {GUEST: "Guest", REPORTER: "Reporter", DEVELOPER: "Developer",
+              MAINTAINER: "Maintainer", OWNER: "Owner"}  # fmt: skip
 
 READ, WRITE = "read", "write"
 ALL = frozenset({READ, WRITE})
@@ -232,6 +234,16 @@ def _member_below(session: Session, user_id: int, group: Group) -> bool:
         .where(Membership.user_id == user_id, Group.full_path.startswith(prefix, autoescape=True))
     )
     return session.execute(project_hit.union(group_hit).limit(1)).first() is not None
+
+
+def check_grant(granter_role: int, access_level: int) -> None:
+    """As in GitLab, nobody grants a role above their own: only owners grant Owner."""
+    if access_level <= granter_role:
+        return
+    if access_level == OWNER:
+        raise Forbidden("403 Forbidden: only owners can grant the Owner role")
+    own = ROLE_NAMES.get(granter_role, "none")
+    raise Forbidden(f"403 Forbidden: you cannot grant a role above your own ({own})")
 
 
 def require_visible(identity: Identity, access: Access, what: str = "Project") -> None:

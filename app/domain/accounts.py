@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, not_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
@@ -17,6 +18,8 @@ from app.domain.tokens import DEPLOY_PREFIX, JOB_PREFIX, PAT_PREFIX, clear_prefi
 from app.models import DeployToken, Group, JobToken, PersonalAccessToken, Project, User
 
 DEFAULT_JOB_TOKEN_TTL = 3600
+DEFAULT_DEPLOY_USERNAME = "gitlab+deploy-token-"  # + the token's id, as GitLab names them
+_DEPLOY_USERNAME = re.compile(r"^[A-Za-z0-9._+-]+$")  # GitLab's rule for deploy token names
 ROTATED_TOKEN_TTL = timedelta(days=7)  # GitLab's default for a rotated token
 MAX_JOB_TOKEN_TTL = 24 * 3600
 
@@ -33,6 +36,8 @@ def create_user(
     username = _text(username, "username").strip()
     if not username or "/" in username:
         raise InvalidInput("username is invalid")
+    if _deploy_token_name(session, username):
+        raise Conflict("Username has already been taken")
     email = _text(email, "email") or None
     password = _text(password, "password", 1024) or None
     user = User(
@@ -142,10 +147,11 @@ def create_deploy_token(
 ) -> tuple[DeployToken, str]:
     if not _text(name, "name"):
         raise InvalidInput("name is missing")
+    username = _deploy_token_username(session, username)
     secret = mint(DEPLOY_PREFIX)
     token = DeployToken(
         name=name,
-        username=_text(username, "username"),
+        username=username,
         scopes=",".join(parse_scopes(scopes, DEPLOY_TOKEN_SCOPES)),
         expires_at=parse_expiry(expires_at),
         project_id=project.id if project else None,
@@ -155,10 +161,35 @@ def create_deploy_token(
     )
     session.add(token)
     session.flush()
-    token.username = token.username or f"gitlab+deploy-token-{token.id}"
+    token.username = token.username or f"{DEFAULT_DEPLOY_USERNAME}{token.id}"
     _record_token(session, actor, "deploy_token_created", token)
     session.commit()
     return token, secret
+
+
+def _deploy_token_username(session: Session, username: object) -> str:
+    """A chosen deploy token username (or "" for the default): GitLab's characters, and
+    never a user's or another token's name, so that nothing a token does reads as a user's."""
+    name = _text(username, "username").strip()
+    if not name:
+        return ""
+    if not _DEPLOY_USERNAME.match(name):
+        raise InvalidInput("username is invalid: use letters, digits, '.', '+', '_' or '-'")
+    if name.lower().startswith(DEFAULT_DEPLOY_USERNAME):
+        raise InvalidInput(f"username is invalid: {DEFAULT_DEPLOY_USERNAME}N is a default name")
+    taken_by_user = select(User.id).where(func.lower(User.username) == name.lower())
+    if _deploy_token_name(session, name) or session.execute(taken_by_user).first():
+        raise InvalidInput(f"username {name!r} is taken by a user or another deploy token")
+    return name
+
+
+def _deploy_token_name(session: Session, username: str) -> bool:
+    """Whether a deploy token has this username (in any case) or could get it by default."""
+    lowered = username.lower()
+    if lowered.startswith(DEFAULT_DEPLOY_USERNAME):
+        return True
+    query = select(DeployToken.id).where(func.lower(DeployToken.username) == lowered)
+    return session.execute(query.limit(1)).first() is not None
 
 
 def create_job_token(

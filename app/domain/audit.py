@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.domain.errors import InvalidInput
 from app.domain.identity import Identity
 from app.models import AuditEvent, Group, Project, User
-from app.models.audit import ENTITY_TYPES
+from app.models.audit import ENTITY_TYPES, INSTANCE
 
 # Who did it: the request's identity, a name (e.g. "system" for the CLI), or None.
 Actor = Identity | str | None
@@ -29,21 +29,23 @@ def record(
     session: Session,
     actor: Actor,
     action: str,
-    entity: Group | Project | User,
+    entity: Group | Project | User | None,
     target_type: str,
     target_id: int | None = None,
     target_path: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Add an event to the session; the caller's commit keeps it with the write."""
+    """Add an event to the session; the caller's commit keeps it with the write.
+
+    An event of no user, group or project (``entity`` None) belongs to the instance."""
     name, user_id = _actor(actor)
     event = AuditEvent(
         actor=name[:255],
         actor_user_id=user_id,
         action=action,
-        entity_type=type(entity).__name__,
-        entity_id=entity.id,
-        entity_path=entity.username if isinstance(entity, User) else entity.full_path,
+        entity_type=type(entity).__name__ if entity is not None else INSTANCE,
+        entity_id=entity.id if entity is not None else None,
+        entity_path=_entity_path(entity),
         target_type=target_type,
         target_id=target_id,
         target_path=target_path,
@@ -53,10 +55,23 @@ def record(
     return event
 
 
+def _entity_path(entity: Group | Project | User | None) -> str | None:
+    if entity is None:
+        return None
+    return entity.username if isinstance(entity, User) else entity.full_path
+
+
 def _actor(actor: Actor) -> tuple[str, int | None]:
     if isinstance(actor, Identity):
-        return actor.name, actor.user_id
+        return actor_name(actor), actor.user_id
     return actor or SYSTEM, None
+
+
+def actor_name(identity: Identity) -> str:
+    """How events and uploads name the caller: a deploy token never reads as a user."""
+    if identity.kind == "deploy_token":
+        return f"deploy token {identity.name}"
+    return identity.name
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from app.models import Package, PackageFile, Project
 T = TypeVar("T")
 PER_PAGE = 50
 MAX_SEARCH = 200
+# Pages past this are empty anyway; it keeps the row offset a 64-bit integer.
+MAX_PAGE = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ def latest_packages(
     """The newest version of each package name of each project, by name.
 
     With ``search``, only names where the name or a version's summary contains it."""
+    page = _bounded(page)
     latest = (
         select(func.max(Package.id).label("id"))
         .where(Package.project_id.in_(project_ids))
@@ -112,14 +115,18 @@ def latest_packages(
         .where(Package.id.in_(select(ids.c.id)))
         .order_by(Package.normalized_name, Project.full_path)
         .limit(PER_PAGE)
-        .offset((max(page, 1) - 1) * PER_PAGE)
+        .offset((page - 1) * PER_PAGE)
     ).all()
     summaries = _summaries(session, [row[0] for row in rows])
     items = [
         PackageRow(pid, name, version, path, _utc(created), yanked, summaries.get(pid))
         for pid, name, version, path, created, yanked in rows
     ]
-    return Page(items, total, max(page, 1), PER_PAGE)
+    return Page(items, total, page, PER_PAGE)
+
+
+def _bounded(page: int) -> int:
+    return min(max(page, 1), MAX_PAGE)
 
 
 def _summaries(session: Session, package_ids: list[int]) -> dict[int, str]:
@@ -138,6 +145,7 @@ def project_packages(
     session: Session, project_id: int, search: str = "", page: int = 1
 ) -> Page[PackageRow]:
     """Every package (name and version) of a project, newest first, like GitLab's list."""
+    page = _bounded(page)
     query = select(Package.id).where(Package.project_id == project_id)
     if search := search.strip()[:MAX_SEARCH]:
         query = query.where(_matches(search))
@@ -158,9 +166,7 @@ def project_packages(
         .outerjoin(PackageFile, PackageFile.package_id == Package.id)
         .where(
             Package.id.in_(
-                query.order_by(Package.id.desc())
-                .limit(PER_PAGE)
-                .offset((max(page, 1) - 1) * PER_PAGE)
+                query.order_by(Package.id.desc()).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
             )
         )
         .group_by(Package.id, Package.name, Package.version, Package.created_at, Package.yanked)
@@ -180,7 +186,7 @@ def project_packages(
         )
         for pid, name, version, created, yanked, processing, failed, count in rows
     ]
-    return Page(items, total, max(page, 1), PER_PAGE)
+    return Page(items, total, page, PER_PAGE)
 
 
 def _status(processing: int, failed: int, count: int) -> str:

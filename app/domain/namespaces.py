@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.domain.access import ACCESS_LEVELS
+from app.domain.access import ACCESS_LEVELS, check_grant
 from app.domain.audit import Actor, record
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.models import Group, Membership, Project, User
@@ -106,9 +106,14 @@ def add_member(
     group: Group | None = None,
     project: Project | None = None,
     actor: Actor = None,
+    granter_role: int | None = None,
 ) -> Membership:
+    """Make ``user`` a member. ``granter_role`` is the granting caller's role there; None
+    when the instance itself grants (the CLI, or a group's creator becoming its owner)."""
     if access_level not in ACCESS_LEVELS:
         raise InvalidInput(f"access_level must be one of {sorted(ACCESS_LEVELS)}")
+    if granter_role is not None:
+        check_grant(granter_role, access_level)
     membership = Membership(
         user_id=user.id,
         group_id=group.id if group else None,

@@ -41,11 +41,16 @@ def _decoy_hash() -> str:
     return generate_password_hash(secrets.token_urlsafe(16))
 
 
-def check_password(session: Session, username: str, password: str) -> User | None:
-    """The user whose password this is, or None; unknown users cost a hash check too."""
-    user = session.execute(
+def user_named(session: Session, username: str) -> User | None:
+    """The user who signs in with this username."""
+    return session.execute(
         select(User).where(User.username == (username or "").strip())
     ).scalar_one_or_none()
+
+
+def check_password(session: Session, username: str, password: str) -> User | None:
+    """The user whose password this is, or None; unknown users cost a hash check too."""
+    user = user_named(session, username)
     stored = user.password_hash if user is not None and user.password_hash else None
     matches = check_password_hash(stored or _decoy_hash(), password or "")
     return user if matches and stored else None

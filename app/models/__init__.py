@@ -6,6 +6,7 @@ from app.models.base import Base
 from app.models.cache import CacheGeneration
 from app.models.namespaces import Group, Membership, Project
 from app.models.packages import Package, PackageFile
+from app.models.sign_in import SignInAttempt
 from app.models.storage import StorageDeletion
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "PackageFile",
     "PersonalAccessToken",
     "Project",
+    "SignInAttempt",
     "StorageDeletion",
     "User",
 ]

@@ -7,7 +7,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TimestampMixin
 
-ENTITY_TYPES = ("User", "Group", "Project")
+INSTANCE = "Instance"  # events of no user, group or project, e.g. a locked sign-in address
+ENTITY_TYPES = ("User", "Group", "Project", INSTANCE)
 
 
 class AuditEvent(TimestampMixin, Base):

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, redirect, request, send_file
 from sqlalchemy import select
 from werkzeug.exceptions import NotAcceptable
 
+from app.domain.audit import actor_name
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.forwarding import upstream_location
 from app.domain.indexes import (
@@ -74,7 +75,7 @@ def upload(project_ref: str) -> tuple[str, int]:
         project,
         upload_form,
         content.stream.received(),
-        uploader=current_identity().name,
+        uploader=actor_name(current_identity()),
         actor=current_identity(),
     )
     send(process_file, package_file.id)

@@ -95,11 +95,13 @@ def post_group() -> tuple[Response, int]:
 @bp.post("/groups/<ref:group_ref>/members")
 def post_group_member(group_ref: str) -> tuple[Response, int]:
     api_user(write=True)
-    group, _ = group_for(group_ref, "manage")
+    group, access = group_for(group_ref, "manage")
     params = body()
     user = _user(params)
     level = int_param(params, "access_level") or 0
-    membership = add_member(db.session, user, level, group=group, actor=current_identity())
+    membership = add_member(
+        db.session, user, level, group=group, actor=current_identity(), granter_role=access.role
+    )
     return jsonify(_member_json(user, membership.access_level)), 201
 
 

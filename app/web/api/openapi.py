@@ -220,7 +220,7 @@ SCHEMAS: dict[str, Schema] = {
             "id": INTEGER,
             "author_id": _nullable("integer"),
             "entity_id": _nullable("integer"),
-            "entity_type": {"type": "string", "enum": ["User", "Group", "Project"]},
+            "entity_type": {"type": "string", "enum": ["User", "Group", "Project", "Instance"]},
             "event_name": STRING,
             "details": _object(
                 {
@@ -587,7 +587,8 @@ def _namespace_paths() -> dict[str, Schema]:
         },
         "/groups/{id}/members": {
             "post": _operation(
-                "Add a member to a group (maintainers)", "groups", ok=member,
+                "Add a member to a group (maintainers; only owners grant Owner)", "groups",
+                ok=member,
                 errors=(400, 401, 403, 404, 409), params=[NAMESPACE_ID], body=member_body,
             ),
         },
@@ -620,7 +621,8 @@ def _namespace_paths() -> dict[str, Schema]:
         },
         "/projects/{id}/members": {
             "post": _operation(
-                "Add a member to a project (maintainers)", "projects", ok=member,
+                "Add a member to a project (maintainers; only owners grant Owner)", "projects",
+                ok=member,
                 errors=(400, 401, 403, 404, 409), params=[NAMESPACE_ID], body=member_body,
             ),
         },

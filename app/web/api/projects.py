@@ -65,7 +65,7 @@ def post_project() -> tuple[Response, int]:
 @bp.post("/projects/<ref:project_ref>/members")
 def post_project_member(project_ref: str) -> tuple[Response, int]:
     api_user(write=True)
-    project, _ = project_for(project_ref, "manage")
+    project, access = project_for(project_ref, "manage")
     params = body()
     user = _user(params)
     membership = add_member(
@@ -74,6 +74,7 @@ def post_project_member(project_ref: str) -> tuple[Response, int]:
         int_param(params, "access_level") or 0,
         project=project,
         actor=current_identity(),
+        granter_role=access.role,
     )
     return jsonify(_member_json(user, membership.access_level)), 201
 

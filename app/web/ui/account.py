@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Response, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from app.domain.access import PAT_SCOPES
 from app.domain.accounts import create_personal_token, create_user, revoke_personal_token
 from app.domain.errors import InvalidInput, NotFound, PackyardError
-from app.domain.sign_in import FAILED, check_password, end_sessions, start_session
+from app.domain.sign_in import FAILED, end_sessions, start_session
+from app.domain.sign_in_limits import SignInLimits, TooManyAttempts, password_sign_in
 from app.domain.tokens import is_expired
 from app.extensions import db
 from app.models import PersonalAccessToken, User
@@ -21,22 +32,30 @@ TOKENS = "/-/profile/personal_access_tokens"
 
 
 @bp.route("/users/sign_in", methods=["GET", "POST"])
-def sign_in() -> Response | str | tuple[str, int]:
+def sign_in() -> ResponseReturnValue:
     target = safe_next(request.values.get("next"))
     if request.method == "GET":
         if viewer().kind == "session":
             return redirect(target)
         return render_template("account/sign_in.html", next=target)
-    username = request.form.get("username", "")
-    user = check_password(db.session, username, request.form.get("password", ""))
+    username, password = request.form.get("username", ""), request.form.get("password", "")
+    limits = SignInLimits.from_config(current_app.config)
+    try:
+        user = password_sign_in(db.session, limits, username, password, request.remote_addr or "")
+    except TooManyAttempts as exc:
+        headers = {"Retry-After": str(exc.retry_after)}
+        return _sign_in_form(target, username, exc.message), 429, headers
     if user is None:
-        page = render_template("account/sign_in.html", next=target, error=FAILED, username=username)
-        return page, 401
+        return _sign_in_form(target, username, FAILED), 401
     stamp = start_session(db.session, user)
     session.clear()  # a fresh session (and CSRF token) for the signed-in user
     session[COOKIE_KEY] = stamp.as_cookie()
     session.permanent = True
     return redirect(target, code=303)
+
+
+def _sign_in_form(target: str, username: str, error: str) -> str:
+    return render_template("account/sign_in.html", next=target, error=error, username=username)
 
 
 @bp.post("/users/sign_out")
