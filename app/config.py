@@ -29,6 +29,8 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         DATABASE_URL=None,
         BROKER_URL=None,
         STORAGE_URL=None,
+        # Downloads from storage that can sign URLs (s3://) answer a redirect to one.
+        STORAGE_REDIRECT=False,
         MAX_UPLOAD_SIZE=DEFAULT_MAX_UPLOAD_SIZE,
         # Package forwarding: names no local project has are redirected to this index,
         # unless a group turns it off (app.domain.forwarding).
@@ -67,6 +69,7 @@ def _derive(config: dict[str, Any]) -> None:
     config["BROKER_URL"] = config["BROKER_URL"] or EMBEDDED_BROKER
     config["MAX_UPLOAD_SIZE"] = int(config["MAX_UPLOAD_SIZE"])
     config["FORWARDING"] = _as_bool(config["FORWARDING"])
+    config["STORAGE_REDIRECT"] = _as_bool(config["STORAGE_REDIRECT"])
     config["UPSTREAM_URL"] = str(config["UPSTREAM_URL"] or "").strip()
     config["SECRET_KEY"] = config["SECRET_KEY"] or _secret_key(data_dir)
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
