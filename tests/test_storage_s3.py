@@ -68,7 +68,9 @@ def read_all(store: S3Storage, key: str) -> bytes:
 
 
 def test_the_url_names_bucket_prefix_endpoint_and_region():
-    store = S3Storage.from_url("s3://packages/team/files?endpoint_url=http://s3.lan:9000&region=eu-1")
+    store = S3Storage.from_url(
+        "s3://packages/team/files?endpoint_url=http://s3.lan:9000&region=eu-1"
+    )
     assert (store.bucket, store.prefix) == ("packages", "team/files/")
     assert (store.endpoint_url, store.region) == ("http://s3.lan:9000", "eu-1")
     assert S3Storage.from_url("s3://packages").prefix == ""
