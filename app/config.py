@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -71,7 +68,6 @@ def _derive(config: dict[str, Any]) -> None:
     config["FORWARDING"] = _as_bool(config["FORWARDING"])
     config["STORAGE_REDIRECT"] = _as_bool(config["STORAGE_REDIRECT"])
     config["UPSTREAM_URL"] = str(config["UPSTREAM_URL"] or "").strip()
-    config["SECRET_KEY"] = config["SECRET_KEY"] or _secret_key(data_dir)
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
     # Text fields (a long description) may be large; files are streamed, not held.
@@ -98,20 +94,3 @@ def broker_url(config: Mapping[str, Any]) -> str:
     if config["BROKER_URL"] == EMBEDDED_BROKER:
         return f"packyard-sqla+sqlite:///{config['DATA_DIR']}/broker.db"
     return str(config["BROKER_URL"])
-
-
-def _secret_key(data_dir: Path) -> str:
-    """Generated once into the data dir, so sessions survive restarts."""
-    path = data_dir / "secret_key"
-    if not path.exists():
-        # Write aside, then link: concurrent starters never read a half-written key.
-        fd, tmp = tempfile.mkstemp(dir=data_dir)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    return path.read_text().strip()

@@ -112,12 +112,13 @@ def accept_upload(
         f"{project.full_path}/{package.name}/{package.version}/{dist.filename}",
         {"package_id": package.id, "sha256": package_file.sha256, "size": package_file.size},
     )  # fmt: skip
-    received.writer.commit()
     try:
+        received.writer.commit()  # the storage failing here (503) keeps no row either
         session.commit()
     except BaseException:
         session.rollback()
-        store.delete(package_file.storage_key)
+        if received.writer.committed:
+            store.delete(package_file.storage_key)
         raise
     return package_file
 

@@ -4,6 +4,7 @@ from app.models.accounts import DeployToken, JobToken, PersonalAccessToken, User
 from app.models.audit import AuditEvent
 from app.models.base import Base
 from app.models.cache import CacheGeneration
+from app.models.instance import InstanceSecret
 from app.models.namespaces import Group, Membership, Project
 from app.models.packages import Package, PackageFile
 from app.models.storage import StorageDeletion
@@ -14,6 +15,7 @@ __all__ = [
     "CacheGeneration",
     "DeployToken",
     "Group",
+    "InstanceSecret",
     "JobToken",
     "Membership",
     "Package",
