@@ -32,6 +32,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from packyard import StorageBackend, StorageError, StorageWriter, hookimpl
 
+# boto3 is imported by S3Storage, not here: it costs about 25 MiB and half a second per
+# process, which deployments on other storage should not pay.
+
 log = logging.getLogger(__name__)
 
 PART_SIZE = 8 * 1024 * 1024  # S3 wants parts of 5 MiB or more (but the last)
@@ -53,6 +56,9 @@ class S3Storage(StorageBackend):
         self.region = region
         self._clients: dict[int, Any] = {}  # by process id: a client never crosses a fork
         self._lock = threading.Lock()
+        # Imported now, not on first use: a worker's pool processes then share the
+        # imported modules with their parent, and no request waits a second for them.
+        import boto3  # noqa: F401
 
     @classmethod
     def from_url(cls, url: str) -> S3Storage:
@@ -84,8 +90,6 @@ class S3Storage(StorageBackend):
         return client
 
     def _new_client(self) -> Any:
-        # Imported here: boto3 costs about 40 MiB and a second per process, which
-        # deployments on other storage should not pay.
         import boto3
         from botocore.config import Config
 
