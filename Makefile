@@ -40,10 +40,12 @@ test: install browser nginx
 	$(BIN)/python -m pytest
 
 # Packyard against pypiserver and devpi; writes bench/RESULTS.md. BENCH_MODE=full for the
-# long run. nginx (the static ceiling) and wrk come from Debian.
+# long run. Then a 45 MiB upload and download through file:// and s3:// (bench/storage.py).
+# nginx (the static ceiling) and wrk come from Debian.
 BENCH_MODE ?= quick
 bench: bench-tools
 	$(BIN)/python bench/run.py --mode $(BENCH_MODE) $(BENCH_ARGS)
+	$(BIN)/python bench/storage.py
 
 # uWSGI (what `packyard serve` runs) against granian, gunicorn, pyruvate and waitress on
 # Packyard's own app; writes bench/SERVERS.md.
