@@ -148,7 +148,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             group = admin.api("POST", "/groups", data={"path": "team"}).json()
             admin.api("POST", "/projects", data={"path": "lib", "namespace_id": group["id"]})
             yield Cluster(proxy, webs, workers, admin.admin_token, tmp)
-            for process in reversed(started[2:]):
+            for process in reversed(started[2:]):  # Packyard's, before its database goes
                 process.stop()
     finally:
         for process in reversed(started):
@@ -239,3 +239,11 @@ def test_a_worker_killed_in_a_batch_of_100_uploads_loses_no_acknowledged_file(cl
         )
         assert download.status_code == 200
         assert hashlib.sha256(download.content).hexdigest() == sha256
+
+
+def test_no_process_kept_anything_in_its_data_directory(cluster):
+    """After every upload, processing and download above: the data directories are as
+    empty as they started (but for the log the test itself writes there)."""
+    for name in ("web1", "web2", "worker1", "worker2"):
+        kept = [p.name for p in (cluster.tmp / name).rglob("*") if p.name != "serve.log"]
+        assert kept == [], f"{name} keeps {kept}"
