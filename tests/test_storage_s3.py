@@ -278,3 +278,22 @@ def test_with_redirects_a_download_answers_a_short_lived_signed_url(
         assert registry.client.head(url).status_code == 200  # a signed URL is for GET only
         db.session.remove()
         db.engine.dispose()
+
+
+def test_an_interrupted_upload_aborts_its_multipart_upload(
+    s3_registry, project_token, s3_server, bucket
+):
+    from tests.test_storage_failures import multipart
+
+    project, token = project_token
+    filename, content = make_wheel("demo-pkg", "1.0", payload=os.urandom(2 * PART_SIZE))
+    body, content_type = multipart(filename, content)
+    cut = body[: PART_SIZE + MIB]  # the client goes away after one part reached the bucket
+    response = s3_registry.client.post(
+        f"/api/v4/projects/{project.id}/packages/pypi", input_stream=io.BytesIO(cut),
+        content_type=content_type, content_length=len(body), headers=basic(token),
+    )  # fmt: skip
+    assert response.status_code == 400
+    store = s3_registry.app.extensions["packyard.storage"]
+    assert multipart_uploads(store) == []
+    assert s3_server.objects(bucket) == [] and db.session.query(PackageFile).count() == 0
