@@ -20,7 +20,7 @@ COPY packyard ./packyard
 RUN pip install .
 
 USER packyard
-# Package files, the generated secret key and (without PostgreSQL) the SQLite database.
+# Package files (file://) and, without PostgreSQL, the SQLite database and its queue.
 VOLUME ["/data"]
 EXPOSE 8080
 

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint bench bench-tools bench-servers clean browser
+.PHONY: install serve test lint bench bench-tools bench-servers clean browser nginx
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,15 +28,24 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: install it (apt-get install chromium) for the browser tests"; fi; }
 
-test: install browser
+# The scale-out test puts Debian's nginx in front of two web processes.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else echo "nginx is missing: install it (apt-get install nginx) for the scale-out test"; fi; }
+
+test: install browser nginx
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 # Packyard against pypiserver and devpi; writes bench/RESULTS.md. BENCH_MODE=full for the
-# long run. nginx (the static ceiling) and wrk come from Debian.
+# long run. Then a 45 MiB upload and download through file:// and s3:// (bench/storage.py).
+# nginx (the static ceiling) and wrk come from Debian.
 BENCH_MODE ?= quick
 bench: bench-tools
 	$(BIN)/python bench/run.py --mode $(BENCH_MODE) $(BENCH_ARGS)
+	$(BIN)/python bench/storage.py
 
 # uWSGI (what `packyard serve` runs) against granian, gunicorn, pyruvate and waitress on
 # Packyard's own app; writes bench/SERVERS.md.

@@ -16,13 +16,13 @@ from app.plugin_manager import get_plugin_manager, storage_factories
 from app.web import register_web
 from app.web.cache import ProcessCache, ResponseCache
 from app.web.pypi import SIMPLE_INDEX_PATHS
-from app.web.uploads import SpoolingRequest
+from app.web.uploads import StreamingRequest
 from workers.celery_app import make_celery
 
 
 def create_app(config: Mapping[str, Any] | None = None, plugins: Iterable[object] = ()) -> Flask:
     app = Flask(__name__)
-    app.request_class = SpoolingRequest
+    app.request_class = StreamingRequest
     load_config(app, config)
     db.init_app(app)
     pm = get_plugin_manager(app.config["LOAD_ENTRYPOINT_PLUGINS"], extra_plugins=plugins)

@@ -15,9 +15,13 @@ from sqlalchemy import func, select
 from app import create_app
 from app.config import EMBEDDED_BROKER, load_env_file
 from app.domain.accounts import create_personal_token, ensure_admin
+from app.domain.storage import StorageError, backend_for_url
+from app.domain.storage_migration import describe, migrate_storage, problems, recorded_hashes
 from app.extensions import db
 from app.migrations import upgrade
 from app.models import User
+from app.plugin_manager import storage_factories
+from app.runtime import plugin_manager
 from app.serving import ServerFailed, run_server
 
 DEFAULT_ADMIN = "admin"
@@ -40,6 +44,42 @@ def db_upgrade() -> None:
     with create_app().app_context():
         upgrade()
     click.echo("database is up to date")
+
+
+@main.group("storage")
+def storage_group() -> None:
+    """Package file storage."""
+
+
+@storage_group.command("migrate")
+@click.option("--to", "target_url", required=True, help="Storage URL to copy every file to.")
+@click.option("--from", "source_url", help="Copy from here, not from PACKYARD_STORAGE_URL.")
+def storage_migrate(target_url: str, source_url: str | None) -> None:
+    """Copy every file to another storage, verifying each; resumable, safe while serving.
+
+    Then set PACKYARD_STORAGE_URL to the new URL and restart, and run it once more with
+    --from OLD_URL to pick up what was uploaded in between."""
+    app = create_app()
+    with app.app_context():
+        source_url = source_url or app.config["STORAGE_URL"]
+        if source_url == target_url:
+            raise click.UsageError("--to is the storage files are copied from")
+        factories = storage_factories(plugin_manager())
+        source = backend_for_url(source_url, factories)
+        target = backend_for_url(target_url, factories)
+        try:
+            target.check()
+        except StorageError as exc:
+            raise click.ClickException(f"cannot write to {target_url}: {exc.message}") from None
+        recorded = recorded_hashes(db.session)
+        db.session.remove()
+    click.echo(f"copying from {source_url} to {target_url}")
+    progress = migrate_storage(source, target, recorded, lambda p: click.echo(describe(p)))
+    for line in problems(progress):
+        click.echo(line, err=True)
+    if not progress.ok:
+        raise click.ClickException("some files were not copied (above); run it again")
+    click.echo(f"done: set PACKYARD_STORAGE_URL={target_url} and restart")
 
 
 @main.command("create-admin")

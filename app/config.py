@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,8 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         DATABASE_URL=None,
         BROKER_URL=None,
         STORAGE_URL=None,
+        # Downloads from storage that can sign URLs (s3://) answer a redirect to one.
+        STORAGE_REDIRECT=False,
         MAX_UPLOAD_SIZE=DEFAULT_MAX_UPLOAD_SIZE,
         # Package forwarding: names no local project has are redirected to this index,
         # unless a group turns it off (app.domain.forwarding).
@@ -72,8 +71,8 @@ def _derive(config: dict[str, Any]) -> None:
     config["BROKER_URL"] = config["BROKER_URL"] or EMBEDDED_BROKER
     config["MAX_UPLOAD_SIZE"] = int(config["MAX_UPLOAD_SIZE"])
     config["FORWARDING"] = _as_bool(config["FORWARDING"])
+    config["STORAGE_REDIRECT"] = _as_bool(config["STORAGE_REDIRECT"])
     config["UPSTREAM_URL"] = str(config["UPSTREAM_URL"] or "").strip()
-    config["SECRET_KEY"] = config["SECRET_KEY"] or _secret_key(data_dir)
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
     # Text fields (a long description) may be large; files are streamed, not held.
@@ -100,20 +99,3 @@ def broker_url(config: Mapping[str, Any]) -> str:
     if config["BROKER_URL"] == EMBEDDED_BROKER:
         return f"packyard-sqla+sqlite:///{config['DATA_DIR']}/broker.db"
     return str(config["BROKER_URL"])
-
-
-def _secret_key(data_dir: Path) -> str:
-    """Generated once into the data dir, so sessions survive restarts."""
-    path = data_dir / "secret_key"
-    if not path.exists():
-        # Write aside, then link: concurrent starters never read a half-written key.
-        fd, tmp = tempfile.mkstemp(dir=data_dir)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    return path.read_text().strip()

@@ -39,8 +39,10 @@ def register_storage_backends(
 ) -> None:
     """Register storage backends by URL scheme: ``register("s3", factory)``.
 
-    ``factory(url)`` returns a ``StorageBackend`` for ``PACKYARD_STORAGE_URL``.
-    A scheme registered twice is an error naming both plugins.
+    ``factory(url)`` returns a ``StorageBackend`` for ``PACKYARD_STORAGE_URL`` (or for
+    the ``--to`` URL of ``packyard storage migrate``); ``app/domain/storage.py`` documents
+    the interface (``writer`` to stream files in, a seekable ``open``, the optional
+    abilities). A scheme registered twice is an error naming both plugins.
     """
 
 

@@ -22,6 +22,7 @@ BUILTIN_PLUGINS = (
     "plugins.auth_session",
     "plugins.auth_anonymous",
     "plugins.storage_file",
+    "plugins.storage_s3",
 )
 ENTRY_POINT_GROUP = "packyard.plugins"
 

@@ -86,9 +86,9 @@ def test_a_storage_plugin_registers_a_scheme(tmp_path, database_url):
 
 
 def test_unknown_storage_scheme_is_a_clear_error(tmp_path, database_url):
-    with pytest.raises(ValueError, match="s3"):
+    with pytest.raises(ValueError, match="gs"):
         create_app({"DATA_DIR": str(tmp_path), "DATABASE_URL": database_url,
-                    "STORAGE_URL": "s3://bucket", "LOAD_ENTRYPOINT_PLUGINS": False})  # fmt: skip
+                    "STORAGE_URL": "gs://bucket", "LOAD_ENTRYPOINT_PLUGINS": False})  # fmt: skip
 
 
 def test_ops_endpoints(registry, wheel):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-import uuid
 import zipfile
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from app.domain.archives import ArchiveLimits
 from app.domain.hashing import MultiDigest
 from app.domain.processing import process_file
-from app.domain.uploads import ReceivedFile, UploadForm, accept_upload
+from app.domain.uploads import ReceivedFile, UploadForm, accept_upload, new_storage_key
 from app.extensions import db
 from app.models import PackageFile
 from app.runtime import storage
@@ -30,8 +29,8 @@ def project(registry: Registry):
 def record(project, filename: str, content: bytes, **form: str) -> int:
     """Store and record ``content`` as an upload of ``filename``, state "processing"."""
     store = storage()
-    path = store.temp_dir() / uuid.uuid4().hex
-    path.write_bytes(content)
+    writer = store.writer(new_storage_key(project.id, filename))
+    writer.write(content)
     digest = MultiDigest()
     digest.update(content)
     name = form.pop("name", filename.split("-")[0])
@@ -40,7 +39,7 @@ def record(project, filename: str, content: bytes, **form: str) -> int:
     )
     upload = UploadForm(name=name, version=version, filename=filename, **form)
     package_file = accept_upload(
-        db.session, store, project, upload, ReceivedFile(path, digest), "t"
+        db.session, store, project, upload, ReceivedFile(writer, digest), "t"
     )
     assert package_file.state == "processing"
     return package_file.id

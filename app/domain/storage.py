@@ -1,8 +1,25 @@
 """Where package files live: a small backend interface and the URL-based chooser.
 
-Backends implement a few abstract methods; ``local_path`` and ``temp_dir`` have
-defaults.  Uploads are first spooled to a local temporary file, then handed to
-``store``, which must make the file appear atomically under its key.
+A backend implements four abstract methods (``store``, ``open``, ``delete``,
+``exists``); everything else has a default that works on top of them, so a backend
+written for an older Packyard keeps working:
+
+- ``writer(key)`` streams a new file in. The default spools it to a local temporary
+  file in ``temp_dir()`` and hands it to ``store`` on commit (what ``file://`` does:
+  the bytes are renamed into place). Object stores override it to send the bytes while
+  they arrive (S3 multipart upload), so an upload is never whole on local disk.
+- ``open(key)`` must answer a *seekable* binary file: the worker reads a file through
+  once to hash it, then reads a zip archive from its end. Remote backends may serve
+  that with ranged reads (see ``plugins/storage_s3.py``).
+- ``local_path``, ``presigned_url`` and ``keys`` are optional abilities; a backend
+  without them answers None (or NotImplementedError for ``keys``).
+
+Keys are relative, ``/``-separated, and never reused for other bytes: a key's file,
+once committed, does not change until it is deleted.
+
+Errors: a missing file is ``FileNotFoundError``; a storage that cannot be reached
+(or fails) raises ``StorageError``, which the web answers with 503 and the workers
+retry.
 """
 
 from __future__ import annotations
@@ -10,16 +27,78 @@ from __future__ import annotations
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from types import TracebackType
+from typing import IO, BinaryIO
 from urllib.parse import urlsplit
 
 from app.domain.errors import PackyardError
 
 
 class StorageError(PackyardError):
+    """The storage failed or cannot be reached; transient, so workers retry."""
+
     status = 503
+
+
+class StorageWriter(ABC):
+    """One new file being written to ``key``: bytes go in with ``write``, and the file
+    appears under its key only at ``commit``, whole, or never.
+
+    ``abort`` discards what was written; it is safe to call at any time, more than once,
+    and after ``commit`` (then it does nothing: removing a committed file is
+    ``StorageBackend.delete``). Used as a context manager, a writer commits when the
+    block ends normally and aborts when it raises::
+
+        with store.writer(key) as out:
+            shutil.copyfileobj(source, out)
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.committed = False
+
+    @abstractmethod
+    def write(self, data: bytes) -> int:
+        """Append ``data``; returns ``len(data)``. May send it to the storage already."""
+
+    @abstractmethod
+    def _commit(self) -> None:
+        """Make the written bytes appear under ``key``, atomically."""
+
+    @abstractmethod
+    def _abort(self) -> None:
+        """Discard what was written (and any half-made object); must not raise."""
+
+    def commit(self) -> None:
+        """Publish the file; if that fails, what was written is discarded and it raises."""
+        if self.committed:
+            return
+        try:
+            self._commit()
+        except BaseException:
+            self._abort()
+            raise
+        self.committed = True
+
+    def abort(self) -> None:
+        if not self.committed:
+            self._abort()
+
+    def __enter__(self) -> StorageWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
 
 
 class StorageBackend(ABC):
@@ -31,7 +110,7 @@ class StorageBackend(ABC):
 
     @abstractmethod
     def open(self, key: str) -> BinaryIO:
-        """Open the stored file for reading; FileNotFoundError if missing."""
+        """Open the stored file for reading, seekable; FileNotFoundError if missing."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -40,16 +119,55 @@ class StorageBackend(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    def writer(self, key: str) -> StorageWriter:
+        """A writer for a new file at ``key`` (see ``StorageWriter``).
+
+        The default spools to ``temp_dir()`` and calls ``store`` on commit; override it
+        to stream the bytes to the storage as they are written."""
+        return SpooledWriter(self, key)
+
     def local_path(self, key: str) -> Path | None:
         """A filesystem path to serve the file from, or None for remote backends."""
         return None
 
+    def presigned_url(self, key: str, filename: str, expires_in: int) -> str | None:
+        """A URL that lets anyone download the file for ``expires_in`` seconds, offered
+        as ``filename``; None if the backend has none (downloads are then streamed)."""
+        return None
+
+    def keys(self) -> Iterator[str]:
+        """Every stored key (for ``packyard storage migrate``), in no particular order."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its files")
+
     def temp_dir(self) -> Path:
-        """Where uploads are spooled before ``store``; same filesystem when possible."""
+        """Where the default ``writer`` spools; the same filesystem as the files when
+        possible, so that ``store`` is a rename."""
         return Path(tempfile.gettempdir())
 
     def check(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Raise if the backend cannot be reached (used by /-/ready)."""
+
+
+class SpooledWriter(StorageWriter):
+    """Writes to a temporary file in the backend's ``temp_dir``, then ``store`` moves it."""
+
+    def __init__(self, backend: StorageBackend, key: str) -> None:
+        super().__init__(key)
+        self._backend = backend
+        fd, name = tempfile.mkstemp(dir=backend.temp_dir(), prefix="upload-")
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+        self._path = Path(name)
+
+    def write(self, data: bytes) -> int:
+        return self._file.write(data)
+
+    def _commit(self) -> None:
+        self._file.close()
+        self._backend.store(self.key, self._path)
+
+    def _abort(self) -> None:
+        self._file.close()
+        self._path.unlink(missing_ok=True)
 
 
 class FileStorage(StorageBackend):
@@ -85,6 +203,13 @@ class FileStorage(StorageBackend):
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    def keys(self) -> Iterator[str]:
+        for directory, dirnames, filenames in os.walk(self.root):
+            if Path(directory) == self.root:
+                dirnames[:] = [d for d in dirnames if d != ".tmp"]
+            for name in filenames:
+                yield (Path(directory) / name).relative_to(self.root).as_posix()
 
     def temp_dir(self) -> Path:
         return self.root / ".tmp"

@@ -1,18 +1,17 @@
-"""Accepting an uploaded distribution: validate, store atomically, record, enqueue."""
+"""Accepting an uploaded distribution: validate, record, publish the file atomically."""
 
 from __future__ import annotations
 
 import hmac
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.domain.audit import Actor, record
-from app.domain.errors import DigestMismatch, FileExists, InvalidInput
+from app.domain.errors import DigestMismatch, FileExists, InvalidFilename, InvalidInput
 from app.domain.hashing import MultiDigest
 from app.domain.limits import check_storage_quota
 from app.domain.names import (
@@ -23,7 +22,7 @@ from app.domain.names import (
     validate_name,
     validate_requires_python,
 )
-from app.domain.storage import StorageBackend
+from app.domain.storage import StorageBackend, StorageWriter
 from app.models import Package, PackageFile, Project
 from app.models.base import utcnow
 
@@ -44,10 +43,21 @@ class UploadForm:
 
 @dataclass(frozen=True)
 class ReceivedFile:
-    """The spooled bytes: a local temporary path and their digests."""
+    """The received bytes, written but not yet published (``writer.commit``), and their
+    digests. The writer's key is where the file will live."""
 
-    path: Path
+    writer: StorageWriter
     digest: MultiDigest
+
+
+def new_storage_key(project_id: int, filename: str) -> str:
+    """A fresh key for an upload to the project; it names the file when the name is a
+    valid distribution filename (an invalid one is refused before anything is kept)."""
+    try:
+        name = parse_filename(filename).filename
+    except InvalidFilename:
+        name = "upload"
+    return f"{project_id}/{uuid.uuid4().hex}/{name}"
 
 
 def accept_upload(
@@ -64,7 +74,8 @@ def accept_upload(
 
     The row is flushed first, so the database's unique constraint picks exactly one
     winner when two uploads of the same filename race; only the winner's bytes are
-    moved into storage, and they are removed again if the commit fails.
+    published (the caller aborts the writer of every other outcome), and they are
+    removed again if the commit fails.
     """
     name = validate_name(form.name)
     version = parse_version(form.version)
@@ -83,7 +94,7 @@ def accept_upload(
         sha256=received.digest.sha256,
         md5=received.digest.md5,
         blake2_256=received.digest.blake2_256,
-        storage_key=f"{project.id}/{uuid.uuid4().hex}/{dist.filename}",
+        storage_key=received.writer.key,
         requires_python=requires_python,
         uploaded_by=uploader,
         state="processing",
@@ -101,12 +112,13 @@ def accept_upload(
         f"{project.full_path}/{package.name}/{package.version}/{dist.filename}",
         {"package_id": package.id, "sha256": package_file.sha256, "size": package_file.size},
     )  # fmt: skip
-    store.store(package_file.storage_key, received.path)
     try:
+        received.writer.commit()  # the storage failing here (503) keeps no row either
         session.commit()
     except BaseException:
         session.rollback()
-        store.delete(package_file.storage_key)
+        if received.writer.committed:
+            store.delete(package_file.storage_key)
         raise
     return package_file
 

@@ -4,6 +4,7 @@ from app.models.accounts import DeployToken, JobToken, PersonalAccessToken, User
 from app.models.audit import AuditEvent
 from app.models.base import Base
 from app.models.cache import CacheGeneration
+from app.models.instance import InstanceSecret
 from app.models.namespaces import Group, Membership, Project
 from app.models.packages import Package, PackageFile
 from app.models.sign_in import SignInAttempt
@@ -15,6 +16,7 @@ __all__ = [
     "CacheGeneration",
     "DeployToken",
     "Group",
+    "InstanceSecret",
     "JobToken",
     "Membership",
     "Package",

@@ -26,6 +26,7 @@ from app.domain.indexes import (
 )
 from app.domain.limits import effective_upload_limit
 from app.domain.names import normalize
+from app.domain.storage import StorageBackend
 from app.domain.uploads import UploadForm, accept_upload
 from app.extensions import db
 from app.models import Group, PackageFile
@@ -33,7 +34,7 @@ from app.runtime import storage
 from app.web.auth import current_identity
 from app.web.cache import cache_this_response, request_cache
 from app.web.loaders import IndexScope, group_index_scope, project_for, project_index_scope
-from app.web.uploads import HashingSpool
+from app.web.uploads import HashingSink
 from workers.dispatch import send
 from workers.tasks.files import process_file
 
@@ -44,6 +45,7 @@ GROUP = "/api/v4/groups/<ref:group_ref>/-/packages/pypi"
 SIMPLE_INDEX_PATHS = "/packages/pypi/simple/"  # what ResponseCache may answer
 FILES_FROM_DETAIL = "../../files/"
 UPLOAD_FIELDS = ("sha256_digest", "md5_digest", "blake2_256_digest", "requires_python")
+SIGNED_URL_SECONDS = 300  # PACKYARD_STORAGE_REDIRECT: how long a download link works
 CONTENT_TYPES = {
     ".whl": "application/zip",
     ".zip": "application/zip",
@@ -55,9 +57,11 @@ CONTENT_TYPES = {
 def upload(project_ref: str) -> tuple[str, int]:
     project, _access = project_for(project_ref, "write")
     limit = effective_upload_limit(db.session, project, current_app.config["MAX_UPLOAD_SIZE"])
-    request.limit_uploads(limit)  # type: ignore[attr-defined]
+    request.prepare_upload(limit, project.id)  # type: ignore[attr-defined]
     content = request.files.get("content")
-    if content is None or not isinstance(content.stream, HashingSpool):
+    stream = content.stream if content is not None else None
+    received = stream.received() if isinstance(stream, HashingSink) else None
+    if content is None or received is None:
         raise InvalidInput("content is missing: send the file as the multipart field 'content'")
     form = request.form
     if not form.get("name") or not form.get("version"):
@@ -74,7 +78,7 @@ def upload(project_ref: str) -> tuple[str, int]:
         storage(),
         project,
         upload_form,
-        content.stream.received(),
+        received,
         uploader=actor_name(current_identity()),
         actor=current_identity(),
     )
@@ -212,6 +216,7 @@ class StoredFile:
     storage_key: str
     sha256: str
     created_at: datetime
+    size: int
     metadata_sha256: str | None  # set only when PEP 658 metadata is served
 
 
@@ -247,12 +252,17 @@ def _find_file(scope: IndexScope, sha256: str, filename: str) -> StoredFile | No
         storage_key=package_file.storage_key,
         sha256=package_file.sha256,
         created_at=package_file.created_at,
+        size=package_file.size,
         metadata_sha256=served_metadata_sha256(package_file),
     )
 
 
 def _send_stored(package_file: StoredFile, public: bool) -> Response:
     store = storage()
+    if current_app.config["STORAGE_REDIRECT"] and request.method == "GET":
+        redirected = _redirect_to_signed_url(store, package_file)
+        if redirected is not None:
+            return redirected
     path = store.local_path(package_file.storage_key)
     source = str(path) if path is not None else store.open(package_file.storage_key)
     suffix = next((s for s in CONTENT_TYPES if package_file.filename.endswith(s)), "")
@@ -262,14 +272,32 @@ def _send_stored(package_file: StoredFile, public: bool) -> Response:
         as_attachment=True,
         download_name=package_file.filename,
         etag=package_file.sha256,
-        conditional=True,
+        conditional=path is not None,
         max_age=365 * 24 * 3600,
         last_modified=package_file.created_at,
     )
+    if path is None:  # a stream: its length and ranges come from the row
+        response.content_length = package_file.size
+        response.make_conditional(request, accept_ranges=True, complete_length=package_file.size)
     response.cache_control.public = public
     response.cache_control.private = not public
     response.cache_control.immutable = True
     return response
+
+
+def _redirect_to_signed_url(store: StorageBackend, package_file: StoredFile) -> Response | None:
+    """307 to a URL the storage signed, short-lived, so it must not be cached; a client
+    that has the file (``If-None-Match``) still gets 304 here."""
+    if package_file.sha256 in request.if_none_match:
+        response = Response(status=304)
+        response.set_etag(package_file.sha256)
+        return response
+    url = store.presigned_url(package_file.storage_key, package_file.filename, SIGNED_URL_SECONDS)
+    if url is None:
+        return None
+    response = redirect(url, code=307)
+    response.cache_control.no_store = True
+    return response  # type: ignore[return-value]
 
 
 def _metadata_response(stored: StoredFile, public: bool) -> Response:

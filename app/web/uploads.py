@@ -1,29 +1,28 @@
-"""Streaming multipart uploads: file parts go straight to a temporary file in the
-storage's temp dir while every digest is computed, and a part over the size limit
-is refused (413) at the byte that crosses it, before it is stored."""
+"""Streaming multipart uploads: a file part goes straight into a storage writer while
+every digest is computed, and a part over the size limit is refused (413) at the byte
+that crosses it. With ``file://`` the writer is a temporary file beside the files; with
+object storage the bytes go to the bucket as they arrive. Nothing is published until the
+upload is accepted, and an upload that is not (refused, failed, interrupted) is aborted
+when the request closes."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from flask import Request, current_app
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.domain.hashing import MultiDigest
-from app.domain.uploads import ReceivedFile
+from app.domain.storage import StorageWriter
+from app.domain.uploads import ReceivedFile, new_storage_key
 from app.runtime import storage
 
 
-class HashingSpool:
-    """A writable, then readable, temporary file that hashes what is written to it."""
+class HashingSink:
+    """Where the form parser writes a file part: hashed, counted, passed to a writer."""
 
-    def __init__(self, directory: Path, limit: int) -> None:
-        fd, name = tempfile.mkstemp(dir=directory, prefix="upload-")
-        self._file: IO[bytes] = os.fdopen(fd, "w+b")
-        self.path = Path(name)
+    def __init__(self, writer: StorageWriter | None, limit: int) -> None:
+        self.writer = writer  # None: a part that cannot be a distribution, only hashed
         self.digest = MultiDigest()
         self.limit = limit
 
@@ -32,34 +31,39 @@ class HashingSpool:
             self.close()
             raise RequestEntityTooLarge(f"File too large: the limit is {self.limit} bytes")
         self.digest.update(data)
-        return self._file.write(data)
+        if self.writer is not None:
+            self.writer.write(data)
+        return len(data)
 
-    def received(self) -> ReceivedFile:
-        """The complete file, flushed, for the domain to validate and store."""
-        self._file.flush()
-        return ReceivedFile(self.path, self.digest)
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # The parser rewinds a finished part; nothing reads it back.
+        return 0
+
+    def received(self) -> ReceivedFile | None:
+        """The complete part, still unpublished, for the domain to validate and commit."""
+        if self.writer is None:
+            return None
+        return ReceivedFile(self.writer, self.digest)
 
     def close(self) -> None:
-        """Close and remove the temporary file (a no-op once storage moved it away)."""
-        if not self._file.closed:
-            self._file.close()
-        self.path.unlink(missing_ok=True)
-
-    def __getattr__(self, name: str) -> Any:
-        # read, seek, tell, readline... as the multipart parser and FileStorage need.
-        return getattr(self._file, name)
+        """Discard the part unless it was committed."""
+        if self.writer is not None:
+            self.writer.abort()
 
 
-class SpoolingRequest(Request):
-    """Flask request whose file parts are hashing spools; ``upload_limit`` is per request."""
+class StreamingRequest(Request):
+    """Flask request whose file parts stream into storage; ``upload_limit`` is per request."""
 
     upload_limit: int | None = None
+    upload_project_id: int | None = None
 
-    def limit_uploads(self, limit: int) -> None:
-        """Set the per-file limit before the body is read.  The whole-request cap (Flask's
-        MAX_CONTENT_LENGTH, sized from the instance limit) follows it, so that a project
-        or group may allow larger files than the instance."""
+    def prepare_upload(self, limit: int, project_id: int) -> None:
+        """Set the per-file limit and the project before the body is read.  The
+        whole-request cap (Flask's MAX_CONTENT_LENGTH, sized from the instance limit)
+        follows the limit, so that a project or group may allow larger files than the
+        instance."""
         self.upload_limit = limit
+        self.upload_project_id = project_id
         self.max_content_length = limit + current_app.config["MAX_FORM_MEMORY_SIZE"]
 
     def _get_file_stream(
@@ -72,15 +76,18 @@ class SpoolingRequest(Request):
         limit = self.upload_limit or current_app.config["MAX_UPLOAD_SIZE"]
         if content_length is not None and content_length > limit:
             raise RequestEntityTooLarge(f"File too large: the limit is {limit} bytes")
-        spool = HashingSpool(storage().temp_dir(), limit)
-        self._spools.append(spool)
-        return spool  # type: ignore[return-value]
+        key = None
+        if self.upload_project_id is not None:
+            key = new_storage_key(self.upload_project_id, filename or "")
+        sink = HashingSink(storage().writer(key) if key else None, limit)
+        self._sinks.append(sink)
+        return sink  # type: ignore[return-value]
 
     @property
-    def _spools(self) -> list[HashingSpool]:
-        return self.environ.setdefault("packyard.spools", [])  # type: ignore[no-any-return]
+    def _sinks(self) -> list[HashingSink]:
+        return self.environ.setdefault("packyard.upload_sinks", [])  # type: ignore[no-any-return]
 
     def close(self) -> None:
         super().close()
-        for spool in self._spools:
-            spool.close()
+        for sink in self._sinks:
+            sink.close()

@@ -6,6 +6,7 @@ from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from app.domain.packages import purge_deletions
+from app.domain.storage import StorageError
 from app.extensions import db
 from app.runtime import storage
 
@@ -14,7 +15,7 @@ from app.runtime import storage
     name="packyard.delete_stored_files",
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, OSError),
+    autoretry_for=(OperationalError, OSError, StorageError),
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=8,

@@ -8,6 +8,7 @@ from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
 from app.domain.processing import process_file as process
+from app.domain.storage import StorageError
 from app.extensions import db
 from app.runtime import plugin_manager, storage
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
     name="packyard.process_file",
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, OSError),
+    autoretry_for=(OperationalError, OSError, StorageError),
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=8,

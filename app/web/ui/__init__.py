@@ -13,7 +13,11 @@ from collections.abc import Iterable
 from flask import Blueprint, Flask, Request, Response, current_app, g, has_request_context, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.routing import BaseConverter
+
+from app.domain.instance import instance_secret
+from app.extensions import db
 
 bp = Blueprint("ui", __name__)
 csrf = CSRFProtect()
@@ -47,6 +51,13 @@ class SessionInterface(SecureCookieSessionInterface):
     def get_cookie_secure(self, app: Flask) -> bool:
         forced = bool(app.config["SESSION_COOKIE_SECURE"])
         return forced or (has_request_context() and request.is_secure)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        # Without PACKYARD_SECRET_KEY, every process reads the key generated once into the
+        # database they share, so a cookie from one web process is good at every other.
+        if not app.secret_key:
+            app.config["SECRET_KEY"] = instance_secret(db.session, "session_key")
+        return super().get_signing_serializer(app)
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         # The REST and PyPI endpoints take tokens only: skip the cookie on their hot path.
