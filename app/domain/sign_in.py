@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.domain.accounts import find_user
 from app.models import User
 
 FAILED = "Invalid username or password."
@@ -43,9 +43,7 @@ def _decoy_hash() -> str:
 
 def check_password(session: Session, username: str, password: str) -> User | None:
     """The user whose password this is, or None; unknown users cost a hash check too."""
-    user = session.execute(
-        select(User).where(User.username == (username or "").strip())
-    ).scalar_one_or_none()
+    user = find_user(session, (username or "").strip())
     stored = user.password_hash if user is not None and user.password_hash else None
     matches = check_password_hash(stored or _decoy_hash(), password or "")
     return user if matches and stored else None

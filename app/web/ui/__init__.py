@@ -8,12 +8,15 @@ authenticates only this blueprint's requests (``plugins/auth_session.py``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, has_request_context, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.routing import BaseConverter
+
+from app.domain.names import APP_TOP_LEVEL_ROUTES
 
 bp = Blueprint("ui", __name__)
 csrf = CSRFProtect()
@@ -26,6 +29,9 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+_APP_ROUTES = "|".join(re.escape(word) for word in sorted(APP_TOP_LEVEL_ROUTES))
+
+
 class NamespaceConverter(BaseConverter):
     """A group or project full path in a page URL.
 
@@ -34,7 +40,7 @@ class NamespaceConverter(BaseConverter):
     ``/api/...``, ``/users/...``, ``/static/...`` or ``/-/...``.
     """
 
-    regex = r"(?!(?:api|users|static|-)(?:/|$))[^/]+(?:/(?!-(?:/|$))[^/]+)*"
+    regex = rf"(?!(?:{_APP_ROUTES})(?:/|$))[^/]+(?:/(?!-(?:/|$))[^/]+)*"
     part_isolating = False
 
 
