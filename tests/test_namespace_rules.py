@@ -17,6 +17,8 @@ from app import create_app
 from app.domain.names import APP_TOP_LEVEL_ROUTES
 from app.extensions import db
 from app.migrations import MigrationRefused, upgrade
+from app.models import Group, Project
+from tests.conftest import basic
 from tests.dists import make_wheel
 from tests.services import postgres_database
 
@@ -266,3 +268,167 @@ def test_db_upgrade_reports_collisions_without_a_traceback(tmp_path):
     assert result.exit_code == 1
     assert "users.username: id 1 'alice', id 2 'ALICE'" in result.output
     assert "Traceback" not in result.output
+
+
+# --- item 15: visibility ------------------------------------------------------------
+
+
+def test_nothing_is_created_more_visible_than_its_group(registry, admin):
+    team = post(registry, "groups", admin, path="team", visibility="private").json["id"]
+    public = post(registry, "projects", admin, path="lib", namespace_id=team, visibility="public")
+    assert public.status_code == 400
+    assert public.json["message"] == (
+        "visibility public is not allowed for project team/lib: group team is private, "
+        "and nothing may be more visible than the group that holds it"
+    )
+    internal = post(registry, "groups", admin, path="sub", parent_id=team, visibility="internal")
+    assert internal.status_code == 400 and "group team/sub" in internal.json["message"]
+    assert post(registry, "projects", admin, path="lib", namespace_id=team).status_code == 201
+    shared = post(registry, "groups", admin, path="shared", visibility="internal").json["id"]
+    sub = post(registry, "groups", admin, path="sub", parent_id=shared, visibility="internal")
+    assert sub.status_code == 201
+    deep = post(
+        registry, "projects", admin, path="deep", namespace_id=sub.json["id"], visibility="public"
+    )
+    assert deep.status_code == 400 and "group shared/sub is internal" in deep.json["message"]
+
+
+def test_a_group_may_not_become_less_visible_than_what_it_holds(registry, admin):
+    team = registry.group("team", "public")
+    sub = registry.group("sub", "internal", parent=team)
+    registry.project(sub, "open", "internal")
+    registry.project(team, "lib", "public")
+    refused = registry.client.put(
+        f"/api/v4/groups/{team.id}", json={"visibility": "private"}, headers=admin
+    )
+    assert refused.status_code == 400
+    assert refused.json["message"] == (
+        "visibility private is not allowed for group team: group team/sub is internal; "
+        "project team/lib is public; project team/sub/open is internal "
+        "(make them less visible first)"
+    )
+    internal = registry.client.put(
+        f"/api/v4/groups/{team.id}", json={"visibility": "internal"}, headers=admin
+    )
+    assert internal.json["message"].startswith(
+        "visibility internal is not allowed for group team: project team/lib is public"
+    )
+    db.session.refresh(team)
+    assert team.visibility == "public"  # nothing changed
+    lib = registry.client.put("/api/v4/projects/team%2Flib", json={"visibility": "internal"},
+                              headers=admin)  # fmt: skip
+    assert lib.status_code == 200 and lib.json["visibility"] == "internal"
+    lowered = registry.client.put(
+        f"/api/v4/groups/{team.id}", json={"visibility": "internal"}, headers=admin
+    )
+    assert lowered.status_code == 200 and lowered.json["visibility"] == "internal"
+
+
+def test_a_project_or_subgroup_may_not_be_made_more_visible_than_its_group(registry, admin):
+    team = registry.group("team", "internal")
+    sub = registry.group("sub", "private", parent=team)
+    lib = registry.project(team, "lib")
+    refused = registry.client.put(
+        f"/api/v4/projects/{lib.id}", json={"visibility": "public"}, headers=admin
+    )
+    assert refused.status_code == 400
+    assert "group team is internal" in refused.json["message"]
+    refused = registry.client.put(
+        f"/api/v4/groups/{sub.id}", json={"visibility": "public"}, headers=admin
+    )
+    assert refused.status_code == 400 and "group team/sub" in refused.json["message"]
+    raised = registry.client.put(
+        f"/api/v4/projects/{lib.id}", json={"visibility": "internal"}, headers=admin
+    )
+    assert raised.status_code == 200 and raised.json["visibility"] == "internal"
+    bad = registry.client.put(
+        f"/api/v4/projects/{lib.id}", json={"visibility": "secret"}, headers=admin
+    )
+    assert bad.status_code == 400
+
+
+def test_only_owners_change_visibility(registry, admin):
+    team = registry.group("team", "public")
+    lib = registry.project(team, "lib")
+    maintainer, owner = registry.user("maintainer"), registry.user("owner")
+    registry.member(maintainer, 40, group=team)
+    registry.member(owner, 50, group=team)
+    url = f"/api/v4/projects/{lib.id}"
+    as_maintainer = {"PRIVATE-TOKEN": registry.token(maintainer)}
+    refused = registry.client.put(url, json={"visibility": "public"}, headers=as_maintainer)
+    assert refused.status_code == 403
+    same = registry.client.put(url, json={"visibility": "private"}, headers=as_maintainer)
+    assert same.status_code == 200  # unchanged: nothing to refuse
+    as_owner = {"PRIVATE-TOKEN": registry.token(owner)}
+    assert (
+        registry.client.put(url, json={"visibility": "public"}, headers=as_owner).status_code == 200
+    )
+    assert registry.client.get(url).json["visibility"] == "public"  # anonymous sees it now
+
+
+def _legacy_world(registry, admin_token: str) -> dict:
+    """Rows as they could be made before the rule: public inside private."""
+    team = registry.group("team")
+    sub = registry.group("sub", parent=team)
+    lib = registry.project(sub, "lib")
+    filename, content = make_wheel("leaky", "1.0")
+    assert registry.upload(lib, filename, content, token=admin_token).status_code == 201
+    db.session.execute(sa.update(Group).where(Group.id == sub.id).values(visibility="public"))
+    db.session.execute(sa.update(Project).where(Project.id == lib.id).values(visibility="public"))
+    db.session.commit()
+    return {"team": team, "sub": sub, "lib": lib}
+
+
+def test_rows_made_before_the_rule_show_no_more_than_their_group(registry, admin):
+    world = _legacy_world(registry, admin["PRIVATE-TOKEN"])
+    client = registry.client
+    lib, sub = world["lib"], world["sub"]
+    assert client.get(f"/api/v4/projects/{lib.id}/packages/pypi/simple/leaky/").status_code == 401
+    assert client.get(f"/api/v4/groups/{sub.id}/-/packages/pypi/simple/").status_code == 401
+    assert client.get(f"/api/v4/projects/{lib.id}").status_code == 401
+    assert client.get("/api/v4/projects").json == []
+    assert client.get("/api/v4/groups").json == []
+    home = client.get("/").get_data(as_text=True)
+    assert "leaky" not in home and "team/sub" not in home
+    assert client.get("/team/sub/lib/-/packages").location.startswith("/users/sign_in")
+    stranger = {"PRIVATE-TOKEN": registry.token(registry.user("stranger"))}
+    assert client.get(f"/api/v4/projects/{lib.id}", headers=stranger).status_code == 404
+    assert client.get("/api/v4/projects", headers=stranger).json == []
+    # A credential bound elsewhere reads only what is public: a deploy token of another
+    # project, a CI job token of another project.
+    elsewhere = registry.project(registry.group("elsewhere"), "app")
+    deploy = registry.deploy_token(("read_package_registry",), project=elsewhere)
+    index = f"/api/v4/projects/{lib.id}/packages/pypi/simple/leaky/"
+    assert client.get(index, headers=basic(deploy)).status_code == 404
+    job = client.post(f"/api/v4/projects/{elsewhere.id}/job_tokens", json={}, headers=admin).json[
+        "token"
+    ]
+    assert client.get(index, headers={"JOB-TOKEN": job}).status_code == 404
+    # Members still read it, and its files are not marked for shared caches.
+    member = registry.user("member")
+    registry.member(member, 20, group=world["team"])
+    page = client.get(
+        index,
+        headers={**basic(registry.token(member)), "Accept": "application/vnd.pypi.simple.v1+json"},
+    )
+    assert page.status_code == 200
+    file_url = (
+        f"/api/v4/projects/{lib.id}/packages/pypi/files/"
+        + (page.json["files"][0]["url"].split("files/")[1])
+    )
+    download = client.get(file_url, headers=basic(registry.token(member)))
+    assert download.status_code == 200 and "public" not in download.headers["Cache-Control"]
+
+
+def test_bulk_readable_projects_use_the_effective_visibility(registry, admin):
+    """The group index's bulk rule agrees with project_access on rows made before the rule."""
+    from app.domain.access import all_readable_project_ids, project_access, readable_project_ids
+    from app.domain.identity import ANONYMOUS
+
+    world = _legacy_world(registry, admin["PRIVATE-TOKEN"])
+    public = registry.group("pub", "public")
+    shown = registry.project(public, "shown", "public")
+    assert project_access(db.session, ANONYMOUS, world["lib"]).read is False
+    assert readable_project_ids(db.session, ANONYMOUS, world["sub"]) == []
+    assert readable_project_ids(db.session, ANONYMOUS, world["team"]) == []
+    assert all_readable_project_ids(db.session, ANONYMOUS) == [shown.id]

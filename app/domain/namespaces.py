@@ -1,7 +1,8 @@
-"""Groups, projects and memberships: lookup by id or path, creation, roles.
+"""Groups, projects and memberships: lookup by id or path, creation, roles, visibility.
 
 Paths follow GitLab's rules (``app.domain.names``) and are unique within their group,
-ignoring case, as GitLab's are; lookups by path ignore case too.
+ignoring case, as GitLab's are; lookups by path ignore case too. Nothing is more visible
+than the group that holds it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.domain.access import ACCESS_LEVELS
+from app.domain.access import ACCESS_LEVELS, effective_visibility, visibility_rank
 from app.domain.audit import Actor, record
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.names import validate_path, validate_top_level
@@ -88,6 +89,38 @@ def _check_path_free(session: Session, full_path: str, what: str) -> None:
             )
 
 
+def check_fits_group(session: Session, group: Group, visibility: str, what: str) -> None:
+    """Nothing is more visible than the group that holds it (at any height)."""
+    ceiling = effective_visibility(session, group)
+    if visibility_rank(visibility) > visibility_rank(ceiling):
+        raise InvalidInput(
+            f"visibility {visibility} is not allowed for {what}: group {group.full_path} "
+            f"is {ceiling}, and nothing may be more visible than the group that holds it"
+        )
+
+
+def check_holds_nothing_more_visible(session: Session, group: Group, visibility: str) -> None:
+    """A group may not become less visible than a subgroup or project inside it."""
+    allowed = VISIBILITIES[: visibility_rank(visibility) + 1]
+    below = group.full_path + "/"
+    offenders = [
+        f"{kind} {path} is {shown}"
+        for kind, model in (("group", Group), ("project", Project))
+        for path, shown in session.execute(
+            select(model.full_path, model.visibility)
+            .where(model.full_path.startswith(below, autoescape=True))
+            .where(model.visibility.not_in(allowed))
+            .order_by(model.full_path)
+            .limit(5)
+        )
+    ]
+    if offenders:
+        raise InvalidInput(
+            f"visibility {visibility} is not allowed for group {group.full_path}: "
+            f"{'; '.join(offenders)} (make them less visible first)"
+        )
+
+
 def create_group(
     session: Session,
     name: str,
@@ -99,6 +132,8 @@ def create_group(
 ) -> Group:
     full_path = f"{parent.full_path}/{path}" if parent else path
     _check(name, path, full_path, visibility, top_level=parent is None)
+    if parent is not None:
+        check_fits_group(session, parent, visibility, f"group {full_path}")
     _check_path_free(session, full_path, "group")
     group = Group(
         name=name or path,
@@ -124,6 +159,7 @@ def create_project(
 ) -> Project:
     full_path = f"{group.full_path}/{path}"
     _check(name, path, full_path, visibility, top_level=False)
+    check_fits_group(session, group, visibility, f"project {full_path}")
     _check_path_free(session, full_path, "project")
     project = Project(
         name=name or path, path=path, full_path=full_path, group_id=group.id, visibility=visibility
