@@ -15,16 +15,17 @@ from sqlalchemy import func, select
 from app import create_app
 from app.config import EMBEDDED_BROKER, load_env_file
 from app.domain.accounts import create_personal_token, ensure_admin
+from app.domain.errors import PackyardError
 from app.domain.storage import StorageError, backend_for_url
 from app.domain.storage_migration import describe, migrate_storage, problems, recorded_hashes
 from app.extensions import db
-from app.migrations import upgrade
+from app.migrations import MigrationRefused, upgrade
 from app.models import User
 from app.plugin_manager import storage_factories
 from app.runtime import plugin_manager
 from app.serving import ServerFailed, run_server
 
-DEFAULT_ADMIN = "admin"
+DEFAULT_ADMIN = "root"  # GitLab's; "admin" is a reserved top-level route
 
 
 @click.group()
@@ -42,7 +43,7 @@ def db_group() -> None:
 def db_upgrade() -> None:
     """Apply schema migrations (Alembic)."""
     with create_app().app_context():
-        upgrade()
+        _upgrade()
     click.echo("database is up to date")
 
 
@@ -82,15 +83,26 @@ def storage_migrate(target_url: str, source_url: str | None) -> None:
     click.echo(f"done: set PACKYARD_STORAGE_URL={target_url} and restart")
 
 
+def _upgrade() -> None:
+    try:
+        upgrade()
+    except MigrationRefused as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.command("create-admin")
 @click.argument("username")
 def create_admin(username: str) -> None:
     """Create (or reuse) an admin and print a new api-scoped token as the last line."""
     app = create_app()
     with app.app_context():
-        user = ensure_admin(db.session, username)
+        try:
+            user = ensure_admin(db.session, username)
+        except PackyardError as exc:
+            raise click.ClickException(exc.message) from None
+        name = user.username  # as stored: found whatever the case given
         _token, secret = create_personal_token(db.session, user, "create-admin", ["api"], None)
-    click.echo(f"admin user: {username}")
+    click.echo(f"admin user: {name}")
     click.echo(secret)
 
 
@@ -113,7 +125,7 @@ def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
     app = create_app()
     with app.app_context():
         if app.config["DATABASE_URL"].startswith("sqlite"):
-            upgrade()
+            _upgrade()
         _first_run_admin(app)
     url = f"http://{host}:{port}/"
     click.echo(f"Packyard serving on {url}", err=False)

@@ -58,7 +58,7 @@ def build(app: object, packages: int, versions: int) -> int:
     db.session.add_all(projects)
     db.session.flush()
     member = create_user(db.session, "member", None, PASSWORD, False)
-    create_user(db.session, "admin", None, PASSWORD, True)
+    create_user(db.session, "root", None, PASSWORD, True)  # "admin" is a reserved route
     for group in groups:
         add_member(db.session, member, 20, group=group)
 
@@ -202,7 +202,7 @@ def main() -> int:
         }
         failed = False
         print(f"{'visitor':8} {'page':28} {'median':>9} {'p95':>9}  (ms, {args.runs} runs)")
-        for username in ("member", "admin"):
+        for username in ("member", "root"):
             client = signed_in_client(app, username)
             for label, path in pages.items():
                 timings = sorted(measure(client, path, args.runs))

@@ -19,10 +19,10 @@ CHALLENGE = 'Basic realm="Packyard"'
 
 @pytest.fixture
 def world(registry):
-    """team (private) / lib (private), team/sub/open (public), other (private) / secret."""
+    """team (public) / lib (private), team/sub/open (public), other (private) / secret."""
     admin = registry.user("root", admin=True)
     admin_token = registry.token(admin)
-    team = registry.group("team")
+    team = registry.group("team", "public")  # nothing is more visible than its group
     sub = registry.group("sub", "public", parent=team)
     other = registry.group("other")
     lib = registry.project(team, "lib")
@@ -58,7 +58,7 @@ def test_anonymous_gets_401_for_anything_not_public(registry, world, target):
         "private": index(world["lib"]),
         "missing project": "/api/v4/projects/4242/packages/pypi/simple/",
         "missing group": "/api/v4/groups/nope/-/packages/pypi/simple/",
-        "private group": group_index(world["team"]),
+        "private group": group_index(world["other"]),
     }[target]
     response = get(registry, url)
     assert response.status_code == 401

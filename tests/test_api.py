@@ -74,7 +74,7 @@ def test_groups_and_projects(registry, admin):
     assert group.json["full_path"] == "team" and group.json["visibility"] == "private"
     sub = registry.client.post(
         "/api/v4/groups",
-        json={"name": "Sub", "path": "sub", "parent_id": group.json["id"], "visibility": "public"},
+        json={"name": "Sub", "path": "sub", "parent_id": group.json["id"], "visibility": "private"},
         headers=admin,
     )
     assert sub.status_code == 201 and sub.json["full_path"] == "team/sub"

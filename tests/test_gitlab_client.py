@@ -57,7 +57,7 @@ def test_python_gitlab_manages_groups_projects_tokens_and_packages(live):
     server, data = live
     gl = gitlab.Gitlab(server.url, private_token=server.admin_token)
     gl.auth()
-    assert gl.user is not None and gl.user.username == "admin"
+    assert gl.user is not None and gl.user.username == "root"
 
     group = gl.groups.create({"name": "Team", "path": "team"})
     project = gl.projects.create({"name": "Lib", "path": "lib", "namespace_id": group.id})

@@ -7,12 +7,17 @@ from packaging.version import Version
 
 from app.domain.errors import InvalidFilename, InvalidInput
 from app.domain.names import (
+    APP_TOP_LEVEL_ROUTES,
+    RESERVED_TOP_LEVEL,
     DistFilename,
     check_filename_matches,
     normalize,
     parse_filename,
     parse_version,
+    validate_email,
     validate_name,
+    validate_path,
+    validate_top_level,
 )
 
 
@@ -192,3 +197,117 @@ def test_filename_with_a_confusable_name_is_rejected():
     dist = parse_filename("\u017fetuptools-1.0.tar.gz")  # parses: packaging lets it through
     with pytest.raises(InvalidFilename):
         check_filename_matches(dist, "setuptools", parse_version("1.0"))
+
+
+# --- usernames, group and project paths, emails (GitLab's rules) ------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["a", "7", "alice", "Alice", "alice.smith", "a-b_c.d", "team2", "x" * 255, "my.git2"]
+)
+def test_valid_paths_are_returned(path):
+    assert validate_path(path) == path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        None,
+        42,
+        "al ice",
+        "alice ",
+        " alice",
+        "-alice",
+        "_alice",
+        ".alice",
+        "alice-",
+        "alice_",
+        "alice.",
+        "al..ice",
+        "al-_ice",
+        "al._ice",
+        "al/ice",
+        "al@ice",
+        "al+ice",
+        "al\nice",
+        "alice.git",
+        "alice.GIT",
+        "alice.atom",
+        "ålice",
+        "\u212aelvin",  # KELVIN SIGN, which lower()s to an ASCII "k"
+        "\uff41lice",  # fullwidth "a"
+        "x" * 256,
+    ],
+)
+def test_invalid_paths_are_rejected(path):
+    with pytest.raises(InvalidInput, match="can contain only letters, digits"):
+        validate_path(path)
+
+
+@pytest.mark.parametrize(
+    "word", ["api", "API", "users", "static", "help", "explore", "dashboard", "admin", "health"]
+)
+def test_top_level_routes_are_reserved(word):
+    with pytest.raises(InvalidInput, match="reserved"):
+        validate_top_level(word, "username")
+    assert validate_path(word) == word  # fine one level down (team/api)
+
+
+def test_reserved_words_include_the_apps_own_routes_and_gitlabs():
+    assert APP_TOP_LEVEL_ROUTES <= RESERVED_TOP_LEVEL
+    assert {"api", "users", "static", "-", "_", "admin", "help", "explore"} <= RESERVED_TOP_LEVEL
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a@example.com",
+        "Alice.Smith@Example.COM",
+        "first.last+tag@mail.example.co.uk",
+        "o'brien@example.ie",
+        "x_y-z@sub-domain.example.org",
+        "a@xn--bcher-kva.example",
+        "a@b.xn--p1ai",
+        " padded@example.com ",
+    ],
+)
+def test_valid_emails_are_returned_stripped(email):
+    assert validate_email(email) == email.strip()
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "e",
+        "",
+        None,
+        "@example.com",
+        "alice@",
+        "alice@example",
+        "alice@localhost",
+        "alice@@example.com",
+        "al ice@example.com",
+        "alice@exa mple.com",
+        "alice@.example.com",
+        "alice@example..com",
+        "alice@-example.com",
+        "alice@example-.com",
+        ".alice@example.com",
+        "alice.@example.com",
+        "al..ice@example.com",
+        "alice@example.c",
+        "alice@example.c0m",
+        "alice@example.com.",
+        "alice\n@example.com",
+        "<alice@example.com>",
+        "Alice <alice@example.com>",
+        "ålice@example.com",
+        "a" * 65 + "@example.com",
+        "a@" + "b" * 250 + ".com",
+        "a@" + "b" * 64 + ".com",  # a DNS label has at most 63 characters
+    ],
+)
+def test_invalid_emails_are_rejected(email):
+    with pytest.raises(InvalidInput, match="email is invalid"):
+        validate_email(email)

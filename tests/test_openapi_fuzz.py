@@ -62,7 +62,8 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
         upgrade()
         root = ensure_admin(db.session, "root")
         _token, secret = create_personal_token(db.session, root, "seed", ["api"], None)
-        group = create_group(db.session, "Team", "team", None, "private")
+        # Nothing is more visible than its group: public team, for the public sub below.
+        group = create_group(db.session, "Team", "team", None, "public")
         sub = create_group(db.session, "Sub", "sub", group, "public")
         project = create_project(db.session, "Lib", "lib", group, "private")
         create_project(db.session, "Open", "open", sub, "public")

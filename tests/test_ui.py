@@ -35,10 +35,10 @@ import widgets
 
 @pytest.fixture
 def world(registry):
-    """team (private) / lib (private), team/sub (public) / open (public), other / secret."""
+    """team (public) / lib (private), team/sub (public) / open (public), other / secret."""
     admin = registry.user("root", admin=True)
     admin_token = registry.token(admin)
-    team = registry.group("team")
+    team = registry.group("team", "public")  # nothing is more visible than its group
     sub = registry.group("sub", "public", parent=team)
     other = registry.group("other")
     lib = registry.project(team, "lib")
@@ -168,7 +168,9 @@ def test_all_readable_project_ids_agree_with_project_access(app, registry, world
         assert sorted(all_readable_project_ids(db.session, identity)) == expected, identity
 
 
-@pytest.mark.parametrize("path", ["/team", "/team/lib/-/packages", "/team/lib", "/nope/-/packages"])
+@pytest.mark.parametrize(
+    "path", ["/other", "/team/lib/-/packages", "/team/lib", "/nope/-/packages"]
+)
 def test_signed_out_visitors_are_sent_to_sign_in_and_outsiders_get_404(app, registry, world, path):
     anonymous = app.test_client().get(path)
     assert anonymous.status_code == 302
@@ -195,10 +197,11 @@ def test_private_package_page_is_hidden(app, registry, world):
 def test_guest_sees_the_project_but_not_its_packages(app, registry, world):
     guest = registry.user("guest")
     registry.member(guest, 10, project=world["lib"])
+    registry.member(guest, 10, project=world["secret"])
     client = app.test_client()
     sign_in(client, "guest")
     assert client.get("/team/lib/-/packages").status_code == 403
-    assert client.get("/team").status_code == 200  # a member of something inside sees the group
+    assert client.get("/other").status_code == 200  # a member of something inside sees the group
 
 
 def test_group_page_lists_subgroups_projects_and_packages(app, world):

@@ -2,19 +2,24 @@
 
 The table ``SCOPE_GRANTS`` says which credential kind and scope grant which
 permission; roles come from memberships on a project and its ancestor groups.
+What a project or group shows without a role is its *effective* visibility: the least
+visible along it and its ancestor groups, so rows made before that rule was enforced
+(a public project in a private group) show no more than their group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select, true
 from sqlalchemy.orm import Session
 
 from app.domain.errors import Forbidden, NotFound, Unauthenticated
 from app.domain.identity import Identity
 from app.models import Group, Membership, Project
+from app.models.namespaces import VISIBILITIES
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
 ACCESS_LEVELS = {GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER}
@@ -55,15 +60,38 @@ class Access:
     role: int = 0
 
 
+def visibility_rank(visibility: str) -> int:
+    """private < internal < public."""
+    return VISIBILITIES.index(visibility)
+
+
+def least_visible(*visibilities: str) -> str:
+    return min(visibilities, key=visibility_rank)
+
+
+def _chain(session: Session, group_id: int | None) -> list[tuple[int, str]]:
+    """The group and its ancestors, nearest first, with their visibilities."""
+    chain: list[tuple[int, str]] = []
+    while group_id is not None and group_id not in (seen for seen, _ in chain):
+        row = session.execute(
+            select(Group.parent_id, Group.visibility).where(Group.id == group_id)
+        ).one_or_none()
+        if row is None:
+            break
+        chain.append((group_id, row.visibility))
+        group_id = row.parent_id
+    return chain
+
+
 def group_chain_ids(session: Session, group_id: int | None) -> list[int]:
     """The group and its ancestors, nearest first."""
-    ids: list[int] = []
-    while group_id is not None and group_id not in ids:
-        ids.append(group_id)
-        group_id = session.execute(
-            select(Group.parent_id).where(Group.id == group_id)
-        ).scalar_one_or_none()
-    return ids
+    return [chain_id for chain_id, _ in _chain(session, group_id)]
+
+
+def effective_visibility(session: Session, target: Project | Group) -> str:
+    """The least visible of ``target`` and the groups that hold it."""
+    parent = target.group_id if isinstance(target, Project) else target.parent_id
+    return least_visible(target.visibility, *(shown for _, shown in _chain(session, parent)))
 
 
 def user_role(session: Session, user_id: int, project: Project | None, group_ids: list[int]) -> int:
@@ -85,17 +113,19 @@ def _visible_by_visibility(visibility: str, identity: Identity) -> bool:
 
 
 def project_access(session: Session, identity: Identity, project: Project) -> Access:
-    chain = group_chain_ids(session, project.group_id)
+    groups = _chain(session, project.group_id)
+    chain = [group_id for group_id, _ in groups]
+    visibility = least_visible(project.visibility, *(shown for _, shown in groups))
     if identity.kind == "deploy_token":
-        return _deploy_token_access(identity, project, chain)
+        return _deploy_token_access(identity, project, chain, visibility)
     if identity.kind == "job_token" and identity.project_id != project.id:
         # A job token reaches its own project; elsewhere it only reads what is public.
-        public = project.visibility == "public"
+        public = visibility == "public"
         return Access(visible=public, read=public)
     role = OWNER if identity.is_admin else 0
     if identity.user_id is not None and not identity.is_admin:
         role = user_role(session, identity.user_id, project, chain)
-    open_to_caller = _visible_by_visibility(project.visibility, identity)
+    open_to_caller = _visible_by_visibility(visibility, identity)
     perms = granted(identity)
     return Access(
         visible=open_to_caller or role >= GUEST,
@@ -110,17 +140,22 @@ def project_access(session: Session, identity: Identity, project: Project) -> Ac
 def readable_project_ids(session: Session, identity: Identity, group: Group) -> list[int]:
     """Ids of the projects in ``group`` and its subgroups whose packages the caller may read.
 
-    The same rules as ``project_access(...).read``, in two queries whatever the number of
+    The same rules as ``project_access(...).read``, in three queries whatever the number of
     projects: memberships apply to everything below their group's path."""
+    below = group.full_path + "/"
     rows = session.execute(
         select(Project.id, Project.full_path, Project.visibility).where(
-            Project.full_path.startswith(group.full_path + "/", autoescape=True)
+            Project.full_path.startswith(below, autoescape=True)
         )
     ).all()
+    chain_paths = [*_ancestor_paths(group.full_path), group.full_path]
+    holders = or_(
+        Group.full_path.in_(chain_paths), Group.full_path.startswith(below, autoescape=True)
+    )
     can_read = _reader(session, identity)
     return [
         project_id
-        for project_id, path, visibility in rows
+        for project_id, path, visibility in _effective(session, rows, holders)
         if can_read(project_id, path, visibility)
     ]
 
@@ -133,9 +168,31 @@ def all_readable_project_ids(session: Session, identity: Identity) -> list[int]:
     can_read = _reader(session, identity)
     return [
         project_id
-        for project_id, path, visibility in rows
+        for project_id, path, visibility in _effective(session, rows, true())
         if can_read(project_id, path, visibility)
     ]
+
+
+def _ancestor_paths(full_path: str) -> list[str]:
+    """The full paths of the groups that hold ``full_path``: ``a/b/c`` -> ``a``, ``a/b``."""
+    parts = full_path.split("/")
+    return ["/".join(parts[:end]) for end in range(1, len(parts))]
+
+
+def _effective(
+    session: Session, rows: Sequence[Any], holders: ColumnElement[bool]
+) -> list[tuple[int, str, str]]:
+    """Project rows (id, full path, visibility) with their effective visibility, in one
+    query for the ``holders`` (the groups that may hold them) whatever their number."""
+    shown = dict(session.execute(select(Group.full_path, Group.visibility).where(holders)).all())
+    return [
+        (project_id, path, least_visible(visibility, *_known(shown, _ancestor_paths(path))))
+        for project_id, path, visibility in rows
+    ]
+
+
+def _known(shown: dict[str, str], paths: list[str]) -> list[str]:
+    return [shown[path] for path in paths if path in shown]
 
 
 def _reader(session: Session, identity: Identity) -> Callable[[int, str, str], bool]:
@@ -178,12 +235,14 @@ def _reader(session: Session, identity: Identity) -> Callable[[int, str, str], b
     return reads
 
 
-def _deploy_token_access(identity: Identity, project: Project, chain: list[int]) -> Access:
+def _deploy_token_access(
+    identity: Identity, project: Project, chain: list[int], visibility: str
+) -> Access:
     bound = identity.project_id == project.id or (
         identity.group_id is not None and identity.group_id in chain
     )
     perms = granted(identity)
-    public = project.visibility == "public"
+    public = visibility == "public"
     return Access(
         visible=bound or public,
         read=(bound and READ in perms) or public,
@@ -193,13 +252,15 @@ def _deploy_token_access(identity: Identity, project: Project, chain: list[int])
 
 def group_access(session: Session, identity: Identity, group: Group) -> Access:
     """Whether the caller may see a group (its index lists only readable projects)."""
-    chain = group_chain_ids(session, group.id)
+    groups = _chain(session, group.id)
+    chain = [group_id for group_id, _ in groups]
+    visibility = least_visible(group.visibility, *(shown for _, shown in groups))
     if identity.kind == "deploy_token":
         bound = identity.group_id is not None and identity.group_id in chain
-        visible = bound or group.visibility == "public"
+        visible = bound or visibility == "public"
         return Access(visible=visible, read=visible)
     if identity.kind == "job_token":  # bound to one project: elsewhere, public only
-        public = group.visibility == "public"
+        public = visibility == "public"
         return Access(visible=public, read=public)
     if identity.is_admin:
         return Access(visible=True, read=True, write=True, delete=True, manage=True, role=OWNER)
@@ -208,7 +269,7 @@ def group_access(session: Session, identity: Identity, group: Group) -> Access:
         role = user_role(session, identity.user_id, None, chain)
         if role == 0 and _member_below(session, identity.user_id, group):
             role = GUEST
-    visible = _visible_by_visibility(group.visibility, identity) or role >= GUEST
+    visible = _visible_by_visibility(visibility, identity) or role >= GUEST
     perms = granted(identity)
     return Access(
         visible=visible,

@@ -14,6 +14,7 @@ from werkzeug.security import generate_password_hash
 from app.domain.access import DEPLOY_TOKEN_SCOPES, PAT_SCOPES
 from app.domain.audit import Actor, record
 from app.domain.errors import Conflict, InvalidInput
+from app.domain.names import validate_email, validate_top_level
 from app.domain.tokens import DEPLOY_PREFIX, JOB_PREFIX, PAT_PREFIX, clear_prefix, hash_token, mint
 from app.models import DeployToken, Group, JobToken, PersonalAccessToken, Project, User
 
@@ -33,13 +34,18 @@ def create_user(
     *,
     actor: Actor = None,
 ) -> User:
-    username = _text(username, "username").strip()
-    if not username or "/" in username:
-        raise InvalidInput("username is invalid")
+    """A new user. Usernames follow GitLab's rules, and usernames and emails are unique
+    whatever their case (GitLab answers 409 for a name or address already taken)."""
+    username = validate_top_level(_text(username, "username").strip(), "username")
     if _deploy_token_name(session, username):
         raise Conflict("Username has already been taken")
-    email = _text(email, "email") or None
+    email = _text(email, "email").strip()
+    email = validate_email(email) if email else None
     password = _text(password, "password", 1024) or None
+    if find_user(session, username) is not None:
+        raise Conflict("Username has already been taken")
+    if email and _email_taken(session, email):
+        raise Conflict("Email has already been taken")
     user = User(
         username=username,
         email=email,
@@ -49,11 +55,25 @@ def create_user(
     try:
         with session.begin_nested():
             session.add(user)
-    except IntegrityError:
-        raise Conflict("Username has already been taken") from None
+    except IntegrityError:  # taken meanwhile
+        raise Conflict("Username or email has already been taken") from None
     record(session, actor, "user_created", user, "User", user.id, username, {"admin": admin})
     session.commit()
     return user
+
+
+def find_user(session: Session, username: str) -> User | None:
+    """The user of that name, whatever its case (as GitLab finds them)."""
+    return session.execute(
+        select(User).where(func.lower(User.username) == func.lower(username))
+    ).scalar_one_or_none()
+
+
+def _email_taken(session: Session, email: str) -> bool:
+    found = session.execute(
+        select(User.id).where(func.lower(User.email) == func.lower(email)).limit(1)
+    )
+    return found.first() is not None
 
 
 def _text(value: object, name: str, max_length: int = 255) -> str:
@@ -66,7 +86,7 @@ def _text(value: object, name: str, max_length: int = 255) -> str:
 
 
 def ensure_admin(session: Session, username: str) -> User:
-    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    user = find_user(session, username)
     if user is None:
         return create_user(session, username, None, None, admin=True)
     if not user.is_admin:

@@ -1,4 +1,5 @@
-"""Package names, versions and distribution filenames (PEP 503, 440, 491, 625)."""
+"""Names: of packages, versions and distribution filenames (PEP 503, 440, 491, 625), and
+of accounts and namespaces (usernames, emails, group and project paths, as GitLab's)."""
 
 from __future__ import annotations
 
@@ -99,3 +100,67 @@ def validate_requires_python(value: str | None) -> str | None:
             f"Invalid requires_python: {value!r} is not a version specifier"
         ) from None
     return value
+
+
+# Usernames and group and project paths, as GitLab allows them: letters, digits, '_', '-'
+# and '.'; a letter or digit first and last; never two special characters in a row.
+_PATH_RE = re.compile(r"[A-Za-z0-9](?:[._-]?[A-Za-z0-9])*", re.ASCII)
+MAX_PATH = 255
+PATH_RULE = (
+    "can contain only letters, digits, '_', '-' and '.', must start and end with a letter "
+    "or digit, may not have two special characters in a row, and may not end in '.git' "
+    "or '.atom'"
+)
+
+# First segments of the URLs the app routes at "/" (tests/test_namespace_rules.py checks
+# the URL map against it): a top-level group or a user of that name would be shadowed.
+APP_TOP_LEVEL_ROUTES = frozenset({"-", "_", "api", "static", "users"})
+# GitLab's top-level routes that a GitLab user or client may expect here too; reserving
+# them keeps paths portable between Packyard and GitLab, and the web pages free to grow.
+GITLAB_TOP_LEVEL_ROUTES = frozenset(
+    {".well-known", "admin", "assets", "dashboard", "explore", "favicon.ico", "groups",
+     "health", "health_check", "help", "oauth", "profile", "projects", "public",
+     "robots.txt", "s", "search", "snippets", "u", "uploads", "v2"}
+)  # fmt: skip
+RESERVED_TOP_LEVEL = APP_TOP_LEVEL_ROUTES | GITLAB_TOP_LEVEL_ROUTES
+
+
+def validate_path(path: object, what: str = "path") -> str:
+    """A username or group or project path that follows GitLab's character rules."""
+    if (
+        not isinstance(path, str)
+        or len(path) > MAX_PATH
+        or not _PATH_RE.fullmatch(path)
+        or path.lower().endswith((".git", ".atom"))
+    ):
+        raise InvalidInput(f"{what} is invalid: {path!r} {PATH_RULE}")
+    return path
+
+
+def validate_top_level(path: object, what: str = "path") -> str:
+    """A username or top-level group path: a valid path that no top-level URL uses."""
+    path = validate_path(path, what)
+    if path.lower() in RESERVED_TOP_LEVEL:
+        raise InvalidInput(f"{what} is reserved: {path!r} is a top-level route")
+    return path
+
+
+# local@domain.tld: RFC 5322 "atext" in dot-separated runs, then a DNS host name whose
+# last label is a top-level domain (letters, or an IDNA "xn--" label).
+_EMAIL_RE = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})",
+    re.ASCII,
+)
+MAX_EMAIL = 254  # RFC 5321's longest forward path, less its angle brackets
+MAX_EMAIL_LOCAL = 64
+
+
+def validate_email(email: object) -> str:
+    """An email address of the form local@domain.tld, stripped of surrounding blanks."""
+    text = email.strip() if isinstance(email, str) else ""
+    local = text.rpartition("@")[0]
+    if len(text) > MAX_EMAIL or len(local) > MAX_EMAIL_LOCAL or not _EMAIL_RE.fullmatch(text):
+        raise InvalidInput(f"email is invalid: {email!r} is not an address like name@example.com")
+    return text

@@ -1,17 +1,22 @@
-"""Groups, projects and memberships: lookup by id or path, creation, roles."""
+"""Groups, projects and memberships: lookup by id or path, creation, roles, visibility.
+
+Paths follow GitLab's rules (``app.domain.names``) and are unique within their group,
+ignoring case, as GitLab's are; lookups by path ignore case too. Nothing is more visible
+than the group that holds it.
+"""
 
 from __future__ import annotations
 
-import re
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.domain.access import ACCESS_LEVELS, check_grant
+from app.domain.access import ACCESS_LEVELS, check_grant, effective_visibility, visibility_rank
 from app.domain.audit import Actor, record
 from app.domain.errors import Conflict, InvalidInput, NotFound
+from app.domain.names import validate_path, validate_top_level
 from app.models import Group, Membership, Project, User
 from app.models.namespaces import VISIBILITIES
 
@@ -19,7 +24,6 @@ T = TypeVar("T")
 MAX_ID = 2**31 - 1  # ids are INTEGER columns
 MAX_NAME = 255
 MAX_FULL_PATH = 1024
-_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
 # Words that start a sub-resource in URLs (``/projects/team/lib/packages/...``).
 RESERVED_PATHS = frozenset(
     {"-", "packages", "members", "deploy_tokens", "job_tokens", "subgroups", "projects",
@@ -28,30 +32,93 @@ RESERVED_PATHS = frozenset(
 
 
 def find_group(session: Session, ref: str | int) -> Group | None:
+    """The group of an API ``:id``: a number, or a full path."""
     ref = str(ref).strip("/")
     if ref.isascii() and ref.isdigit():
         return session.get(Group, int(ref)) if int(ref) <= MAX_ID else None
-    return session.execute(select(Group).where(Group.full_path == ref)).scalar_one_or_none()
+    return group_at(session, ref)
 
 
 def find_project(session: Session, ref: str | int) -> Project | None:
+    """The project of an API ``:id``: a number, or a full path."""
     ref = str(ref).strip("/")
     if ref.isascii() and ref.isdigit():
         return session.get(Project, int(ref)) if int(ref) <= MAX_ID else None
-    return session.execute(select(Project).where(Project.full_path == ref)).scalar_one_or_none()
+    return project_at(session, ref)
 
 
-def _check(name: str, path: str, full_path: str, visibility: str) -> None:
+def group_at(session: Session, full_path: str) -> Group | None:
+    """The group at ``full_path``, whatever its case (as GitLab finds it)."""
+    return session.execute(
+        select(Group).where(func.lower(Group.full_path) == func.lower(full_path))
+    ).scalar_one_or_none()
+
+
+def project_at(session: Session, full_path: str) -> Project | None:
+    """The project at ``full_path``, whatever its case (as GitLab finds it)."""
+    return session.execute(
+        select(Project).where(func.lower(Project.full_path) == func.lower(full_path))
+    ).scalar_one_or_none()
+
+
+def _check(name: str, path: str, full_path: str, visibility: str, *, top_level: bool) -> None:
     if not isinstance(name, str) or len(name) > MAX_NAME:
         raise InvalidInput(f"name is invalid (at most {MAX_NAME} characters)")
-    if not isinstance(path, str) or not _PATH_RE.match(path) or path.endswith((".git", ".atom")):
-        raise InvalidInput(f"path is invalid: {path!r}")
+    if top_level:
+        validate_top_level(path)
+    else:
+        validate_path(path)
     if path.lower() in RESERVED_PATHS:
         raise InvalidInput(f"path is reserved: {path!r}")
     if visibility not in VISIBILITIES:
         raise InvalidInput(f"visibility must be one of {', '.join(VISIBILITIES)}")
     if len(full_path) > MAX_FULL_PATH:
         raise InvalidInput(f"the full path is longer than {MAX_FULL_PATH} characters")
+
+
+def _check_path_free(session: Session, full_path: str, what: str) -> None:
+    """A group and a project of one group share the URL space: one path, either kind,
+    whatever its case (GitLab's rule; the database's unique indexes hold it per kind)."""
+    for kind, model in (("group", Group), ("project", Project)):
+        taken = session.execute(
+            select(model.full_path).where(func.lower(model.full_path) == func.lower(full_path))
+        ).scalar_one_or_none()
+        if taken is not None:
+            raise Conflict(
+                f"Failed to save {what}: {full_path} has already been taken (by {kind} {taken})"
+            )
+
+
+def check_fits_group(session: Session, group: Group, visibility: str, what: str) -> None:
+    """Nothing is more visible than the group that holds it (at any height)."""
+    ceiling = effective_visibility(session, group)
+    if visibility_rank(visibility) > visibility_rank(ceiling):
+        raise InvalidInput(
+            f"visibility {visibility} is not allowed for {what}: group {group.full_path} "
+            f"is {ceiling}, and nothing may be more visible than the group that holds it"
+        )
+
+
+def check_holds_nothing_more_visible(session: Session, group: Group, visibility: str) -> None:
+    """A group may not become less visible than a subgroup or project inside it."""
+    allowed = VISIBILITIES[: visibility_rank(visibility) + 1]
+    below = group.full_path + "/"
+    offenders = [
+        f"{kind} {path} is {shown}"
+        for kind, model in (("group", Group), ("project", Project))
+        for path, shown in session.execute(
+            select(model.full_path, model.visibility)
+            .where(model.full_path.startswith(below, autoescape=True))
+            .where(model.visibility.not_in(allowed))
+            .order_by(model.full_path)
+            .limit(5)
+        )
+    ]
+    if offenders:
+        raise InvalidInput(
+            f"visibility {visibility} is not allowed for group {group.full_path}: "
+            f"{'; '.join(offenders)} (make them less visible first)"
+        )
 
 
 def create_group(
@@ -64,7 +131,10 @@ def create_group(
     actor: Actor = None,
 ) -> Group:
     full_path = f"{parent.full_path}/{path}" if parent else path
-    _check(name, path, full_path, visibility)
+    _check(name, path, full_path, visibility, top_level=parent is None)
+    if parent is not None:
+        check_fits_group(session, parent, visibility, f"group {full_path}")
+    _check_path_free(session, full_path, "group")
     group = Group(
         name=name or path,
         path=path,
@@ -88,7 +158,9 @@ def create_project(
     actor: Actor = None,
 ) -> Project:
     full_path = f"{group.full_path}/{path}"
-    _check(name, path, full_path, visibility)
+    _check(name, path, full_path, visibility, top_level=False)
+    check_fits_group(session, group, visibility, f"project {full_path}")
+    _check_path_free(session, full_path, "project")
     project = Project(
         name=name or path, path=path, full_path=full_path, group_id=group.id, visibility=visibility
     )

@@ -1,4 +1,5 @@
-"""Per-namespace settings set through the API: upload limit, storage quota, forwarding.
+"""Per-namespace settings set through the API: upload limit, storage quota, forwarding,
+visibility.
 
 ``None`` (JSON null, or an empty form field) clears a setting: it inherits again.
 """
@@ -10,10 +11,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.domain.access import OWNER
 from app.domain.audit import record
 from app.domain.errors import Forbidden, InvalidInput
 from app.domain.identity import Identity
+from app.domain.namespaces import check_fits_group, check_holds_nothing_more_visible
 from app.models import Group, Project
+from app.models.namespaces import VISIBILITIES
 
 _BIGINT_MAX = 2**63 - 1  # the columns are BIGINT
 
@@ -51,8 +55,18 @@ def _flag(name: str, value: Any) -> bool | None:
     raise InvalidInput(f"{name} must be true, false or null")
 
 
+def _visibility(name: str, value: Any) -> str:
+    if value not in VISIBILITIES:
+        raise InvalidInput(f"{name} must be one of {', '.join(VISIBILITIES)}")
+    return str(value)
+
+
 # A zero upload limit would refuse every file: a quota of 0 is the way to freeze storage.
-PROJECT_SETTINGS = {"max_upload_size": _size(1), "storage_quota": _size(0)}
+PROJECT_SETTINGS = {
+    "max_upload_size": _size(1),
+    "storage_quota": _size(0),
+    "visibility": _visibility,
+}
 GROUP_SETTINGS = {**PROJECT_SETTINGS, "forwarding": _flag}
 
 
@@ -61,14 +75,23 @@ ADMIN_ONLY = frozenset({"max_upload_size", "storage_quota"})
 
 
 def update_settings(
-    session: Session, target: Group | Project, params: Mapping[str, Any], actor: Identity
+    session: Session,
+    target: Group | Project,
+    params: Mapping[str, Any],
+    actor: Identity,
+    *,
+    role: int = 0,
 ) -> None:
-    """Validate every given setting first, then apply them all (or none), audit, commit."""
+    """Validate every given setting first, then apply them all (or none), audit, commit.
+
+    ``role`` is the actor's role on ``target``: changing its visibility takes an owner."""
     fields = GROUP_SETTINGS if isinstance(target, Group) else PROJECT_SETTINGS
     parsed = {name: parse(name, params[name]) for name, parse in fields.items() if name in params}
     if not actor.is_admin and ADMIN_ONLY & parsed.keys():
         raise Forbidden("403 Forbidden: only administrators set upload limits and storage quotas")
     changed = {name: value for name, value in parsed.items() if getattr(target, name) != value}
+    if "visibility" in changed:
+        _check_visibility_change(session, target, changed["visibility"], actor, role)
     for name, value in changed.items():
         setattr(target, name, value)
     if changed:
@@ -77,3 +100,17 @@ def update_settings(
             session, actor, "settings_changed", target, kind, target.id, target.full_path, changed
         )
     session.commit()
+
+
+def _check_visibility_change(
+    session: Session, target: Group | Project, visibility: str, actor: Identity, role: int
+) -> None:
+    """As GitLab: owners change visibility, and nothing is more visible than its group."""
+    if not actor.is_admin and role < OWNER:
+        raise Forbidden("403 Forbidden: only owners change the visibility")
+    if isinstance(target, Project):
+        check_fits_group(session, target.group, visibility, f"project {target.full_path}")
+        return
+    if target.parent is not None:
+        check_fits_group(session, target.parent, visibility, f"group {target.full_path}")
+    check_holds_nothing_more_visible(session, target, visibility)

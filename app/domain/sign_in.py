@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.domain.accounts import find_user
 from app.models import User
 
 FAILED = "Invalid username or password."
@@ -42,10 +42,8 @@ def _decoy_hash() -> str:
 
 
 def user_named(session: Session, username: str) -> User | None:
-    """The user who signs in with this username."""
-    return session.execute(
-        select(User).where(User.username == (username or "").strip())
-    ).scalar_one_or_none()
+    """The user who signs in with this username (whatever its case)."""
+    return find_user(session, (username or "").strip())
 
 
 def check_password(session: Session, username: str, password: str) -> User | None:

@@ -10,6 +10,10 @@ from alembic.config import Config
 HERE = Path(__file__).parent
 
 
+class MigrationRefused(RuntimeError):
+    """A migration found data it cannot convert safely; its message says what to fix."""
+
+
 def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(HERE))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, TimestampMixin
@@ -20,6 +20,11 @@ class User(TimestampMixin, Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     # Changed to end every web session of the user (sign-out); see app.domain.sign_in.
     session_nonce: Mapped[str | None] = mapped_column(String(32))
+
+
+# Usernames and emails are unique whatever their case, as GitLab's are.
+Index("uq_users_lower_username", func.lower(User.username), unique=True)
+Index("uq_users_lower_email", func.lower(User.email), unique=True)
 
 
 class TokenMixin:

@@ -7,9 +7,11 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -50,6 +52,12 @@ class Project(TimestampMixin, Base):
     storage_quota: Mapped[int | None] = mapped_column(BigInteger)
 
     group: Mapped[Group] = relationship()
+
+
+# A path is unique within its group whatever its case, as GitLab's are: a full path is the
+# parent's (itself unique so) plus the path, so one index on it covers every level.
+Index("uq_groups_lower_full_path", func.lower(Group.full_path), unique=True)
+Index("uq_projects_lower_full_path", func.lower(Project.full_path), unique=True)
 
 
 class Membership(TimestampMixin, Base):

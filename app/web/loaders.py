@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.domain.access import (
     Access,
+    effective_visibility,
     group_access,
     project_access,
     readable_project_ids,
@@ -58,7 +59,7 @@ class IndexScope:
 def project_index_scope(ref: str) -> IndexScope:
     def compute() -> IndexScope:
         project, _ = project_for(ref, "read")
-        public = project.visibility == "public"
+        public = effective_visibility(db.session, project) == "public"
         return IndexScope(project.full_path, (project.id,), project.group_id, public)
 
     return request_cache().get(("project-scope", ref, current_identity()), compute)

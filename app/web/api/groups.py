@@ -41,8 +41,8 @@ def get_group(group_ref: str) -> Response:
 @bp.put("/groups/<ref:group_ref>")
 def put_group(group_ref: str) -> Response:
     api_user(write=True)
-    group, _ = group_for(group_ref, "manage")
-    update_settings(db.session, group, body(), current_identity())
+    group, access = group_for(group_ref, "manage")
+    update_settings(db.session, group, body(), current_identity(), role=access.role)
     return jsonify(group_json(group))
 
 

@@ -538,7 +538,11 @@ def _token_paths() -> dict[str, Schema]:
 
 
 def _namespace_paths() -> dict[str, Schema]:
-    settings = {"max_upload_size": UPLOAD_LIMIT_SETTING, "storage_quota": SIZE_SETTING}
+    settings = {
+        "max_upload_size": UPLOAD_LIMIT_SETTING,
+        "storage_quota": SIZE_SETTING,
+        "visibility": VISIBILITY,  # owners; never above the group's
+    }
     member_body = _object(
         {"user_id": {"type": "integer", "minimum": 1}, "access_level": ACCESS_LEVEL},
         ("user_id", "access_level"),
@@ -566,7 +570,8 @@ def _namespace_paths() -> dict[str, Schema]:
                 params=[NAMESPACE_ID], public=True,
             ),
             "put": _operation(
-                "Change a group's settings (maintainers; limits and quotas: admins)", "groups",
+                "Change a group's settings (maintainers; visibility: owners; limits and quotas: "
+                "admins)", "groups",
                 ok=(200, "The group", _ref("Group")), params=[NAMESPACE_ID],
                 body=_object({**settings, "forwarding": _nullable("boolean")}),
             ),
@@ -614,7 +619,8 @@ def _namespace_paths() -> dict[str, Schema]:
                 params=[NAMESPACE_ID], public=True,
             ),
             "put": _operation(
-                "Change a project's settings (maintainers; limits and quotas: admins)", "projects",
+                "Change a project's settings (maintainers; visibility: owners; limits and "
+                "quotas: admins)", "projects",
                 ok=(200, "The project", _ref("Project")), params=[NAMESPACE_ID],
                 body=_object(settings),
             ),

@@ -36,8 +36,8 @@ def get_project(project_ref: str) -> Response:
 @bp.put("/projects/<ref:project_ref>")
 def put_project(project_ref: str) -> Response:
     api_user(write=True)
-    project, _ = project_for(project_ref, "manage")
-    update_settings(db.session, project, body(), current_identity())
+    project, access = project_for(project_ref, "manage")
+    update_settings(db.session, project, body(), current_identity(), role=access.role)
     return jsonify(project_json(project))
 
 

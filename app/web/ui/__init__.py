@@ -8,6 +8,7 @@ authenticates only this blueprint's requests (``plugins/auth_session.py``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, has_request_context, request
@@ -17,6 +18,7 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.routing import BaseConverter
 
 from app.domain.instance import instance_secret
+from app.domain.names import APP_TOP_LEVEL_ROUTES
 from app.extensions import db
 
 bp = Blueprint("ui", __name__)
@@ -30,6 +32,9 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+_APP_ROUTES = "|".join(re.escape(word) for word in sorted(APP_TOP_LEVEL_ROUTES))
+
+
 class NamespaceConverter(BaseConverter):
     """A group or project full path in a page URL.
 
@@ -38,7 +43,7 @@ class NamespaceConverter(BaseConverter):
     ``/api/...``, ``/users/...``, ``/static/...`` or ``/-/...``.
     """
 
-    regex = r"(?!(?:api|users|static|-)(?:/|$))[^/]+(?:/(?!-(?:/|$))[^/]+)*"
+    regex = rf"(?!(?:{_APP_ROUTES})(?:/|$))[^/]+(?:/(?!-(?:/|$))[^/]+)*"
     part_isolating = False
 
 

@@ -13,13 +13,20 @@ from app.domain.access import (
 )
 from app.domain.browse import latest_packages, package_detail, project_packages
 from app.domain.errors import NotFound
-from app.domain.namespaces import group_chain
+from app.domain.namespaces import group_chain, project_at
 from app.domain.readme import render_description
 from app.extensions import db
 from app.models import Group, Project
 from app.web.auth import current_identity
 from app.web.ui import bp
-from app.web.ui.common import hidden, load_group, load_project, page_arg, search_arg
+from app.web.ui.common import (
+    canonical_redirect,
+    hidden,
+    load_group,
+    load_project,
+    page_arg,
+    search_arg,
+)
 from app.web.ui.install import install_instructions
 
 
@@ -45,13 +52,13 @@ def group(full_path: str) -> str | Response:
     found, access = load_group(full_path)
     if found is None:
         # A project's own path leads to its packages, as GitLab's project page would.
-        project = db.session.execute(
-            select(Project).where(Project.full_path == full_path)
-        ).scalar_one_or_none()
+        project = project_at(db.session, full_path)
         if project is not None and project_access(db.session, identity, project).visible:
-            return redirect(url_for("ui.packages", full_path=full_path))
+            return redirect(url_for("ui.packages", full_path=project.full_path))
     if found is None or not access.visible:
         raise hidden(identity, "Group")
+    if moved := canonical_redirect(found.full_path):
+        return moved
     subgroups = db.session.execute(
         select(Group).where(Group.parent_id == found.id).order_by(Group.path)
     ).scalars()
@@ -73,8 +80,10 @@ def group(full_path: str) -> str | Response:
 
 
 @bp.get("/<namespace:full_path>/-/packages")
-def packages(full_path: str) -> str:
+def packages(full_path: str) -> str | Response:
     project, _access = load_project(full_path)
+    if moved := canonical_redirect(project.full_path):
+        return moved
     search, page = search_arg(), page_arg()
     return render_template(
         "browse/project.html",
@@ -86,8 +95,10 @@ def packages(full_path: str) -> str:
 
 
 @bp.get("/<namespace:full_path>/-/packages/<int:package_id>")
-def package(full_path: str, package_id: int) -> str:
+def package(full_path: str, package_id: int) -> str | Response:
     project, _access = load_project(full_path)
+    if moved := canonical_redirect(project.full_path):
+        return moved
     detail = package_detail(db.session, project.id, package_id)
     if detail is None:
         raise NotFound("404 Package Not Found")

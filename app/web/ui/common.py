@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import current_app, request
-from sqlalchemy import select
+from flask import Response, current_app, redirect, request, url_for
 
 from app.domain.access import Access, group_access, project_access
 from app.domain.errors import Forbidden, NotFound, PackyardError
 from app.domain.identity import ANONYMOUS, Identity
+from app.domain.namespaces import group_at, project_at
 from app.extensions import db
 from app.models import Group, Project, User
 from app.web.auth import current_identity
@@ -61,9 +61,7 @@ def search_arg() -> str:
 
 
 def load_group(full_path: str) -> tuple[Group | None, Access]:
-    group = db.session.execute(
-        select(Group).where(Group.full_path == full_path)
-    ).scalar_one_or_none()
+    group = group_at(db.session, full_path)
     if group is None:
         return None, Access()
     return group, group_access(db.session, current_identity(), group)
@@ -72,15 +70,23 @@ def load_group(full_path: str) -> tuple[Group | None, Access]:
 def load_project(full_path: str, permission: str = "read") -> tuple[Project, Access]:
     """The project at ``full_path`` if the visitor has ``permission`` on it."""
     identity = current_identity()
-    project = db.session.execute(
-        select(Project).where(Project.full_path == full_path)
-    ).scalar_one_or_none()
+    project = project_at(db.session, full_path)
     access = project_access(db.session, identity, project) if project else Access()
     if project is None or not access.visible:
         raise hidden(identity, "Project")
     if not getattr(access, permission):
         raise Forbidden("403 Forbidden: you may see this project but not its packages")
     return project, access
+
+
+def canonical_redirect(full_path: str) -> Response | None:
+    """Paths are found whatever their case; a page sends the visitor on to the path as it
+    is spelled (as GitLab does), keeping the rest of the URL."""
+    if request.view_args is None or request.view_args.get("full_path") == full_path:
+        return None
+    target = url_for(str(request.endpoint), **{**request.view_args, "full_path": full_path})
+    query = request.query_string.decode("latin-1")
+    return redirect(f"{target}?{query}" if query else target, code=301)
 
 
 def hidden(identity: Identity, what: str) -> Exception:

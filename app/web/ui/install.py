@@ -61,12 +61,13 @@ def install_instructions(
     project: Project, groups: list[Group], package: Package
 ) -> InstallInstructions:
     """``groups`` are the project's group and its ancestors, nearest first."""
+    # The package is public only if the project and every group that holds it are.
+    private = any(row.visibility != "public" for row in (project, *groups))
     indexes = [
         IndexUrl(
             f"project {project.full_path}",
             _with_credentials(
-                external_url(f"api/v4/projects/{project.id}/packages/pypi/simple/"),
-                project.visibility != "public",
+                external_url(f"api/v4/projects/{project.id}/packages/pypi/simple/"), private
             ),
         )
     ]
@@ -74,8 +75,7 @@ def install_instructions(
         IndexUrl(
             f"group {group.full_path}",
             _with_credentials(
-                external_url(f"api/v4/groups/{group.id}/-/packages/pypi/simple/"),
-                project.visibility != "public" or group.visibility != "public",
+                external_url(f"api/v4/groups/{group.id}/-/packages/pypi/simple/"), private
             ),
         )
         for group in groups
