@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, request_started
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
-from app.domain.generation import GenerationReader, current_generation
+from app.caching import generation
+from app.caching.generation import GenerationReader, current_generation
+from app.caching.process import ProcessCache
 from app.extensions import db
 from app.models import PersonalAccessToken
-from app.web.cache import ProcessCache
 from tests.conftest import Registry, _migrated_app, basic
 from tests.dists import make_wheel
 
@@ -282,3 +285,9 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_alone(r
     assert not _closed(parents)  # closing it would end the parent's session
     parents.close()
     reader.close()
+
+
+def test_the_write_listeners_are_attached_by_the_factory_to_its_sessions_only(registry):
+    for identifier, listener in generation._LISTENERS:
+        assert event.contains(db.session, identifier, listener)
+        assert not event.contains(Session, identifier, listener)  # not every Session class

@@ -7,12 +7,12 @@ import binascii
 
 from flask import request
 
+from app.caching.process import request_cache
 from app.domain.errors import Unauthenticated
 from app.domain.identity import Identity, PresentedCredentials
 from app.domain.tokens import is_expired
 from app.extensions import db
 from app.runtime import plugin_manager
-from app.web.cache import request_cache
 
 REALM = 'Basic realm="Packyard"'
 _IDENTITY = "packyard.identity"

@@ -10,6 +10,8 @@ from flask import Blueprint, Response, current_app, redirect, request, send_file
 from sqlalchemy import select
 from werkzeug.exceptions import NotAcceptable
 
+from app.caching.process import request_cache
+from app.caching.responses import cache_this_response
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.forwarding import upstream_location
 from app.domain.indexes import (
@@ -30,7 +32,6 @@ from app.extensions import db
 from app.models import Group, PackageFile
 from app.runtime import storage
 from app.web.auth import current_identity
-from app.web.cache import cache_this_response, request_cache
 from app.web.loaders import IndexScope, group_index_scope, project_for, project_index_scope
 from app.web.uploads import HashingSpool
 from workers.dispatch import send

@@ -1,100 +1,31 @@
-"""Process-local caches for the hot read paths, exact thanks to the cache generation.
+"""The response cache: repeats of index requests answered from their finished responses.
 
-A request reads the generation once (app.domain.generation); if any write moved it
-since the cache was filled, the whole cache is dropped.  Entries hold plain values
-(ids, bytes, identities), never ORM objects, so they outlive the request's session.
-
-``ResponseCache`` goes one step further for index pages: a repeat of a request (same
-path, ``Accept`` and credentials) is answered from the finished response, before Flask
-routes, authenticates or renders anything, and gzipped (once per page) for clients that
-accept it.
+``ResponseCache`` sits in front of Flask: a repeat of a request (same path, ``Accept`` and
+credentials) is answered from the finished response, before Flask routes, authenticates
+or renders anything, and gzipped (once per page) for clients that accept it.  Its entries
+live in the process cache (``app.caching.process``), so any write drops them.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from flask import current_app, request
+from flask import request
 from werkzeug.http import parse_accept_header, parse_etags
 
-from app.domain.generation import GenerationReader
+from app.caching.process import ProcessCache
 from app.domain.tokens import is_expired
 
-T = TypeVar("T")
-MAX_ENTRIES = 20_000
-_SYNCED = "packyard.cache_synced"
 _CACHEABLE = "packyard.response_cacheable"
 # Repeats of index pages are gzipped for clients that accept it (pip and uv do): a
 # 200-version page shrinks from 151 KB to 31 KB for 2 ms of level-6 work, once per page.
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 6
 _RECODED_HEADERS = ("content-length", "content-encoding", "etag")
-
-
-class ProcessCache:
-    """A bounded LRU mapping, cleared whenever the generation it was filled at moves on."""
-
-    def __init__(self, generation: GenerationReader, max_entries: int = MAX_ENTRIES) -> None:
-        self._read_generation = generation.read
-        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
-        self._generation: int | None = None
-        self._max_entries = max_entries
-        self._lock = threading.Lock()
-
-    def sync(self, environ: dict[str, Any]) -> None:
-        """Drop everything if the generation moved; read once per request (WSGI environ)."""
-        if environ.get(_SYNCED):
-            return
-        generation = self._read_generation()
-        environ[_SYNCED] = True
-        if generation != self._generation:
-            with self._lock:
-                self._entries.clear()
-                self._generation = generation
-
-    def peek(self, key: Hashable) -> Any:
-        """The entry or None, without computing it; a hit counts as recent use."""
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-            return None
-
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]  # type: ignore[no-any-return]
-            generation = self._generation
-        value = compute()  # outside the lock: may run queries
-        self.put(key, value, generation)
-        return value
-
-    def put(self, key: Hashable, value: Any, generation: int | None) -> None:
-        """Keep ``value`` if it was computed at the current generation."""
-        with self._lock:
-            if generation == self._generation:  # not filled from a stale generation
-                self._entries[key] = value
-                if len(self._entries) > self._max_entries:
-                    self._entries.popitem(last=False)
-
-    @property
-    def generation(self) -> int | None:
-        return self._generation
-
-
-def request_cache() -> ProcessCache:
-    """The app's cache, synced with the database's generation once per request."""
-    cache: ProcessCache = current_app.extensions["packyard.cache"]
-    cache.sync(request.environ)
-    return cache
 
 
 def cache_this_response(expires_at: datetime | None) -> None:
