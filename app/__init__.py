@@ -12,8 +12,9 @@ from app import caching
 from app.config import load_config
 from app.domain.storage import backend_for_url
 from app.extensions import db
-from app.plugin_manager import get_plugin_manager, storage_factories
+from app.plugin_manager import credential_headers, get_plugin_manager, storage_factories
 from app.web import register_web
+from app.web.auth import CREDENTIAL_HEADERS
 from app.web.pypi import SIMPLE_INDEX_PATHS
 from app.web.uploads import SpoolingRequest
 from workers.celery_app import make_celery
@@ -29,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None, plugins: Iterable[object
     app.extensions["packyard.storage"] = backend_for_url(
         app.config["STORAGE_URL"], storage_factories(pm)
     )
-    caching.init_app(app, SIMPLE_INDEX_PATHS)
+    caching.init_app(app, SIMPLE_INDEX_PATHS, (*CREDENTIAL_HEADERS, *credential_headers(pm)))
     if app.config["PROXY_COUNT"]:
         count = int(app.config["PROXY_COUNT"])
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -26,10 +26,35 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
 
     ``credentials`` is None when the request carries none.  Return None when they
     are not of your kind (the next plugin is tried), ``AuthResult.rejected(reason)``
-    when they are yours but wrong, expired or revoked, and ``AuthResult.ok(identity)``
-    otherwise.  The first non-None answer wins; credentials nobody claims are
-    refused with 401.  Plugins that call the network should use
+    when they are yours but wrong, expired or revoked, and ``AuthResult.ok(identity,
+    identified_by=...)`` otherwise.  The first non-None answer wins; credentials nobody
+    claims are refused with 401.  Plugins that call the network should use
     ``@hookimpl(trylast=True)``.  Use ``session`` for database lookups; do not commit.
+
+    ``identified_by`` says what decided the identity besides ``credentials``: the names
+    of the request headers you read for it, each registered with
+    ``register_credential_headers``, or ``()`` when ``credentials`` alone decided it
+    (or nothing did, for an anonymous caller).  Index pages are answered from a response
+    cache keyed on the presented credentials and the registered headers, before any
+    plugin runs; a page is cached only when its caller's answer names nothing outside
+    that key.  Leaving ``identified_by`` out (None) is safe but slow: the answer is used
+    for that one request only, and pages made for it are never cached.  Never name less
+    than you read: a header left out of the key lets one caller's cached page (or
+    identity) answer another caller who differs only in that header.
+    """
+
+
+@hookspec
+def register_credential_headers(register: Callable[[str], None]) -> None:
+    """Name the request headers your ``authenticate`` reads to identify a caller:
+    ``register("X-Api-Key")``.
+
+    Called once, when the app is created.  The presented credentials (``Authorization``,
+    ``PRIVATE-TOKEN``, ``JOB-TOKEN``) are always part of the response cache's key; the
+    headers registered here are added to it, so that a caller your plugin identified by
+    one of them is answered only with pages made for the same value.  Cookies are not
+    headers you can register: requests that carry one are never answered from the cache.
+    A name that is not a valid header name makes the app refuse to start.
     """
 
 

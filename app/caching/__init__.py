@@ -9,6 +9,8 @@ The counter's row is a model like any other: ``app.models.cache``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from flask import Flask
 
 from app.caching.generation import GenerationReader, watch_writes
@@ -17,11 +19,13 @@ from app.caching.responses import ResponseCache
 from app.extensions import db
 
 
-def init_app(app: Flask, path_marker: str) -> None:
-    """Give ``app`` its process cache, and the response cache for paths with ``path_marker``.
+def init_app(app: Flask, path_marker: str, credential_headers: Iterable[str]) -> None:
+    """Give ``app`` its process cache, and the response cache for paths with ``path_marker``
+    keyed on ``credential_headers``.
 
     Writes through ``db.session`` move the generation from now on."""
     watch_writes(db.session)
     with app.app_context():  # the engine is the app's
         cache = app.extensions["packyard.cache"] = ProcessCache(GenerationReader(db.engine))
-    app.wsgi_app = ResponseCache(app.wsgi_app, cache, path_marker)  # type: ignore[method-assign]
+    responses = ResponseCache(app.wsgi_app, cache, path_marker, credential_headers)
+    app.wsgi_app = responses  # type: ignore[method-assign]

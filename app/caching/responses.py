@@ -4,12 +4,18 @@
 credentials) is answered from the finished response, before Flask routes, authenticates
 or renders anything, and gzipped (once per page) for clients that accept it.  Its entries
 live in the process cache (``app.caching.process``), so any write drops them.
+
+Which headers are credentials is what authentication says: the host's own
+(``Authorization``, ``PRIVATE-TOKEN``, ``JOB-TOKEN``) and those plugins registered; a
+response is kept only if its caller was identified by nothing outside them
+(``AuthResult.identified_by``).
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +24,7 @@ from flask import request
 from werkzeug.http import parse_accept_header, parse_etags
 
 from app.caching.process import ProcessCache
+from app.domain.identity import AuthResult
 from app.domain.tokens import is_expired
 
 _CACHEABLE = "packyard.response_cacheable"
@@ -28,11 +35,13 @@ GZIP_LEVEL = 6
 _RECODED_HEADERS = ("content-length", "content-encoding", "etag")
 
 
-def cache_this_response(expires_at: datetime | None) -> None:
-    """Let ResponseCache answer repeats of this request until the caller's token expires.
+def cache_this_response(caller: AuthResult) -> None:
+    """Let ResponseCache answer repeats of this request until the caller's token expires,
+    if everything that identified ``caller`` is in its key.
 
-    Only for responses that depend on nothing but the cache key and cached values."""
-    request.environ[_CACHEABLE] = expires_at
+    Only for responses that depend on nothing but the caller and the request's path,
+    query and ``Accept``."""
+    request.environ[_CACHEABLE] = caller
 
 
 @dataclass
@@ -64,15 +73,26 @@ class ResponseCache:
     """WSGI middleware: answers repeats of cacheable GETs from their finished responses.
 
     The key holds everything such a response depends on (the view marks it with
-    ``cache_this_response``): path, query, ``Accept`` and the credential headers, whose
+    ``cache_this_response``): path, query, ``Accept`` and ``credential_headers``, whose
     identity was resolved when the response was made; a revocation or any access change
     moves the generation and drops it. Requests with cookies always go to Flask.
     """
 
-    def __init__(self, wsgi_app: Any, cache: ProcessCache, path_marker: str) -> None:
+    def __init__(
+        self,
+        wsgi_app: Any,
+        cache: ProcessCache,
+        path_marker: str,
+        credential_headers: Iterable[str],
+    ) -> None:
         self.wsgi_app = wsgi_app
         self.cache = cache
         self.path_marker = path_marker
+        self.credential_headers = frozenset(name.lower() for name in credential_headers)
+        self._environ_keys = tuple(
+            "HTTP_" + name.upper().replace("-", "_") for name in sorted(self.credential_headers)
+        )
+        self._blanks = ("",) * len(self._environ_keys)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         key = self._key(environ)
@@ -90,7 +110,8 @@ class ResponseCache:
             return start_response(status, headers, exc_info)
 
         app_iter = self.wsgi_app(environ, capture)
-        if _CACHEABLE not in environ or not started or not started[0].startswith("200 "):
+        caller: AuthResult | None = environ.get(_CACHEABLE)
+        if not self._keyed_on(caller) or not started or not started[0].startswith("200 "):
             return app_iter
         try:
             body = b"".join(app_iter)
@@ -99,11 +120,18 @@ class ResponseCache:
                 app_iter.close()
         headers = started[1]
         etag = next((v for k, v in headers if k.lower() == "etag"), None)
-        finished = FinishedResponse(list(headers), body, etag, environ[_CACHEABLE])
+        assert caller is not None and caller.identity is not None  # _keyed_on
+        finished = FinishedResponse(list(headers), body, etag, caller.identity.expires_at)
         self.cache.put(key, finished, generation)
         return [body]
 
-    def _key(self, environ: dict[str, Any]) -> tuple[str, ...] | None:
+    def _keyed_on(self, caller: AuthResult | None) -> bool:
+        """Whether the key holds everything that identified ``caller``."""
+        if caller is None or caller.identity is None or caller.identified_by is None:
+            return False  # not cacheable, or a plugin did not say what it read
+        return caller.identified_by <= self.credential_headers
+
+    def _key(self, environ: dict[str, Any]) -> tuple[object, ...] | None:
         path = environ.get("PATH_INFO", "")
         if (
             environ["REQUEST_METHOD"] != "GET"
@@ -117,9 +145,8 @@ class ResponseCache:
             path,
             environ.get("QUERY_STRING", ""),
             environ.get("HTTP_ACCEPT", ""),
-            environ.get("HTTP_AUTHORIZATION", ""),
-            environ.get("HTTP_PRIVATE_TOKEN", ""),
-            environ.get("HTTP_JOB_TOKEN", ""),
+            # environ.get(name, "") of each credential header, in the fastest spelling
+            tuple(map(environ.get, self._environ_keys, self._blanks)),
         )
 
     @staticmethod
