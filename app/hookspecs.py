@@ -28,7 +28,9 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
     are not of your kind (the next plugin is tried), ``AuthResult.rejected(reason)``
     when they are yours but wrong, expired or revoked, and ``AuthResult.ok(identity,
     identified_by=...)`` otherwise.  The first non-None answer wins; credentials nobody
-    claims are refused with 401.  Plugins that call the network should use
+    claims are refused with 401.  Every refusal answers the same ``401 Unauthorized``,
+    so a caller cannot tell a revoked or expired secret from a wrong one: ``reason`` is
+    only logged.  Plugins that call the network should use
     ``@hookimpl(trylast=True)``.  Use ``session`` for database lookups; do not commit.
 
     ``identified_by`` says what decided the identity besides ``credentials``: the names

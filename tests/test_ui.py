@@ -357,6 +357,9 @@ def test_token_form_errors_and_other_users_tokens(app, registry, world):
     sign_in(client, "alice")
     refused = post_form(client, "/-/profile/personal_access_tokens", {"name": "no scopes"})
     assert refused.status_code == 400 and "scopes is missing" in text(refused)
+    born_expired = {"name": "late", "scopes": ["api"], "expires_at": "2000-01-01"}
+    refused = post_form(client, "/-/profile/personal_access_tokens", born_expired)
+    assert refused.status_code == 400 and "expires_at must be in the future" in text(refused)
     admins = db.session.query(PersonalAccessToken).filter_by(user_id=world["admin"].id).one()
     stolen = post_form(client, f"/-/profile/personal_access_tokens/{admins.id}/revoke")
     assert stolen.status_code == 404

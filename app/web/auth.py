@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 
 from flask import request
 
@@ -14,7 +15,12 @@ from app.domain.tokens import is_expired
 from app.extensions import db
 from app.runtime import plugin_manager
 
+log = logging.getLogger(__name__)
+
 REALM = 'Basic realm="Packyard"'
+# Every refused token gets this one answer: unknown, revoked and expired look alike, so
+# a caller learns nothing about a secret that does not work. The reason is logged.
+REFUSED = "401 Unauthorized"
 # What presented_credentials reads: the response cache keys on these (and on the headers
 # plugins register), so that no cached page answers another caller.
 CREDENTIAL_HEADERS = ("Authorization", "PRIVATE-TOKEN", "JOB-TOKEN")
@@ -81,7 +87,8 @@ def _authenticate_cached(credentials: PresentedCredentials | None) -> AuthResult
             cache.put(key, caller, generation)
     assert caller.identity is not None
     if is_expired(caller.identity.expires_at):
-        raise Unauthenticated("401 Unauthorized: token expired")
+        log.info("refused %s credentials: token expired", credentials.source)
+        raise Unauthenticated(REFUSED)
     return caller
 
 
@@ -96,6 +103,7 @@ def _ask_plugins(credentials: PresentedCredentials | None) -> AuthResult:
     """The plugins' accepting answer for ``credentials``; raises Unauthenticated otherwise."""
     result = plugin_manager().hook.authenticate(credentials=credentials, session=db.session)
     if result is None or result.identity is None:
-        reason = result.reason if result is not None else "unrecognised credentials"
-        raise Unauthenticated(f"401 Unauthorized: {reason}")
+        reason = result.reason if result is not None else "no plugin claimed them"
+        log.info("refused %s credentials: %s", credentials.source if credentials else "no", reason)
+        raise Unauthenticated(REFUSED)
     return result  # type: ignore[no-any-return]
