@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from app.domain.identity import AuthResult, PresentedCredentials
+    from app.domain.sign_in import SessionStamp
     from app.domain.storage import StorageBackend
 
 hookspec = pluggy.HookspecMarker("packyard")
@@ -21,7 +22,9 @@ hookimpl = pluggy.HookimplMarker("packyard")
 
 
 @hookspec(firstresult=True)
-def authenticate(credentials: PresentedCredentials | None, session: Session) -> AuthResult | None:
+def authenticate(
+    credentials: PresentedCredentials | None, session: Session, signed_in: SessionStamp | None
+) -> AuthResult | None:
     """Check the credentials presented with a request.
 
     ``credentials`` is None when the request carries none.  Return None when they
@@ -32,6 +35,12 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
     so a caller cannot tell a revoked or expired secret from a wrong one: ``reason`` is
     only logged.  Plugins that call the network should use
     ``@hookimpl(trylast=True)``.  Use ``session`` for database lookups; do not commit.
+
+    ``signed_in`` is the sign-in that a browser session presents (a ``SessionStamp``:
+    user id and session version) on the requests a browser session may authenticate:
+    the web pages.  It is None everywhere else (the REST API and the PyPI endpoints take
+    tokens only) and for a browser that has not signed in.  Its cookie is signed, but
+    the stamp may be stale (the user signed out everywhere, or changed password).
 
     ``identified_by`` says what decided the identity besides ``credentials``: the names
     of the request headers you read for it, each registered with

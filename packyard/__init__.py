@@ -4,7 +4,15 @@ from packyard import hookimpl, AuthResult, Identity
 """
 
 from app.domain.identity import AuthResult, Identity, PresentedCredentials
+from app.domain.sign_in import SessionStamp
 from app.domain.storage import StorageBackend
 from app.hookspecs import hookimpl
 
-__all__ = ["AuthResult", "Identity", "PresentedCredentials", "StorageBackend", "hookimpl"]
+__all__ = [
+    "AuthResult",
+    "Identity",
+    "PresentedCredentials",
+    "SessionStamp",
+    "StorageBackend",
+    "hookimpl",
+]

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app import create_app
 from app.domain.access import all_readable_project_ids, project_access
 from app.domain.names import normalize
 from app.extensions import db
 from app.models import Package, PackageFile, PersonalAccessToken, Project
-from tests.conftest import basic
+from packyard import SessionStamp, hookimpl
+from tests.conftest import Registry, basic
 from tests.dists import make_wheel
 
 PASSWORD = "s3cret-pass"  # what tests.conftest.Registry.user sets
@@ -286,6 +288,35 @@ def test_the_session_cookie_does_not_authenticate_the_api(app, world):
     assert client.get("/api/v4/user").status_code == 401
     index = "/api/v4/projects/team%2Flib/packages/pypi/simple/"
     assert client.get(index).status_code == 401
+
+
+def test_plugins_are_handed_the_sign_in_on_the_pages_only(tmp_path, database_url):
+    class Witness:
+        """Sees what every authenticate call is handed, and claims nothing."""
+
+        def __init__(self) -> None:
+            self.seen: list[SessionStamp | None] = []
+
+        @hookimpl(tryfirst=True)
+        def authenticate(self, credentials, session, signed_in):
+            self.seen.append(signed_in)
+
+    witness = Witness()
+    app = create_app(
+        {"DATA_DIR": str(tmp_path), "DATABASE_URL": database_url, "LOAD_ENTRYPOINT_PLUGINS": False},
+        plugins=[witness],
+    )
+    with app.app_context():
+        root = Registry(app, app.test_client()).user("root", admin=True)
+        client = app.test_client()
+        assert sign_in(client, "root").status_code == 303
+        witness.seen.clear()
+        assert client.get("/-/dashboard").status_code == 200  # a page: signed in
+        assert client.get("/api/v4/user").status_code == 401  # the API: never the cookie
+        [on_the_page, on_the_api] = witness.seen
+        assert isinstance(on_the_page, SessionStamp) and on_the_page.user_id == root.id
+        assert on_the_api is None
+        db.session.remove()
 
 
 def test_sign_out_ends_the_session_even_for_a_copied_cookie(app, world):

@@ -14,6 +14,7 @@ from app.domain.identity import AuthResult, Identity, PresentedCredentials
 from app.domain.tokens import is_expired
 from app.extensions import db
 from app.runtime import plugin_manager
+from app.web.ui.sessions import signed_in
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,9 @@ def authenticate(credentials: PresentedCredentials | None) -> Identity:
 
 def _ask_plugins(credentials: PresentedCredentials | None) -> AuthResult:
     """The plugins' accepting answer for ``credentials``; raises Unauthenticated otherwise."""
-    result = plugin_manager().hook.authenticate(credentials=credentials, session=db.session)
+    result = plugin_manager().hook.authenticate(
+        credentials=credentials, session=db.session, signed_in=signed_in()
+    )
     if result is None or result.identity is None:
         reason = result.reason if result is not None else "no plugin claimed them"
         log.info("refused %s credentials: %s", credentials.source if credentials else "no", reason)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, flash, redirect, render_template, request, session, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app.domain.access import PAT_SCOPES
@@ -15,7 +15,7 @@ from app.models import PersonalAccessToken, User
 from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import admin_user, safe_next, signed_in_user, viewer
-from plugins.auth_session import COOKIE_KEY
+from app.web.ui.sessions import forget_sign_in, remember_sign_in
 
 TOKENS = "/-/profile/personal_access_tokens"
 
@@ -32,10 +32,7 @@ def sign_in() -> Response | str | tuple[str, int]:
     if user is None:
         page = render_template("account/sign_in.html", next=target, error=FAILED, username=username)
         return page, 401
-    stamp = start_session(db.session, user)
-    session.clear()  # a fresh session (and CSRF token) for the signed-in user
-    session[COOKIE_KEY] = stamp.as_cookie()
-    session.permanent = True
+    remember_sign_in(start_session(db.session, user))
     return redirect(target, code=303)
 
 
@@ -46,7 +43,7 @@ def sign_out() -> Response:
         user = db.session.get(User, identity.user_id)
         if user is not None:
             end_sessions(db.session, user)
-    session.clear()
+    forget_sign_in()
     flash("You have signed out.")
     return redirect(url_for("ui.home"), code=303)
 
