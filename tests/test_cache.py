@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.caching import generation
 from app.caching.generation import GenerationReader, current_generation
 from app.caching.process import ProcessCache
+from app.caching.responses import ResponseCache
 from app.extensions import db
 from app.models import PersonalAccessToken
 from tests.conftest import Registry, _migrated_app, basic
@@ -292,3 +293,13 @@ def test_the_write_listeners_are_attached_by_the_factory_to_its_sessions_only(re
     for identifier, listener in generation._LISTENERS:
         assert event.contains(db.session, identifier, listener)
         assert not event.contains(Session, identifier, listener)  # not every Session class
+
+
+def test_the_response_key_holds_every_credential_header():
+    headers = ["Authorization", "X-Api-Key", "Content-Type"]
+    responses = ResponseCache(None, None, "/simple/", headers)
+    request = {"REQUEST_METHOD": "GET", "PATH_INFO": "/p/simple/"}
+    variants = [{}, {"HTTP_X_API_KEY": "a"}, {"HTTP_X_API_KEY": "b"}, {"HTTP_AUTHORIZATION": "a"}]
+    variants.append({"CONTENT_TYPE": "a"})  # WSGI keeps it without HTTP_
+    assert len({responses._key({**request, **variant}) for variant in variants}) == 5
+    assert responses._key({**request, "HTTP_X_OTHER": "a"}) == responses._key(request)

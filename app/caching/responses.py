@@ -89,9 +89,7 @@ class ResponseCache:
         self.cache = cache
         self.path_marker = path_marker
         self.credential_headers = frozenset(name.lower() for name in credential_headers)
-        self._environ_keys = tuple(
-            "HTTP_" + name.upper().replace("-", "_") for name in sorted(self.credential_headers)
-        )
+        self._environ_keys = tuple(map(_environ_key, sorted(self.credential_headers)))
         self._blanks = ("",) * len(self._environ_keys)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -160,6 +158,12 @@ class ResponseCache:
             return []
         start_response("200 OK", headers)
         return [body]
+
+
+def _environ_key(header: str) -> str:
+    """Where WSGI keeps a request header (PEP 3333: two of them have no ``HTTP_``)."""
+    key = header.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
 
 
 @functools.lru_cache(maxsize=64)  # clients send a handful of distinct headers
