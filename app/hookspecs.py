@@ -48,10 +48,13 @@ def authenticate(
     (or nothing did, for an anonymous caller).  Index pages are answered from a response
     cache keyed on the presented credentials and the registered headers, before any
     plugin runs; a page is cached only when its caller's answer names nothing outside
-    that key.  Leaving ``identified_by`` out (None) is safe but slow: the answer is used
-    for that one request only, and pages made for it are never cached.  Never name less
-    than you read: a header left out of the key lets one caller's cached page (or
-    identity) answer another caller who differs only in that header.
+    that key.  Leaving ``identified_by`` out (None) keeps pages made for your callers out
+    of the cache (and your answer is not reused for later requests with the same
+    credentials), but a caller you identify by a header nobody registered may still be
+    answered with the page cached for the same request without it, an anonymous
+    caller's say: register what you read.  Never name less than you read: a header left
+    out lets one caller's cached page (or identity) answer another caller who differs
+    only in that header.
     """
 
 
