@@ -6,10 +6,13 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install serve test lint bench bench-tools bench-servers clean browser nginx
 
-$(STAMP): pyproject.toml
+# The tests also load a third-party plugin by entry point, as an installed package.
+TEST_PLUGINS := tests/plugins/api_key
+
+$(STAMP): pyproject.toml $(TEST_PLUGINS:%=%/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]' $(TEST_PLUGINS:%=-e %)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from app.domain.identity import AuthResult, PresentedCredentials
+    from app.domain.sign_in import SessionStamp
     from app.domain.storage import StorageBackend
 
 hookspec = pluggy.HookspecMarker("packyard")
@@ -21,15 +22,53 @@ hookimpl = pluggy.HookimplMarker("packyard")
 
 
 @hookspec(firstresult=True)
-def authenticate(credentials: PresentedCredentials | None, session: Session) -> AuthResult | None:
+def authenticate(
+    credentials: PresentedCredentials | None, session: Session, signed_in: SessionStamp | None
+) -> AuthResult | None:
     """Check the credentials presented with a request.
 
     ``credentials`` is None when the request carries none.  Return None when they
     are not of your kind (the next plugin is tried), ``AuthResult.rejected(reason)``
-    when they are yours but wrong, expired or revoked, and ``AuthResult.ok(identity)``
-    otherwise.  The first non-None answer wins; credentials nobody claims are
-    refused with 401.  Plugins that call the network should use
+    when they are yours but wrong, expired or revoked, and ``AuthResult.ok(identity,
+    identified_by=...)`` otherwise.  The first non-None answer wins; credentials nobody
+    claims are refused with 401.  Every refusal answers the same ``401 Unauthorized``,
+    so a caller cannot tell a revoked or expired secret from a wrong one: ``reason`` is
+    only logged.  Plugins that call the network should use
     ``@hookimpl(trylast=True)``.  Use ``session`` for database lookups; do not commit.
+
+    ``signed_in`` is the sign-in that a browser session presents (a ``SessionStamp``:
+    user id and session version) on the requests a browser session may authenticate:
+    the web pages.  It is None everywhere else (the REST API and the PyPI endpoints take
+    tokens only) and for a browser that has not signed in.  Its cookie is signed, but
+    the stamp may be stale (the user signed out everywhere, or changed password).
+
+    ``identified_by`` says what decided the identity besides ``credentials``: the names
+    of the request headers you read for it, each registered with
+    ``register_credential_headers``, or ``()`` when ``credentials`` alone decided it
+    (or nothing did, for an anonymous caller).  Index pages are answered from a response
+    cache keyed on the presented credentials and the registered headers, before any
+    plugin runs; a page is cached only when its caller's answer names nothing outside
+    that key.  Leaving ``identified_by`` out (None) keeps pages made for your callers out
+    of the cache (and your answer is not reused for later requests with the same
+    credentials), but a caller you identify by a header nobody registered may still be
+    answered with the page cached for the same request without it, an anonymous
+    caller's say: register what you read.  Never name less than you read: a header left
+    out lets one caller's cached page (or identity) answer another caller who differs
+    only in that header.
+    """
+
+
+@hookspec
+def register_credential_headers(register: Callable[[str], None]) -> None:
+    """Name the request headers your ``authenticate`` reads to identify a caller:
+    ``register("X-Api-Key")``.
+
+    Called once, when the app is created.  The presented credentials (``Authorization``,
+    ``PRIVATE-TOKEN``, ``JOB-TOKEN``) are always part of the response cache's key; the
+    headers registered here are added to it, so that a caller your plugin identified by
+    one of them is answered only with pages made for the same value.  Cookies are not
+    headers you can register: requests that carry one are never answered from the cache.
+    A name that is not a valid header name makes the app refuse to start.
     """
 
 

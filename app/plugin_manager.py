@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from types import ModuleType
 
@@ -25,6 +26,7 @@ BUILTIN_PLUGINS = (
     "plugins.storage_s3",
 )
 ENTRY_POINT_GROUP = "packyard.plugins"
+HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # what WSGI maps to HTTP_* unambiguously
 
 
 def get_plugin_manager(
@@ -61,3 +63,19 @@ def storage_factories(pm: pluggy.PluginManager) -> dict[str, BackendFactory]:
 
         impl.function(register=register)
     return factories
+
+
+def credential_headers(pm: pluggy.PluginManager) -> tuple[str, ...]:
+    """The request headers plugins identify callers by, lower case, each once."""
+    headers: dict[str, None] = {}
+    for impl in pm.hook.register_credential_headers.get_hookimpls():
+
+        def register(name: str, _owner: str = impl.plugin_name) -> None:
+            if not isinstance(name, str) or not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{_owner} registered {name!r}, which is not a header name")
+            if name.lower() == "cookie":
+                raise ValueError(f"{_owner} registered Cookie: cookies are never cached")
+            headers[name.lower()] = None
+
+        impl.function(register=register)
+    return tuple(headers)

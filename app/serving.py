@@ -59,12 +59,28 @@ def chunked_input(wsgi_app: WSGIApp, read_chunk: ReadChunk) -> WSGIApp:
     return adapted
 
 
+def plain_http(wsgi_app: WSGIApp) -> WSGIApp:
+    """``wsgi_app`` with the scheme of the socket ``packyard serve`` opens: plain HTTP.
+
+    uWSGI takes ``wsgi.url_scheme`` from the ``X-Forwarded-Proto`` or ``X-Forwarded-Ssl``
+    of any client.  Only the app's ProxyFix may honour such headers, for as many proxies
+    as ``PACKYARD_PROXY_COUNT`` trusts: without one, a client could make the session
+    cookie ``Secure`` or the API's URLs ``https``."""
+
+    def adapted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["wsgi.url_scheme"] = "http"
+        return wsgi_app(environ, start_response)
+
+    return adapted
+
+
 def create_uwsgi_app() -> Flask:
     """The app for uWSGI's processes (``--module app.serving:create_uwsgi_app()``)."""
     import uwsgi  # only inside uWSGI's processes
 
     app = create_app()
-    app.wsgi_app = chunked_input(app.wsgi_app, uwsgi.chunked_read)  # type: ignore[method-assign]
+    adapted = plain_http(chunked_input(app.wsgi_app, uwsgi.chunked_read))
+    app.wsgi_app = adapted  # type: ignore[method-assign]
     return app
 
 

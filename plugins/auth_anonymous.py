@@ -8,4 +8,4 @@ from packyard import AuthResult, PresentedCredentials, hookimpl
 
 @hookimpl(trylast=True)
 def authenticate(credentials: PresentedCredentials | None, session: Session) -> AuthResult | None:
-    return AuthResult.ok(ANONYMOUS) if credentials is None else None
+    return AuthResult.ok(ANONYMOUS, identified_by=()) if credentials is None else None

@@ -22,5 +22,6 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
             scopes=frozenset(token.scope_list),
             project_id=token.project_id,
             group_id=token.group_id,
-        )
+        ),
+        identified_by=(),  # the credentials alone
     )

@@ -24,5 +24,6 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
             # Acts with the permissions of the user the job runs for, as GitLab's does.
             is_admin=bool(user is not None and user.is_admin),
             project_id=token.project_id,
-        )
+        ),
+        identified_by=(),  # the credentials alone
     )

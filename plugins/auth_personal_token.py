@@ -25,5 +25,6 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
             user_id=user.id,
             is_admin=user.is_admin,
             scopes=frozenset(token.scope_list),
-        )
+        ),
+        identified_by=(),  # the credentials alone
     )

@@ -1,31 +1,26 @@
-"""Browser sessions: the signed session cookie of the web pages.
+"""Browser sessions: the sign-in a signed-in browser presents on the web pages.
 
-The cookie authenticates only requests handled by the web pages' blueprint, never the
-REST API or the PyPI endpoints: those stay token-only, so a page on another site cannot
-make a signed-in browser upload or delete (their POSTs are exempt from CSRF checks).
-A request that presents a token is left to the token plugins.
+The host hands the sign-in over (``signed_in``) only on the requests a browser session may
+authenticate; this plugin checks that it is still current.  A request that presents a
+token is left to the token plugins.
 """
 
-from flask import has_request_context, request
-from flask import session as cookie
 from sqlalchemy.orm import Session
 
 from app.domain.sign_in import session_user
-from packyard import AuthResult, Identity, PresentedCredentials, hookimpl
-
-COOKIE_KEY = "packyard.auth"
-SESSION_BLUEPRINTS = frozenset({"ui"})
+from packyard import AuthResult, Identity, PresentedCredentials, SessionStamp, hookimpl
 
 
 @hookimpl
-def authenticate(credentials: PresentedCredentials | None, session: Session) -> AuthResult | None:
-    if credentials is not None or not has_request_context():
+def authenticate(
+    credentials: PresentedCredentials | None, session: Session, signed_in: SessionStamp | None
+) -> AuthResult | None:
+    if credentials is not None or signed_in is None:
         return None
-    if request.blueprint not in SESSION_BLUEPRINTS or COOKIE_KEY not in cookie:
-        return None
-    user = session_user(session, cookie.get(COOKIE_KEY))
+    user = session_user(session, signed_in)
     if user is None:
         return None  # signed out or stale: the visitor is anonymous
+    # Requests with a cookie are never answered from the response cache: no identified_by.
     return AuthResult.ok(
         Identity(kind="session", name=user.username, user_id=user.id, is_admin=user.is_admin)
     )

@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, request_started
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
-from app.domain.generation import GenerationReader, current_generation
+from app.caching import generation
+from app.caching.generation import GenerationReader, current_generation
+from app.caching.process import ProcessCache
+from app.caching.responses import ResponseCache
 from app.extensions import db
 from app.models import PersonalAccessToken
-from app.web.cache import ProcessCache
 from tests.conftest import Registry, _migrated_app, basic
 from tests.dists import make_wheel
 
@@ -223,7 +227,8 @@ def test_a_cached_response_ends_when_its_token_expires(registry: Registry):
     assert registry.client.get(url, headers=basic(token)).status_code == 200
     assert registry.client.get(url, headers=basic(token)).status_code == 200  # cached
     time.sleep(1.1)
-    assert registry.client.get(url, headers=basic(token)).status_code == 401
+    expired = registry.client.get(url, headers=basic(token))
+    assert (expired.status_code, expired.text) == (401, "401 Unauthorized\n")  # no reason given
 
 
 def test_an_answered_response_stays_recent_in_the_lru(registry: Registry):
@@ -282,3 +287,19 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_alone(r
     assert not _closed(parents)  # closing it would end the parent's session
     parents.close()
     reader.close()
+
+
+def test_the_write_listeners_are_attached_by_the_factory_to_its_sessions_only(registry):
+    for identifier, listener in generation._LISTENERS:
+        assert event.contains(db.session, identifier, listener)
+        assert not event.contains(Session, identifier, listener)  # not every Session class
+
+
+def test_the_response_key_holds_every_credential_header():
+    headers = ["Authorization", "X-Api-Key", "Content-Type"]
+    responses = ResponseCache(None, None, "/simple/", headers)
+    request = {"REQUEST_METHOD": "GET", "PATH_INFO": "/p/simple/"}
+    variants = [{}, {"HTTP_X_API_KEY": "a"}, {"HTTP_X_API_KEY": "b"}, {"HTTP_AUTHORIZATION": "a"}]
+    variants.append({"CONTENT_TYPE": "a"})  # WSGI keeps it without HTTP_
+    assert len({responses._key({**request, **variant}) for variant in variants}) == 5
+    assert responses._key({**request, "HTTP_X_OTHER": "a"}) == responses._key(request)

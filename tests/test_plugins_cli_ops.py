@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, request_started
 
 from app import create_app
 from app.domain.storage import FileStorage
@@ -69,6 +69,101 @@ def test_a_third_party_auth_scheme_and_file_hook(tmp_path, database_url):
         )
         assert refused.status_code == 401
         db.session.remove()
+
+
+def entry_point_app(tmp_path: Path, database_url: str) -> Flask:
+    """An app that loads third-party plugins by entry point, as ``packyard serve`` does."""
+    app = create_app({"DATA_DIR": str(tmp_path), "DATABASE_URL": database_url})
+    app.extensions["celery"].conf.task_always_eager = True
+    if app.extensions["packyard.plugins"].get_plugin("test_api_key") is None:
+        pytest.fail("tests/plugins/api_key is not installed in this venv: run `make install`")
+    return app
+
+
+def test_a_page_made_for_a_plugins_caller_is_cached_for_that_caller_only(tmp_path, database_url):
+    app = entry_point_app(tmp_path, database_url)  # the X-Api-Key plugin, by entry point
+    with app.app_context():
+        registry = Registry(app, app.test_client())
+        dev = registry.user("dev")
+        project = registry.project(registry.group("team"), "lib")
+        registry.member(dev, 20, project=project)
+        app.config["TEST_API_KEYS"] = {"k-dev": [dev.id, "dev"], "k-guest": [999, "guest"]}
+        url = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+        dispatched: list[str] = []
+        with request_started.connected_to(lambda _app, **_kw: dispatched.append("x"), app):
+            for _ in range(2):
+                assert registry.client.get(url, headers={"X-Api-Key": "k-dev"}).status_code == 200
+                assert registry.client.get(url).status_code == 401  # never the dev's page
+                guest = registry.client.get(url, headers={"X-Api-Key": "k-guest"})
+                assert guest.status_code == 404
+        assert len(dispatched) == 5  # the dev's repeat came from the cache
+        db.session.remove()
+
+
+def test_a_plugin_that_does_not_say_what_identified_the_caller_is_never_cached(
+    tmp_path, database_url
+):
+    app = plugin_app(tmp_path, database_url, HeaderAuth())  # X-Team-Key, not declared
+    with app.app_context():
+        registry = Registry(app, app.test_client())
+        registry.user("root", admin=True)
+        project = registry.project(registry.group("team"), "lib")
+        url = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+        team_key = {"X-Team-Key": "letmein"}
+        dispatched: list[str] = []
+        with request_started.connected_to(lambda _app, **_kw: dispatched.append("x"), app):
+            for _ in range(2):
+                assert registry.client.get(url, headers=team_key).status_code == 200
+                assert registry.client.get(url).status_code == 401
+        assert len(dispatched) == 4  # every request was answered by Flask
+        db.session.remove()
+
+
+class SecondFactor:
+    """Claims ``otp-`` tokens, which also need ``X-OTP: 123456``: a header besides them."""
+
+    @hookimpl
+    def register_credential_headers(self, register):
+        register("X-OTP")
+
+    @hookimpl
+    def authenticate(self, credentials, session):
+        from flask import request
+
+        if credentials is None or not credentials.secret.startswith("otp-"):
+            return None
+        if request.headers.get("X-OTP") != "123456":
+            return AuthResult.rejected("wrong one-time password")
+        identity = Identity(kind="session", name="root", user_id=1, is_admin=True)
+        return AuthResult.ok(identity, identified_by=["X-OTP"])
+
+
+def test_credentials_that_need_another_header_are_checked_with_it_every_time(
+    tmp_path, database_url
+):
+    app = plugin_app(tmp_path, database_url, SecondFactor())
+    with app.app_context():
+        registry = Registry(app, app.test_client())
+        registry.user("root", admin=True)
+        project = registry.project(registry.group("team"), "lib")
+        url = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+        token = {"PRIVATE-TOKEN": "otp-root"}
+        for _ in range(2):
+            assert registry.client.get(url, headers={**token, "X-OTP": "123456"}).status_code == 200
+            assert registry.client.get(url, headers={**token, "X-OTP": "000000"}).status_code == 401
+            assert registry.client.get(url, headers=token).status_code == 401
+        db.session.remove()
+
+
+@pytest.mark.parametrize("name", ["X_Api_Key", "X-Api-Key: 1", "", "Cookie"])
+def test_a_plugin_registering_what_is_not_a_credential_header_stops_the_app(tmp_path, name):
+    class Odd:
+        @hookimpl
+        def register_credential_headers(self, register):
+            register(name)
+
+    with pytest.raises(ValueError, match="registered"):
+        create_app({"DATA_DIR": str(tmp_path), "LOAD_ENTRYPOINT_PLUGINS": False}, plugins=[Odd()])
 
 
 def test_a_storage_plugin_registers_a_scheme(tmp_path, database_url):

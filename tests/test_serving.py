@@ -13,7 +13,10 @@ import requests
 from flask import Flask, request
 from werkzeug.test import EnvironBuilder
 
+from app import create_app
+from app.extensions import db
 from app.serving import ChunkedInput, chunked_input, uwsgi_options
+from tests.conftest import Registry
 from tests.dists import make_wheel
 from tests.services import LiveServer, packyard_env
 
@@ -174,3 +177,61 @@ def test_each_response_says_the_connection_closes(served):
     server, _url = served
     response = requests.get(f"{server.url}/-/health", timeout=10)
     assert response.headers["Connection"] == "close"
+
+
+# --- X-Forwarded-* count only from trusted proxies ------------------------------------------
+
+SPOOFED = {
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Ssl": "on",
+    "X-Forwarded-Host": "evil.example",
+}
+
+
+def _cookie_is_secure(response) -> bool:
+    return "secure" in [part.strip().lower() for part in response.headers["Set-Cookie"].split(";")]
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_the_app_takes_forwarded_headers_from_trusted_proxies_only(tmp_path, database_url, proxies):
+    app = create_app(
+        {"DATA_DIR": str(tmp_path), "DATABASE_URL": database_url, "PROXY_COUNT": proxies,
+         "LOAD_ENTRYPOINT_PLUGINS": False}
+    )  # fmt: skip
+    with app.app_context():
+        registry = Registry(app, app.test_client())
+        token = registry.token(registry.user("root", admin=True))
+        registry.group("team")
+        headers = {**SPOOFED, "PRIVATE-TOKEN": token}
+        group = registry.client.get("/api/v4/groups/team", headers=headers).json
+        sign_in_page = registry.client.get("/users/sign_in", headers=SPOOFED)
+        if proxies:
+            assert group["web_url"] == "https://evil.example/team"
+            assert _cookie_is_secure(sign_in_page)
+        else:
+            assert group["web_url"] == "http://localhost/team"
+            assert not _cookie_is_secure(sign_in_page)
+        db.session.remove()
+
+
+@pytest.mark.parametrize("header", [{name: value} for name, value in SPOOFED.items()])
+def test_packyard_serve_ignores_forwarded_headers_without_a_trusted_proxy(served, header):
+    server, _url = served
+    sign_in_page = requests.get(f"{server.url}/users/sign_in", headers=header, timeout=10)
+    assert not _cookie_is_secure(sign_in_page)
+    headers = {**header, "PRIVATE-TOKEN": server.admin_token}
+    group = requests.get(f"{server.url}/api/v4/groups/team", headers=headers, timeout=10).json()
+    assert group["web_url"] == f"{server.url}/team"
+
+
+def test_packyard_serve_behind_a_proxy_takes_the_scheme_it_forwards_and_no_other(tmp_path):
+    server = LiveServer(tmp_path, packyard_env(tmp_path, PROXY_COUNT="1"), worker=False)
+    try:
+        proxied = {"X-Forwarded-Proto": "https"}
+        sign_in = f"{server.url}/users/sign_in"
+        assert _cookie_is_secure(requests.get(sign_in, headers=proxied, timeout=10))
+        # A header the proxy passes on from its client, which PROXY_COUNT does not cover.
+        passed_on = {"X-Forwarded-Ssl": "on"}
+        assert not _cookie_is_secure(requests.get(sign_in, headers=passed_on, timeout=10))
+    finally:
+        server.stop()

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.domain.access import DEVELOPER, MAINTAINER
-from app.domain.accounts import create_personal_token
+from app.domain.accounts import create_job_token, create_personal_token
+from app.domain.tokens import hash_token
 from app.extensions import db
-from app.models import DeployToken, PackageFile, PersonalAccessToken
+from app.models import DeployToken, JobToken, PackageFile, PersonalAccessToken
 from tests.conftest import basic
 from tests.dists import make_wheel
 
@@ -276,3 +277,65 @@ def test_a_deploy_tokens_uploads_and_events_name_the_token(registry, people):
     upload = next(e for e in events if e["event_name"] == "package_file_uploaded")
     assert upload["author_id"] is None
     assert upload["details"]["author_name"] == "deploy token ci-bot"
+
+
+def test_refused_tokens_all_get_one_answer_whatever_the_reason(registry, people):
+    """Revoked, expired and unknown tokens are refused like wrong ones: one message."""
+    alice, project = people["alice"], people["project"]
+    revoked = registry.token(alice)
+    expired = registry.token(alice)
+    deploy_revoked = registry.deploy_token(("read_package_registry",), project=project)
+    deploy_expired = registry.deploy_token(("read_package_registry",), project=project)
+    job = create_job_token(db.session, project, alice.id, None)[1]
+    past = datetime.now(UTC) - timedelta(days=1)
+    for model, secret, change in [
+        (PersonalAccessToken, revoked, {"revoked": True}),
+        (PersonalAccessToken, expired, {"expires_at": past}),
+        (DeployToken, deploy_revoked, {"revoked": True}),
+        (DeployToken, deploy_expired, {"expires_at": past}),
+        (JobToken, job, {"expires_at": past}),
+    ]:
+        row = db.session.query(model).filter_by(token_hash=hash_token(secret)).one()
+        for field, value in change.items():
+            setattr(row, field, value)
+    db.session.commit()
+    unknown = ["pyd-pat-nosuchtoken", "pyd-dt-nosuchtoken", "pyd-job-nosuchtoken", "other"]
+    index = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+    for secret in [revoked, expired, deploy_revoked, deploy_expired, job, *unknown]:
+        api = registry.client.get("/api/v4/user", headers=auth(secret))
+        assert (api.status_code, api.json) == (401, {"message": "401 Unauthorized"}), secret
+        pypi = registry.client.get(index, headers=basic(secret))
+        assert (pypi.status_code, pypi.text) == (401, "401 Unauthorized\n"), secret
+        assert pypi.headers["WWW-Authenticate"] == 'Basic realm="Packyard"'
+
+
+def test_a_token_that_would_be_born_expired_is_refused(registry, people):
+    project, group, alice = people["project"], people["group"], people["alice"]
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    a_minute_ago = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    today = datetime.now(UTC).date().isoformat()  # a date expires at its midnight (UTC)
+    for expires_at in (yesterday, a_minute_ago, today):
+        for url, fields in [
+            (f"/api/v4/users/{alice.id}/personal_access_tokens", {"scopes": ["api"]}),
+            (f"/api/v4/projects/{project.id}/deploy_tokens", {"scopes": ["read_package_registry"]}),
+            (f"/api/v4/groups/{group.id}/deploy_tokens", {"scopes": ["read_package_registry"]}),
+        ]:
+            body = {"name": "late", "expires_at": expires_at, **fields}
+            refused = registry.client.post(url, json=body, headers=people["as_alice"])
+            assert refused.status_code == 400, (url, expires_at)
+            assert refused.json == {"message": "expires_at must be in the future"}
+    for expires_in in (0, -60):
+        job = registry.client.post(
+            f"/api/v4/projects/{project.id}/job_tokens",
+            json={"expires_in": expires_in}, headers=people["as_alice"],
+        )  # fmt: skip
+        assert job.status_code == 400
+    assert db.session.query(DeployToken).count() == 0
+    assert db.session.query(PersonalAccessToken).filter_by(name="late").count() == 0
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    created = registry.client.post(
+        f"/api/v4/users/{alice.id}/personal_access_tokens",
+        json={"name": "soon", "scopes": ["api"], "expires_at": tomorrow},
+        headers=people["as_alice"],
+    )
+    assert created.status_code == 201

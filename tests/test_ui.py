@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app import create_app
 from app.domain.access import all_readable_project_ids, project_access
 from app.domain.names import normalize
 from app.extensions import db
 from app.models import Package, PackageFile, PersonalAccessToken, Project
-from tests.conftest import basic
+from packyard import SessionStamp, hookimpl
+from tests.conftest import Registry, basic
 from tests.dists import make_wheel
 
 PASSWORD = "s3cret-pass"  # what tests.conftest.Registry.user sets
@@ -291,6 +293,35 @@ def test_the_session_cookie_does_not_authenticate_the_api(app, world):
     assert client.get(index).status_code == 401
 
 
+def test_plugins_are_handed_the_sign_in_on_the_pages_only(tmp_path, database_url):
+    class Witness:
+        """Sees what every authenticate call is handed, and claims nothing."""
+
+        def __init__(self) -> None:
+            self.seen: list[SessionStamp | None] = []
+
+        @hookimpl(tryfirst=True)
+        def authenticate(self, credentials, session, signed_in):
+            self.seen.append(signed_in)
+
+    witness = Witness()
+    app = create_app(
+        {"DATA_DIR": str(tmp_path), "DATABASE_URL": database_url, "LOAD_ENTRYPOINT_PLUGINS": False},
+        plugins=[witness],
+    )
+    with app.app_context():
+        root = Registry(app, app.test_client()).user("root", admin=True)
+        client = app.test_client()
+        assert sign_in(client, "root").status_code == 303
+        witness.seen.clear()
+        assert client.get("/-/dashboard").status_code == 200  # a page: signed in
+        assert client.get("/api/v4/user").status_code == 401  # the API: never the cookie
+        [on_the_page, on_the_api] = witness.seen
+        assert isinstance(on_the_page, SessionStamp) and on_the_page.user_id == root.id
+        assert on_the_api is None
+        db.session.remove()
+
+
 def test_sign_out_ends_the_session_even_for_a_copied_cookie(app, world):
     client = app.test_client()
     sign_in(client, "root")
@@ -360,6 +391,9 @@ def test_token_form_errors_and_other_users_tokens(app, registry, world):
     sign_in(client, "alice")
     refused = post_form(client, "/-/profile/personal_access_tokens", {"name": "no scopes"})
     assert refused.status_code == 400 and "scopes is missing" in text(refused)
+    born_expired = {"name": "late", "scopes": ["api"], "expires_at": "2000-01-01"}
+    refused = post_form(client, "/-/profile/personal_access_tokens", born_expired)
+    assert refused.status_code == 400 and "expires_at must be in the future" in text(refused)
     admins = db.session.query(PersonalAccessToken).filter_by(user_id=world["admin"].id).one()
     stolen = post_form(client, f"/-/profile/personal_access_tokens/{admins.id}/revoke")
     assert stolen.status_code == 404

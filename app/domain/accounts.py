@@ -15,7 +15,15 @@ from app.domain.access import DEPLOY_TOKEN_SCOPES, PAT_SCOPES
 from app.domain.audit import Actor, record
 from app.domain.errors import Conflict, InvalidInput
 from app.domain.names import validate_email, validate_top_level
-from app.domain.tokens import DEPLOY_PREFIX, JOB_PREFIX, PAT_PREFIX, clear_prefix, hash_token, mint
+from app.domain.tokens import (
+    DEPLOY_PREFIX,
+    JOB_PREFIX,
+    PAT_PREFIX,
+    clear_prefix,
+    hash_token,
+    is_expired,
+    mint,
+)
 from app.models import DeployToken, Group, JobToken, PersonalAccessToken, Project, User
 
 DEFAULT_JOB_TOKEN_TTL = 3600
@@ -108,8 +116,12 @@ def parse_scopes(scopes: object, allowed: frozenset[str]) -> list[str]:
 
 
 def parse_expiry(value: object) -> datetime | None:
-    """``expires_at`` as GitLab takes it: a date (YYYY-MM-DD) or an ISO 8601 time."""
-    return parse_time(value, "expires_at")
+    """``expires_at`` as GitLab takes it: a date (YYYY-MM-DD, over at its midnight UTC) or
+    an ISO 8601 time, still to come: a token that would be born expired is refused."""
+    expiry = parse_time(value, "expires_at")
+    if expiry is not None and is_expired(expiry):
+        raise InvalidInput("expires_at must be in the future")
+    return expiry
 
 
 def parse_time(value: object, name: str) -> datetime | None:
@@ -252,8 +264,6 @@ def rotate_personal_token(
     if token.revoked:
         raise InvalidInput("Token already revoked")
     expiry = parse_expiry(expires_at) or datetime.now(UTC) + ROTATED_TOKEN_TTL
-    if expiry <= datetime.now(UTC):
-        raise InvalidInput("expires_at must be in the future")
     token.revoked = True
     secret = mint(PAT_PREFIX)
     successor = PersonalAccessToken(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -47,14 +48,23 @@ ANONYMOUS = Identity(kind="anonymous", name="anonymous")
 
 @dataclass(frozen=True)
 class AuthResult:
-    """What an ``authenticate`` hook answers for credentials it recognises."""
+    """What an ``authenticate`` hook answers for credentials it recognises.
+
+    ``identified_by`` names the request headers, besides the presented credentials, that
+    the identity was decided from (lower case): empty when the credentials alone decided
+    it, None when the plugin did not say (``app/hookspecs.py``).
+    """
 
     identity: Identity | None
     reason: str | None = None
+    identified_by: frozenset[str] | None = None
 
     @classmethod
-    def ok(cls, identity: Identity) -> AuthResult:
-        return cls(identity=identity)
+    def ok(cls, identity: Identity, identified_by: Iterable[str] | None = None) -> AuthResult:
+        if isinstance(identified_by, str):  # one header name, not its letters
+            identified_by = (identified_by,)
+        headers = None if identified_by is None else frozenset(h.lower() for h in identified_by)
+        return cls(identity=identity, identified_by=headers)
 
     @classmethod
     def rejected(cls, reason: str) -> AuthResult:

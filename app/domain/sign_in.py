@@ -34,6 +34,16 @@ class SessionStamp:
     def as_cookie(self) -> dict[str, Any]:
         return {"uid": self.user_id, "ver": self.version}
 
+    @classmethod
+    def from_cookie(cls, value: object) -> SessionStamp | None:
+        """The stamp ``as_cookie`` made, or None for anything else."""
+        if not isinstance(value, dict):
+            return None
+        user_id, version = value.get("uid"), value.get("ver")
+        if not isinstance(user_id, int) or not isinstance(version, str):
+            return None
+        return cls(user_id, version)
+
 
 @cache
 def _decoy_hash() -> str:
@@ -72,14 +82,9 @@ def end_sessions(session: Session, user: User) -> None:
     session.commit()
 
 
-def session_user(session: Session, cookie: object) -> User | None:
-    """The user a session cookie names, if its version is still current."""
-    if not isinstance(cookie, dict):
-        return None
-    user_id, version = cookie.get("uid"), cookie.get("ver")
-    if not isinstance(user_id, int) or not isinstance(version, str):
-        return None
-    user = session.get(User, user_id)
+def session_user(session: Session, stamp: SessionStamp) -> User | None:
+    """The user a session stamp names, if its version is still current."""
+    user = session.get(User, stamp.user_id)
     if user is None or not user.session_nonce:
         return None
-    return user if hmac.compare_digest(session_version(user), version) else None
+    return user if hmac.compare_digest(session_version(user), stamp.version) else None

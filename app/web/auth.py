@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 
 from flask import request
 
+from app.caching.process import request_cache
 from app.domain.errors import Unauthenticated
-from app.domain.identity import Identity, PresentedCredentials
+from app.domain.identity import AuthResult, Identity, PresentedCredentials
 from app.domain.tokens import is_expired
 from app.extensions import db
 from app.runtime import plugin_manager
-from app.web.cache import request_cache
+from app.web.ui.sessions import signed_in
+
+log = logging.getLogger(__name__)
 
 REALM = 'Basic realm="Packyard"'
-_IDENTITY = "packyard.identity"
+# Every refused token gets this one answer: unknown, revoked and expired look alike, so
+# a caller learns nothing about a secret that does not work. The reason is logged.
+REFUSED = "401 Unauthorized"
+# What presented_credentials reads: the response cache keys on these (and on the headers
+# plugins register), so that no cached page answers another caller.
+CREDENTIAL_HEADERS = ("Authorization", "PRIVATE-TOKEN", "JOB-TOKEN")
+_CALLER = "packyard.caller"
 
 
 def presented_credentials() -> PresentedCredentials | None:
@@ -48,28 +58,55 @@ def _basic(value: str) -> PresentedCredentials:
 
 def current_identity() -> Identity:
     """The caller of this request; raises Unauthenticated for bad credentials."""
-    # Cached per request (not on ``g``: an app context may outlive one request).
-    cached = request.environ.get(_IDENTITY)
-    if cached is None:
-        cached = request.environ[_IDENTITY] = _authenticate_cached(presented_credentials())
-    return cached  # type: ignore[no-any-return]
-
-
-def _authenticate_cached(credentials: PresentedCredentials | None) -> Identity:
-    """Tokens are looked up once per cache generation (a revocation moves it) and
-    until they expire; requests without credentials may carry a session cookie, so
-    they are always asked of the plugins."""
-    if credentials is None:
-        return authenticate(None)
-    identity = request_cache().get(("identity", credentials), lambda: authenticate(credentials))
-    if is_expired(identity.expires_at):
-        raise Unauthenticated("401 Unauthorized: token expired")
+    identity = current_caller().identity
+    assert identity is not None  # only accepted answers are kept
     return identity
 
 
+def current_caller() -> AuthResult:
+    """Authentication's answer for this request: the identity, and what identified it."""
+    # Cached per request (not on ``g``: an app context may outlive one request).
+    cached = request.environ.get(_CALLER)
+    if cached is None:
+        cached = request.environ[_CALLER] = _authenticate_cached(presented_credentials())
+    return cached  # type: ignore[no-any-return]
+
+
+def _authenticate_cached(credentials: PresentedCredentials | None) -> AuthResult:
+    """Tokens are looked up once per cache generation (a revocation moves it) and until
+    they expire, when the credentials alone identified the caller; requests without
+    credentials may carry a session cookie, so they are always asked of the plugins."""
+    if credentials is None:
+        return _ask_plugins(None)
+    cache = request_cache()
+    key = ("identity", credentials)
+    caller: AuthResult | None = cache.peek(key)
+    if caller is None:
+        generation = cache.generation
+        caller = _ask_plugins(credentials)
+        if caller.identified_by == frozenset():  # other headers would belong in the key
+            cache.put(key, caller, generation)
+    assert caller.identity is not None
+    if is_expired(caller.identity.expires_at):
+        log.info("refused %s credentials: token expired", credentials.source)
+        raise Unauthenticated(REFUSED)
+    return caller
+
+
 def authenticate(credentials: PresentedCredentials | None) -> Identity:
-    result = plugin_manager().hook.authenticate(credentials=credentials, session=db.session)
+    """The identity ``credentials`` prove; raises Unauthenticated if they prove none."""
+    identity = _ask_plugins(credentials).identity
+    assert identity is not None
+    return identity
+
+
+def _ask_plugins(credentials: PresentedCredentials | None) -> AuthResult:
+    """The plugins' accepting answer for ``credentials``; raises Unauthenticated otherwise."""
+    result = plugin_manager().hook.authenticate(
+        credentials=credentials, session=db.session, signed_in=signed_in()
+    )
     if result is None or result.identity is None:
-        reason = result.reason if result is not None else "unrecognised credentials"
-        raise Unauthenticated(f"401 Unauthorized: {reason}")
-    return result.identity  # type: ignore[no-any-return]
+        reason = result.reason if result is not None else "no plugin claimed them"
+        log.info("refused %s credentials: %s", credentials.source if credentials else "no", reason)
+        raise Unauthenticated(REFUSED)
+    return result  # type: ignore[no-any-return]

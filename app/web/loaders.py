@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.caching.process import request_cache
 from app.domain.access import (
     Access,
     effective_visibility,
@@ -17,7 +18,6 @@ from app.domain.namespaces import find_group, find_project
 from app.extensions import db
 from app.models import Group, Project
 from app.web.auth import current_identity
-from app.web.cache import request_cache
 
 
 def project_for(ref: str, permission: str) -> tuple[Project, Access]:

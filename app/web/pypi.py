@@ -10,6 +10,8 @@ from flask import Blueprint, Response, current_app, redirect, request, send_file
 from sqlalchemy import select
 from werkzeug.exceptions import NotAcceptable
 
+from app.caching.process import request_cache
+from app.caching.responses import cache_this_response
 from app.domain.audit import actor_name
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.forwarding import upstream_location
@@ -31,8 +33,7 @@ from app.domain.uploads import UploadForm, accept_upload
 from app.extensions import db
 from app.models import Group, PackageFile
 from app.runtime import storage
-from app.web.auth import current_identity
-from app.web.cache import cache_this_response, request_cache
+from app.web.auth import current_caller, current_identity
 from app.web.loaders import IndexScope, group_index_scope, project_for, project_index_scope
 from app.web.uploads import HashingSink
 from workers.dispatch import send
@@ -154,7 +155,7 @@ def _index_response(page: RenderedPage, mimetype: str) -> Response:
         response = Response(status=304)
     else:
         response = Response(page.body, content_type=content_type)
-        cache_this_response(current_identity().expires_at)
+        cache_this_response(current_caller())
     response.set_etag(page.etag)
     response.vary.add("Accept")
     response.vary.add("Accept-Encoding")  # ResponseCache gzips repeats for clients that ask

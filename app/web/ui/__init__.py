@@ -3,7 +3,7 @@
 Server-rendered (Jinja, ``app/templates``); they work without JavaScript.  Forms are
 protected by Flask-WTF's CSRFProtect, which checks every POST of the app except those of
 the token-authenticated blueprints named in ``init_app``.  The session cookie
-authenticates only this blueprint's requests (``plugins/auth_session.py``).
+authenticates only this blueprint's requests (``sessions.py``).
 """
 
 from __future__ import annotations

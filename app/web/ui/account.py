@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from flask import (
-    Response,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    session,
-    url_for,
-)
+from flask import Response, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
@@ -26,7 +17,7 @@ from app.models import PersonalAccessToken, User
 from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import admin_user, safe_next, signed_in_user, viewer
-from plugins.auth_session import COOKIE_KEY
+from app.web.ui.sessions import forget_sign_in, remember_sign_in
 
 TOKENS = "/-/profile/personal_access_tokens"
 
@@ -47,10 +38,7 @@ def sign_in() -> ResponseReturnValue:
         return _sign_in_form(target, username, exc.message), 429, headers
     if user is None:
         return _sign_in_form(target, username, FAILED), 401
-    stamp = start_session(db.session, user)
-    session.clear()  # a fresh session (and CSRF token) for the signed-in user
-    session[COOKIE_KEY] = stamp.as_cookie()
-    session.permanent = True
+    remember_sign_in(start_session(db.session, user))
     return redirect(target, code=303)
 
 
@@ -65,7 +53,7 @@ def sign_out() -> Response:
         user = db.session.get(User, identity.user_id)
         if user is not None:
             end_sessions(db.session, user)
-    session.clear()
+    forget_sign_in()
     flash("You have signed out.")
     return redirect(url_for("ui.home"), code=303)
 

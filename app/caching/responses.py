@@ -1,35 +1,32 @@
-"""Process-local caches for the hot read paths, exact thanks to the cache generation.
+"""The response cache: repeats of index requests answered from their finished responses.
 
-A request reads the generation once (app.domain.generation); if any write moved it
-since the cache was filled, the whole cache is dropped.  Entries hold plain values
-(ids, bytes, identities), never ORM objects, so they outlive the request's session.
+``ResponseCache`` sits in front of Flask: a repeat of a request (same path, ``Accept`` and
+credentials) is answered from the finished response, before Flask routes, authenticates
+or renders anything, and gzipped (once per page) for clients that accept it.  Its entries
+live in the process cache (``app.caching.process``), so any write drops them.
 
-``ResponseCache`` goes one step further for index pages: a repeat of a request (same
-path, ``Accept`` and credentials) is answered from the finished response, before Flask
-routes, authenticates or renders anything, and gzipped (once per page) for clients that
-accept it.
+Which headers are credentials is what authentication says: the host's own
+(``Authorization``, ``PRIVATE-TOKEN``, ``JOB-TOKEN``) and those plugins registered; a
+response is kept only if its caller was identified by nothing outside them
+(``AuthResult.identified_by``).
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from flask import current_app, request
+from flask import request
 from werkzeug.http import parse_accept_header, parse_etags
 
-from app.domain.generation import GenerationReader
+from app.caching.process import ProcessCache
+from app.domain.identity import AuthResult
 from app.domain.tokens import is_expired
 
-T = TypeVar("T")
-MAX_ENTRIES = 20_000
-_SYNCED = "packyard.cache_synced"
 _CACHEABLE = "packyard.response_cacheable"
 # Repeats of index pages are gzipped for clients that accept it (pip and uv do): a
 # 200-version page shrinks from 151 KB to 31 KB for 2 ms of level-6 work, once per page.
@@ -38,70 +35,13 @@ GZIP_LEVEL = 6
 _RECODED_HEADERS = ("content-length", "content-encoding", "etag")
 
 
-class ProcessCache:
-    """A bounded LRU mapping, cleared whenever the generation it was filled at moves on."""
+def cache_this_response(caller: AuthResult) -> None:
+    """Let ResponseCache answer repeats of this request until the caller's token expires,
+    if everything that identified ``caller`` is in its key.
 
-    def __init__(self, generation: GenerationReader, max_entries: int = MAX_ENTRIES) -> None:
-        self._read_generation = generation.read
-        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
-        self._generation: int | None = None
-        self._max_entries = max_entries
-        self._lock = threading.Lock()
-
-    def sync(self, environ: dict[str, Any]) -> None:
-        """Drop everything if the generation moved; read once per request (WSGI environ)."""
-        if environ.get(_SYNCED):
-            return
-        generation = self._read_generation()
-        environ[_SYNCED] = True
-        if generation != self._generation:
-            with self._lock:
-                self._entries.clear()
-                self._generation = generation
-
-    def peek(self, key: Hashable) -> Any:
-        """The entry or None, without computing it; a hit counts as recent use."""
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-            return None
-
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]  # type: ignore[no-any-return]
-            generation = self._generation
-        value = compute()  # outside the lock: may run queries
-        self.put(key, value, generation)
-        return value
-
-    def put(self, key: Hashable, value: Any, generation: int | None) -> None:
-        """Keep ``value`` if it was computed at the current generation."""
-        with self._lock:
-            if generation == self._generation:  # not filled from a stale generation
-                self._entries[key] = value
-                if len(self._entries) > self._max_entries:
-                    self._entries.popitem(last=False)
-
-    @property
-    def generation(self) -> int | None:
-        return self._generation
-
-
-def request_cache() -> ProcessCache:
-    """The app's cache, synced with the database's generation once per request."""
-    cache: ProcessCache = current_app.extensions["packyard.cache"]
-    cache.sync(request.environ)
-    return cache
-
-
-def cache_this_response(expires_at: datetime | None) -> None:
-    """Let ResponseCache answer repeats of this request until the caller's token expires.
-
-    Only for responses that depend on nothing but the cache key and cached values."""
-    request.environ[_CACHEABLE] = expires_at
+    Only for responses that depend on nothing but the caller and the request's path,
+    query and ``Accept``."""
+    request.environ[_CACHEABLE] = caller
 
 
 @dataclass
@@ -133,15 +73,24 @@ class ResponseCache:
     """WSGI middleware: answers repeats of cacheable GETs from their finished responses.
 
     The key holds everything such a response depends on (the view marks it with
-    ``cache_this_response``): path, query, ``Accept`` and the credential headers, whose
+    ``cache_this_response``): path, query, ``Accept`` and ``credential_headers``, whose
     identity was resolved when the response was made; a revocation or any access change
     moves the generation and drops it. Requests with cookies always go to Flask.
     """
 
-    def __init__(self, wsgi_app: Any, cache: ProcessCache, path_marker: str) -> None:
+    def __init__(
+        self,
+        wsgi_app: Any,
+        cache: ProcessCache,
+        path_marker: str,
+        credential_headers: Iterable[str],
+    ) -> None:
         self.wsgi_app = wsgi_app
         self.cache = cache
         self.path_marker = path_marker
+        self.credential_headers = frozenset(name.lower() for name in credential_headers)
+        self._environ_keys = tuple(map(_environ_key, sorted(self.credential_headers)))
+        self._blanks = ("",) * len(self._environ_keys)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         key = self._key(environ)
@@ -159,7 +108,8 @@ class ResponseCache:
             return start_response(status, headers, exc_info)
 
         app_iter = self.wsgi_app(environ, capture)
-        if _CACHEABLE not in environ or not started or not started[0].startswith("200 "):
+        caller: AuthResult | None = environ.get(_CACHEABLE)
+        if not self._keyed_on(caller) or not started or not started[0].startswith("200 "):
             return app_iter
         try:
             body = b"".join(app_iter)
@@ -168,11 +118,18 @@ class ResponseCache:
                 app_iter.close()
         headers = started[1]
         etag = next((v for k, v in headers if k.lower() == "etag"), None)
-        finished = FinishedResponse(list(headers), body, etag, environ[_CACHEABLE])
+        assert caller is not None and caller.identity is not None  # _keyed_on
+        finished = FinishedResponse(list(headers), body, etag, caller.identity.expires_at)
         self.cache.put(key, finished, generation)
         return [body]
 
-    def _key(self, environ: dict[str, Any]) -> tuple[str, ...] | None:
+    def _keyed_on(self, caller: AuthResult | None) -> bool:
+        """Whether the key holds everything that identified ``caller``."""
+        if caller is None or caller.identity is None or caller.identified_by is None:
+            return False  # not cacheable, or a plugin did not say what it read
+        return caller.identified_by <= self.credential_headers
+
+    def _key(self, environ: dict[str, Any]) -> tuple[object, ...] | None:
         path = environ.get("PATH_INFO", "")
         if (
             environ["REQUEST_METHOD"] != "GET"
@@ -186,9 +143,8 @@ class ResponseCache:
             path,
             environ.get("QUERY_STRING", ""),
             environ.get("HTTP_ACCEPT", ""),
-            environ.get("HTTP_AUTHORIZATION", ""),
-            environ.get("HTTP_PRIVATE_TOKEN", ""),
-            environ.get("HTTP_JOB_TOKEN", ""),
+            # environ.get(name, "") of each credential header, in the fastest spelling
+            tuple(map(environ.get, self._environ_keys, self._blanks)),
         )
 
     @staticmethod
@@ -202,6 +158,12 @@ class ResponseCache:
             return []
         start_response("200 OK", headers)
         return [body]
+
+
+def _environ_key(header: str) -> str:
+    """Where WSGI keeps a request header (PEP 3333: two of them have no ``HTTP_``)."""
+    key = header.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
 
 
 @functools.lru_cache(maxsize=64)  # clients send a handful of distinct headers

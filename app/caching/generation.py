@@ -1,11 +1,12 @@
 """The cache generation: a counter that every relevant write moves, in its own transaction.
 
-Index pages and access decisions are cached per process (app.web.cache).  Rather than
+Index pages and access decisions are cached per process (app.caching).  Rather than
 finding every cache entry a write could touch, any write to the rows that pages and
 decisions are made of moves one counter in the same transaction; readers compare it
 (one primary-key read per request) and drop their caches when it moved.  Caches are
-therefore never stale, and no code path has to remember to invalidate: the hooks below
-watch the session, for ORM flushes and for bulk UPDATE/DELETE statements alike.
+therefore never stale, and no code path has to remember to invalidate: the listeners below
+watch the app's sessions (``watch_writes``, called by the app factory), for ORM flushes and
+for bulk UPDATE/DELETE statements alike.
 """
 
 from __future__ import annotations
@@ -153,7 +154,6 @@ def bump(session: Session) -> None:
     )
 
 
-@event.listens_for(Session, "before_flush")
 def _bump_on_flush(session: Session, _context: Any, _instances: Any) -> None:
     changed = chain(
         session.new, session.deleted, (o for o in session.dirty if session.is_modified(o))
@@ -162,21 +162,34 @@ def _bump_on_flush(session: Session, _context: Any, _instances: Any) -> None:
         bump(session)
 
 
-@event.listens_for(Session, "do_orm_execute")
 def _bump_on_bulk_write(state: ORMExecuteState) -> None:
     mapper = state.bind_mapper
     if (state.is_update or state.is_delete) and mapper and issubclass(mapper.class_, WATCHED):
         bump(state.session)
 
 
-@event.listens_for(Session, "after_transaction_end")
 def _reset(session: Session, transaction: SessionTransaction) -> None:
     # The root transaction only: a released savepoint's bump is still pending in it.
     if transaction.parent is None:
         session.info.pop(_BUMPED, None)
 
 
-@event.listens_for(Session, "after_soft_rollback")
 def _reset_after_rollback(session: Session, _previous: Any) -> None:
     # Also after a savepoint's rollback, which may have undone the bump: bump again.
     session.info.pop(_BUMPED, None)
+
+
+_LISTENERS = (
+    ("before_flush", _bump_on_flush),
+    ("do_orm_execute", _bump_on_bulk_write),
+    ("after_transaction_end", _reset),
+    ("after_soft_rollback", _reset_after_rollback),
+)
+
+
+def watch_writes(sessions: Any) -> None:
+    """Move the generation on every write through ``sessions`` (a Session class, a
+    sessionmaker or a scoped_session).  Attaching twice changes nothing."""
+    for identifier, listener in _LISTENERS:
+        if not event.contains(sessions, identifier, listener):
+            event.listen(sessions, identifier, listener)

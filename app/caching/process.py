@@ -1,0 +1,80 @@
+"""The process cache: one bounded LRU mapping per web process, exact thanks to the generation.
+
+A request reads the generation once (``app.caching.generation``); if any write moved it
+since the cache was filled, the whole cache is dropped.  Entries hold plain values
+(ids, bytes, identities), never ORM objects, so they outlive the request's session.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from flask import current_app, request
+
+from app.caching.generation import GenerationReader
+
+T = TypeVar("T")
+MAX_ENTRIES = 20_000
+_SYNCED = "packyard.cache_synced"
+
+
+class ProcessCache:
+    """A bounded LRU mapping, cleared whenever the generation it was filled at moves on."""
+
+    def __init__(self, generation: GenerationReader, max_entries: int = MAX_ENTRIES) -> None:
+        self._read_generation = generation.read
+        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
+        self._generation: int | None = None
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def sync(self, environ: dict[str, Any]) -> None:
+        """Drop everything if the generation moved; read once per request (WSGI environ)."""
+        if environ.get(_SYNCED):
+            return
+        generation = self._read_generation()
+        environ[_SYNCED] = True
+        if generation != self._generation:
+            with self._lock:
+                self._entries.clear()
+                self._generation = generation
+
+    def peek(self, key: Hashable) -> Any:
+        """The entry or None, without computing it; a hit counts as recent use."""
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            return None
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]  # type: ignore[no-any-return]
+            generation = self._generation
+        value = compute()  # outside the lock: may run queries
+        self.put(key, value, generation)
+        return value
+
+    def put(self, key: Hashable, value: Any, generation: int | None) -> None:
+        """Keep ``value`` if it was computed at the current generation."""
+        with self._lock:
+            if generation == self._generation:  # not filled from a stale generation
+                self._entries[key] = value
+                if len(self._entries) > self._max_entries:
+                    self._entries.popitem(last=False)
+
+    @property
+    def generation(self) -> int | None:
+        return self._generation
+
+
+def request_cache() -> ProcessCache:
+    """The app's cache, synced with the database's generation once per request."""
+    cache: ProcessCache = current_app.extensions["packyard.cache"]
+    cache.sync(request.environ)
+    return cache
