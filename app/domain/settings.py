@@ -1,4 +1,4 @@
-"""Per-namespace settings set through the API: upload limit, storage quota, forwarding.
+"""Per-namespace settings set through the API: upload limit, storage quota, upstream.
 
 ``None`` (JSON null, or an empty form field) clears a setting: it inherits again.
 """
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.domain.audit import record
 from app.domain.errors import Forbidden, InvalidInput
 from app.domain.identity import Identity
+from app.domain.upstream.policy import parse_mode, parse_patterns
 from app.models import Group, Project
 
 _BIGINT_MAX = 2**63 - 1  # the columns are BIGINT
@@ -52,7 +53,14 @@ def _flag(name: str, value: Any) -> bool | None:
 
 
 # A zero upload limit would refuse every file: a quota of 0 is the way to freeze storage.
-PROJECT_SETTINGS = {"max_upload_size": _size(1), "storage_quota": _size(0)}
+PROJECT_SETTINGS = {
+    "max_upload_size": _size(1),
+    "storage_quota": _size(0),
+    "upstream_mode": parse_mode,
+    "upstream_allow": parse_patterns,
+    "upstream_deny": parse_patterns,
+}
+# ``forwarding`` (true/false) is the older word for upstream_mode redirect/off.
 GROUP_SETTINGS = {**PROJECT_SETTINGS, "forwarding": _flag}
 
 
@@ -68,6 +76,7 @@ def update_settings(
     parsed = {name: parse(name, params[name]) for name, parse in fields.items() if name in params}
     if not actor.is_admin and ADMIN_ONLY & parsed.keys():
         raise Forbidden("403 Forbidden: only administrators set upload limits and storage quotas")
+    _check_forwarding_agrees(parsed)
     changed = {name: value for name, value in parsed.items() if getattr(target, name) != value}
     for name, value in changed.items():
         setattr(target, name, value)
@@ -77,3 +86,12 @@ def update_settings(
             session, actor, "settings_changed", target, kind, target.id, target.full_path, changed
         )
     session.commit()
+
+
+def _check_forwarding_agrees(parsed: dict[str, Any]) -> None:
+    """``forwarding`` and ``upstream_mode`` together must say the same thing."""
+    if "forwarding" not in parsed or "upstream_mode" not in parsed:
+        return
+    mode, forwarding = parsed["upstream_mode"], parsed.pop("forwarding")
+    if forwarding != (None if mode is None else mode != "off"):
+        raise InvalidInput("forwarding contradicts upstream_mode: give upstream_mode alone")

@@ -7,6 +7,7 @@ from app.models.cache import CacheGeneration
 from app.models.namespaces import Group, Membership, Project
 from app.models.packages import Package, PackageFile
 from app.models.storage import StorageDeletion
+from app.models.upstream import UpstreamFile, UpstreamProject
 
 __all__ = [
     "AuditEvent",
@@ -21,5 +22,7 @@ __all__ = [
     "PersonalAccessToken",
     "Project",
     "StorageDeletion",
+    "UpstreamFile",
+    "UpstreamProject",
     "User",
 ]

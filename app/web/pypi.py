@@ -6,7 +6,15 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import Blueprint, Response, current_app, redirect, request, send_file
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    request,
+    send_file,
+    stream_with_context,
+)
 from sqlalchemy import select
 from werkzeug.exceptions import NotAcceptable
 
@@ -26,8 +34,20 @@ from app.domain.indexes import (
 from app.domain.limits import effective_upload_limit
 from app.domain.names import normalize
 from app.domain.uploads import UploadForm, accept_upload
+from app.domain.upstream.client import Upstream
+from app.domain.upstream.files import (
+    CachedFile,
+    Streaming,
+    find_file,
+    metadata_of,
+    obtain_file,
+    record_file,
+)
+from app.domain.upstream.index import kept_page, load_page
+from app.domain.upstream.pages import as_project_page
+from app.domain.upstream.policy import CACHE, REDIRECT, UpstreamPolicy, mode_for_name, policy_for
 from app.extensions import db
-from app.models import Group, PackageFile
+from app.models import Group, PackageFile, Project
 from app.runtime import storage
 from app.web.auth import current_identity
 from app.web.cache import cache_this_response, request_cache
@@ -35,6 +55,7 @@ from app.web.loaders import IndexScope, group_index_scope, project_for, project_
 from app.web.uploads import HashingSpool
 from workers.dispatch import send
 from workers.tasks.files import process_file
+from workers.tasks.upstream import refresh_upstream_page
 
 bp = Blueprint("pypi", __name__)
 
@@ -143,13 +164,15 @@ def _rendered(body: str) -> RenderedPage:
     return RenderedPage(data, hashlib.blake2b(data, digest_size=16).hexdigest())
 
 
-def _index_response(page: RenderedPage, mimetype: str) -> Response:
+def _index_response(page: RenderedPage, mimetype: str, cacheable: bool = True) -> Response:
+    """``cacheable``: ResponseCache may answer repeats (the page moves with the generation)."""
     content_type = mimetype if mimetype == JSON_TYPE else f"{mimetype}; charset=utf-8"
     if request.if_none_match.contains_weak(page.etag):  # weak: gzip answers carry W/
         response = Response(status=304)
     else:
         response = Response(page.body, content_type=content_type)
-        cache_this_response(current_identity().expires_at)
+        if cacheable:
+            cache_this_response(current_identity().expires_at)
     response.set_etag(page.etag)
     response.vary.add("Accept")
     response.vary.add("Accept-Encoding")  # ResponseCache gzips repeats for clients that ask
@@ -186,22 +209,60 @@ def _detail_response(scope: IndexScope, name: str) -> Response:
 
     rendered = request_cache().get(("detail", scope.project_ids, normalized, mimetype), render)
     if rendered is None:
-        return _forward_or_404(scope.forward_group_id, normalized)
+        return _upstream_or_404(scope, normalized, mimetype)
     return _index_response(rendered, mimetype)
 
 
-def _forward_or_404(group_id: int, normalized: str) -> Response:
+def _upstream_policy(scope: IndexScope) -> UpstreamPolicy:
+    instance_mode = current_app.config["UPSTREAM_MODE"]
+
+    def compute() -> UpstreamPolicy:
+        group = db.session.get_one(Group, scope.forward_group_id)
+        project_id = scope.forward_project_id
+        project = db.session.get(Project, project_id) if project_id is not None else None
+        return policy_for(db.session, group, project, instance_mode)
+
+    key = ("upstream-policy", scope.forward_group_id, scope.forward_project_id, instance_mode)
+    return request_cache().get(key, compute)
+
+
+def _upstream_or_404(scope: IndexScope, normalized: str, mimetype: str) -> Response:
+    """A name this index does not hold: the upstream's, as the mode says, or 404."""
+    upstream_url = current_app.config["UPSTREAM_URL"]
+    mode = mode_for_name(db.session, _upstream_policy(scope), normalized)
+    if mode == REDIRECT and upstream_url:
+        # 307, not 301/308: a later local upload of the name must win, so nothing may cache
+        # the move; pip and uv follow 307 on GET (and HEAD stays HEAD), dropping credentials
+        # on the way to another host.
+        return redirect(upstream_location(upstream_url, normalized), code=307)  # type: ignore[arg-type,return-value]
+    if mode == CACHE and upstream_url:
+        return _cached_page_response(normalized, mimetype)
+    raise NotFound("404 Package Not Found")
+
+
+def _cached_page_response(normalized: str, mimetype: str) -> Response:
+    """The upstream's page as the cache keeps it, rendered as local pages are."""
     config = current_app.config
-    group = db.session.get_one(Group, group_id)  # loaded only on a miss
-    location = upstream_location(
-        db.session, group, normalized, config["UPSTREAM_URL"], config["FORWARDING"]
+    state, refresh_due = kept_page(
+        db.session, Upstream.from_config(config), normalized, config["UPSTREAM_TTL"]
     )
-    if location is None:
-        raise NotFound("404 Package Not Found")
-    # 307, not 301/308: a later local upload of the name must win, so nothing may cache
-    # the move; pip and uv follow 307 on GET (and HEAD stays HEAD), dropping credentials
-    # on the way to another host.
-    return redirect(location, code=307)  # type: ignore[return-value]
+    if refresh_due:
+        send(refresh_upstream_page, normalized)  # meanwhile the kept page is served
+    if state.digest is None:
+        raise NotFound("404 Package Not Found")  # the upstream has no such name
+
+    def render() -> RenderedPage:
+        page = load_page(db.session, state.id)
+        assert page is not None  # a digest is kept with its page
+        project_page = as_project_page(page, FILES_FROM_DETAIL)
+        if mimetype == JSON_TYPE:
+            return _rendered(render_project_json(project_page))
+        return _rendered(render_project_html(project_page))
+
+    # Keyed by content: right whatever the generation. Not for ResponseCache, whose entries
+    # only the generation expires, and refreshes do not move it.
+    rendered = request_cache().get(("upstream-page", state.digest, mimetype), render)
+    return _index_response(rendered, mimetype, cacheable=False)
 
 
 @dataclass(frozen=True)
@@ -220,10 +281,12 @@ def _file_response(scope: IndexScope, sha256: str, filename: str) -> Response:
     key = ("file", scope.project_ids, sha256.lower(), real_name)
     stored = request_cache().get(key, lambda: _find_file(scope, sha256.lower(), real_name))
     if stored is None:
-        raise NotFound("404 Package Not Found")
+        return _upstream_file_response(scope, sha256.lower(), real_name, wants_metadata)
     if wants_metadata:
         return _metadata_response(stored, scope.public)
-    return _send_stored(stored, scope.public)
+    return _send_stored(
+        stored.storage_key, stored.filename, stored.sha256, stored.created_at, scope.public
+    )
 
 
 def _find_file(scope: IndexScope, sha256: str, filename: str) -> StoredFile | None:
@@ -250,25 +313,36 @@ def _find_file(scope: IndexScope, sha256: str, filename: str) -> StoredFile | No
     )
 
 
-def _send_stored(package_file: StoredFile, public: bool) -> Response:
+def _send_stored(
+    storage_key: str, filename: str, sha256: str, last_modified: datetime | None, public: bool
+) -> Response:
     store = storage()
-    path = store.local_path(package_file.storage_key)
-    source = str(path) if path is not None else store.open(package_file.storage_key)
-    suffix = next((s for s in CONTENT_TYPES if package_file.filename.endswith(s)), "")
+    path = store.local_path(storage_key)
+    source = str(path) if path is not None else store.open(storage_key)
     response = send_file(
         source,
-        mimetype=CONTENT_TYPES.get(suffix, "application/octet-stream"),
+        mimetype=_content_type(filename),
         as_attachment=True,
-        download_name=package_file.filename,
-        etag=package_file.sha256,
+        download_name=filename,
+        etag=sha256,
         conditional=True,
         max_age=365 * 24 * 3600,
-        last_modified=package_file.created_at,
+        last_modified=last_modified,
     )
+    _cache_forever(response, public)
+    return response
+
+
+def _content_type(filename: str) -> str:
+    suffix = next((s for s in CONTENT_TYPES if filename.endswith(s)), "")
+    return CONTENT_TYPES.get(suffix, "application/octet-stream")
+
+
+def _cache_forever(response: Response, public: bool) -> None:
+    response.cache_control.max_age = 365 * 24 * 3600
     response.cache_control.public = public
     response.cache_control.private = not public
     response.cache_control.immutable = True
-    return response
 
 
 def _metadata_response(stored: StoredFile, public: bool) -> Response:
@@ -280,9 +354,52 @@ def _metadata_response(stored: StoredFile, public: bool) -> Response:
             select(PackageFile.metadata_bytes).where(PackageFile.id == stored.file_id)
         ).scalar_one(),
     )
+    return _metadata_bytes_response(metadata, stored.metadata_sha256, public)
+
+
+def _metadata_bytes_response(metadata: bytes, sha256: str, public: bool) -> Response:
     response = Response(metadata, mimetype="application/octet-stream")
-    response.set_etag(stored.metadata_sha256)
+    response.set_etag(sha256)
     response.cache_control.max_age = 365 * 24 * 3600
     response.cache_control.public = public
     response.cache_control.private = not public
     return response.make_conditional(request)
+
+
+def _upstream_file_response(
+    scope: IndexScope, sha256: str, filename: str, wants_metadata: bool
+) -> Response:
+    """A file this index does not hold, from the pull-through cache when the index's mode
+    is ``cache`` and the rules let its name go upstream."""
+    policy = _upstream_policy(scope)
+    found = find_file(db.session, sha256, filename) if policy.mode == CACHE else None
+    if found is None or mode_for_name(db.session, policy, found.normalized_name) != CACHE:
+        raise NotFound("404 Package Not Found")
+    cached = record_file(db.session, found, scope.title)
+    upstream = Upstream.from_config(current_app.config)
+    if wants_metadata:
+        metadata = metadata_of(db.session, upstream, cached)
+        return _metadata_bytes_response(metadata, cached.metadata_sha256 or "", scope.public)
+    if request.method == "HEAD" and not cached.stored:
+        return _file_headers(Response(), cached, cached.size, scope.public)  # no download
+    obtained = obtain_file(db.session, storage(), upstream, cached)
+    if isinstance(obtained, Streaming):
+        body = Response(stream_with_context(obtained.chunks))
+        return _file_headers(body, cached, obtained.length, scope.public)
+    assert obtained.storage_key is not None  # stored
+    return _send_stored(
+        obtained.storage_key, obtained.filename, obtained.sha256, obtained.stored_at, scope.public
+    )
+
+
+def _file_headers(
+    response: Response, cached: CachedFile, length: int | None, public: bool
+) -> Response:
+    """What ``send_file`` would say of the file, for an answer streamed as it arrives."""
+    response.mimetype = _content_type(cached.filename)
+    if length is not None:
+        response.content_length = length  # a cut stream is then a short read, not an end
+    response.headers.set("Content-Disposition", "attachment", filename=cached.filename)
+    response.set_etag(cached.sha256)
+    _cache_forever(response, public)
+    return response
