@@ -246,8 +246,6 @@ def _cached_page_response(normalized: str, mimetype: str) -> Response:
     state, refresh_due = kept_page(
         db.session, Upstream.from_config(config), normalized, config["UPSTREAM_TTL"]
     )
-    if refresh_due:
-        send(refresh_upstream_page, normalized)  # meanwhile the kept page is served
     if state.digest is None:
         raise NotFound("404 Package Not Found")  # the upstream has no such name
 
@@ -262,6 +260,8 @@ def _cached_page_response(normalized: str, mimetype: str) -> Response:
     # Keyed by content: right whatever the generation. Not for ResponseCache, whose entries
     # only the generation expires, and refreshes do not move it.
     rendered = request_cache().get(("upstream-page", state.digest, mimetype), render)
+    if refresh_due:  # after rendering: the rendering is keyed by the kept page's digest
+        send(refresh_upstream_page, normalized)  # the kept page is served meanwhile
     return _index_response(rendered, mimetype, cacheable=False)
 
 
