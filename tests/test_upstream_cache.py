@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.domain.upstream.files import UpstreamMismatch
 from app.extensions import db
 from app.models import UpstreamFile, UpstreamProject
+from app.models.base import utcnow
 from tests.conftest import Registry, basic
 from tests.dists import make_sdist, make_wheel
 from tests.upstream import UpstreamTree, serve_in_thread
@@ -471,3 +473,161 @@ def test_maintainers_set_upstream_settings_and_reporters_may_not(registry, world
     assert (
         registry.client.put(url, json={"upstream_mode": "cache"}, headers=reader).status_code == 403
     )
+
+
+# Operators -------------------------------------------------------------------------
+
+
+def fetch_all(registry, world, name: str) -> None:
+    page_json(registry, world, name)
+    for dist in world["tree"].projects[name]:
+        assert (
+            get(registry, file_url(world, name, dist.filename), world["token"]).status_code == 200
+        )
+
+
+def admin_api(registry, world, method: str, path: str):
+    headers = {"PRIVATE-TOKEN": world["admin_token"]}
+    return registry.client.open(f"/api/v4{path}", method=method, headers=headers)
+
+
+def test_admins_list_and_purge_cached_files_through_the_api(registry, world):
+    fetch_all(registry, world, "shiny")
+    fetch_all(registry, world, "acme-public")
+    listed = admin_api(registry, world, "GET", "/upstream/files")
+    assert listed.status_code == 200 and listed.headers["X-Total"] == "4"
+    entry = next(f for f in listed.json if f["filename"] == "shiny-1.0.tar.gz")
+    assert entry["name"] == "shiny" and entry["stored"] and entry["size"] > 0
+    assert entry["requested_by"] == "team" and entry["fetched_at"] and entry["last_used_at"]
+    assert entry["url"].startswith(world["server"].url.removesuffix("simple/"))
+    only = admin_api(registry, world, "GET", "/upstream/files?name=Shiny")
+    assert {f["name"] for f in only.json} == {"shiny"} and len(only.json) == 3
+    names = admin_api(registry, world, "GET", "/upstream/projects").json
+    assert {n["name"]: n["stored_files"] for n in names} == {"shiny": 3, "acme-public": 1}
+    reader = registry.client.get(
+        "/api/v4/upstream/files", headers={"PRIVATE-TOKEN": world["token"]}
+    )
+    assert reader.status_code == 403
+
+    purged = admin_api(registry, world, "DELETE", "/upstream/files?name=shiny")
+    assert purged.status_code == 200
+    assert purged.json["files"] == 3 and purged.json["pages"] == 1 and purged.json["bytes"] > 0
+    assert admin_api(registry, world, "GET", "/upstream/files").headers["X-Total"] == "1"
+    assert not [name for name in stored_files(registry) if name.startswith("shiny")]
+    page_json(registry, world, "shiny")  # fetched again
+    assert len(upstream_requests(world, "/simple/shiny/")) == 2
+
+    (remaining,) = admin_api(registry, world, "GET", "/upstream/files").json
+    assert (
+        admin_api(registry, world, "DELETE", f"/upstream/files/{remaining['id']}").status_code
+        == 204
+    )
+    assert (
+        admin_api(registry, world, "DELETE", f"/upstream/files/{remaining['id']}").status_code
+        == 404
+    )
+    assert stored_files(registry) == []
+    events = admin_api(registry, world, "GET", "/audit_events?entity_type=Instance").json
+    assert [e["event_name"] for e in events] == ["upstream_file_purged", "upstream_cache_purged"]
+    assert events[1]["details"]["files"] == 3 and events[1]["details"]["target_details"] == "shiny"
+
+
+def test_the_cli_lists_and_purges_with_progress(registry, world, database_url, tmp_path):
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    fetch_all(registry, world, "shiny")
+    db.session.commit()
+    env = {
+        "PACKYARD_DATA_DIR": registry.app.config["DATA_DIR"],
+        "PACKYARD_DATABASE_URL": database_url,
+    }
+    runner = CliRunner()
+    listed = runner.invoke(main, ["upstream", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert "shiny-1.0.tar.gz" in listed.output and "3 files fetched" in listed.output
+    refused = runner.invoke(main, ["upstream", "purge"], env=env, input="n\n")
+    assert refused.exit_code != 0
+    purged = runner.invoke(main, ["upstream", "purge", "--yes"], env=env)
+    assert purged.exit_code == 0, purged.output
+    assert "purged 3 files" in purged.output and "1 pages" in purged.output
+    assert stored_files(registry) == []
+
+
+def test_files_unused_for_the_keep_period_are_removed(registry, world):
+    from workers.sweeper import sweep_upstream_cache
+
+    fetch_all(registry, world, "shiny")
+    fetch_all(registry, world, "acme-public")
+    long_ago = utcnow() - timedelta(days=91)
+    db.session.execute(
+        update(UpstreamFile)
+        .where(UpstreamFile.normalized_name == "shiny")
+        .values(last_used_at=long_ago)
+    )
+    db.session.execute(update(UpstreamProject).values(last_used_at=long_ago))
+    db.session.commit()
+    assert sweep_upstream_cache(registry.app) == 3
+    db.session.execute(update(UpstreamFile).values(last_used_at=long_ago))
+    db.session.commit()
+    assert sweep_upstream_cache(registry.app) == 0  # it looks at most hourly
+    left = db.session.execute(select(UpstreamFile.normalized_name)).scalars().all()
+    assert left == ["acme-public"]
+    assert [p for p in stored_files(registry)] == [
+        world["tree"].projects["acme-public"][0].filename
+    ]
+    assert db.session.execute(select(UpstreamProject)).first() is None
+
+
+def test_the_dashboard_shows_fetches_hits_bytes_and_failures(registry, world):
+    from tests.test_ui import sign_in
+
+    fetch_all(registry, world, "shiny")
+    wheel = world["tree"].projects["shiny"][0]
+    get(registry, file_url(world, "shiny", wheel.filename), world["token"])  # a hit
+    world["tree"].tamper("acme_public-1.0-py3-none-any.whl", b"tampered")
+    page_json(registry, world, "acme-public")
+    get(
+        registry, file_url(world, "acme-public", "acme_public-1.0-py3-none-any.whl"), world["token"]
+    )
+    client = registry.app.test_client()
+    assert sign_in(client, "root").status_code == 303
+    page = client.get("/-/dashboard").get_data(as_text=True)
+    assert "Upstream cache" in page and "shiny-1.0.tar.gz" in page
+    assert "Failed fetches" in page and "its page says" in page
+    data = client.get("/-/dashboard/data.json").json["upstream"]
+    assert (data["fetches"], data["hits"], data["failures"]) == (3, 1, 1)
+    assert data["hit_ratio"] == 0.25 and data["bytes_stored"] > 0
+    assert "upstream" in client.get("/-/dashboard/data.json").json["html"]
+
+
+def test_maintainers_set_the_upstream_settings_on_the_group_page(registry, world):
+    from tests.test_ui import post_form, sign_in
+
+    keeper = registry.user("keeper")
+    registry.member(keeper, 40, group=world["team"])
+    client = registry.app.test_client()
+    assert sign_in(client, "keeper").status_code == 303
+    page = client.get("/team").get_data(as_text=True)
+    assert 'name="upstream_mode"' in page and "Applies here: <strong" in page
+    saved = post_form(
+        client, "/team/-/settings/upstream",
+        {"upstream_mode": "redirect", "upstream_allow": "", "upstream_deny": "acme-*, Internal_X"},
+        token_page="/team",
+    )  # fmt: skip
+    assert saved.status_code == 303
+    db.session.refresh(world["team"])
+    assert world["team"].upstream_mode == "redirect"
+    assert world["team"].upstream_deny == ["acme-*", "internal-x"]
+    bad = post_form(client, "/team/-/settings/upstream", {"upstream_mode": "bogus"}, "/team")
+    assert bad.status_code == 303 and "must be one of" in client.get("/team").get_data(as_text=True)
+    assert (
+        client.post("/team/-/settings/upstream", data={"upstream_mode": "off"}).status_code == 400
+    )
+
+    reader = registry.app.test_client()
+    assert sign_in(reader, "reader").status_code == 303
+    assert 'name="upstream_mode"' not in reader.get("/team").get_data(as_text=True)
+    refused = post_form(reader, "/team/-/settings/upstream", {"upstream_mode": "off"}, "/team")
+    assert refused.status_code == 403

@@ -29,21 +29,23 @@ def record(
     session: Session,
     actor: Actor,
     action: str,
-    entity: Group | Project | User,
+    entity: Group | Project | User | None,
     target_type: str,
     target_id: int | None = None,
     target_path: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Add an event to the session; the caller's commit keeps it with the write."""
+    """Add an event to the session; the caller's commit keeps it with the write.
+
+    ``entity`` None: the event concerns the whole instance (e.g. the upstream cache)."""
     name, user_id = _actor(actor)
     event = AuditEvent(
         actor=name[:255],
         actor_user_id=user_id,
         action=action,
-        entity_type=type(entity).__name__,
-        entity_id=entity.id,
-        entity_path=entity.username if isinstance(entity, User) else entity.full_path,
+        entity_type=type(entity).__name__ if entity is not None else "Instance",
+        entity_id=entity.id if entity is not None else None,
+        entity_path=_entity_path(entity),
         target_type=target_type,
         target_id=target_id,
         target_path=target_path,
@@ -51,6 +53,12 @@ def record(
     )
     session.add(event)
     return event
+
+
+def _entity_path(entity: Group | Project | User | None) -> str | None:
+    if entity is None:
+        return None
+    return entity.username if isinstance(entity, User) else entity.full_path
 
 
 def _actor(actor: Actor) -> tuple[str, int | None]:

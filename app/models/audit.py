@@ -7,7 +7,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TimestampMixin
 
-ENTITY_TYPES = ("User", "Group", "Project")
+ENTITY_TYPES = ("User", "Group", "Project", "Instance")  # Instance: no entity_id
 
 
 class AuditEvent(TimestampMixin, Base):
