@@ -5,7 +5,8 @@ and sdists, served on loopback by a small threaded HTTP server that logs every r
 ``LiveUpstream`` runs ``python -m tests.upstream`` as a child process (stopped by PID),
 for the end-to-end tests whose server must go down and come back on the same port.
 Pages answer PEP 691 JSON to clients that prefer it (as Packyard does) and HTML otherwise,
-with an ETag and 304s; ``/files/...`` serves files and their ``.metadata``.
+with an ETag and 304s; ``/files/...`` serves files and their ``.metadata`` (those with
+``slow`` in their name at about 1 MiB a second, for tests of concurrent first downloads).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from io import BytesIO
 from pathlib import Path
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+SLOW_CHUNK = 64 * 1024
 
 
 def normalize(name: str) -> str:
@@ -186,8 +188,15 @@ class UpstreamHandler(BaseHTTPRequestHandler):
         if etag:
             self.send_header("ETag", etag)
         self.end_headers()
-        if send_body and status != 304:
+        if not send_body or status == 304:
+            return
+        if "slow" not in self.path:
             self.wfile.write(body)
+            return
+        for start in range(0, len(body), SLOW_CHUNK):  # files named *slow*: ~1 s a MiB
+            self.wfile.write(body[start : start + SLOW_CHUNK])
+            self.wfile.flush()
+            time.sleep(0.06)
 
     def log_message(self, format: str, *args: object) -> None:  # the request log is ours
         pass
