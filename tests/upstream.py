@@ -68,24 +68,23 @@ class UpstreamTree:
         if entry.metadata is None and filename.endswith(".whl"):
             entry.metadata = wheel_metadata(content)
         self.projects.setdefault(normalize(name), []).append(entry)
-        self.write()
-        return entry
-
-    def write(self) -> None:
         files = self.root / "files"
         files.mkdir(parents=True, exist_ok=True)
-        for name, dists in self.projects.items():
-            for dist in dists:
-                (files / dist.filename).write_bytes(dist.content)
-                if dist.metadata is not None:
-                    (files / f"{dist.filename}.metadata").write_bytes(dist.metadata)
-            page = self.root / "simple" / name
-            page.mkdir(parents=True, exist_ok=True)
-            _replace(page / "index.html", _html_page(name, dists))
-            if name in self.html_only:
-                (page / "index.json").unlink(missing_ok=True)
-            else:
-                _replace(page / "index.json", _json_page(name, dists))
+        (files / filename).write_bytes(content)
+        if entry.metadata is not None:
+            (files / f"{filename}.metadata").write_bytes(entry.metadata)
+        self._write_pages(normalize(name))
+        return entry
+
+    def _write_pages(self, name: str) -> None:
+        dists = self.projects[name]
+        page = self.root / "simple" / name
+        page.mkdir(parents=True, exist_ok=True)
+        _replace(page / "index.html", _html_page(name, dists))
+        if name in self.html_only:
+            (page / "index.json").unlink(missing_ok=True)
+        else:
+            _replace(page / "index.json", _json_page(name, dists))
 
     def tamper(self, filename: str, content: bytes) -> None:
         """Serve other bytes under ``filename`` than its page announces."""
