@@ -85,6 +85,14 @@ class UpstreamTree:
             (page / "index.json").unlink(missing_ok=True)
         else:
             _replace(page / "index.json", _json_page(name, dists))
+        names = sorted(self.projects)  # the root index (devpi's mirror reads it)
+        links = "".join(f'<a href="{n}/">{n}</a><br>' for n in names)
+        _replace(
+            self.root / "simple" / "index.html",
+            f"<!DOCTYPE html><html><body>{links}</body></html>\n",
+        )
+        projects = {"meta": {"api-version": "1.1"}, "projects": [{"name": n} for n in names]}
+        _replace(self.root / "simple" / "index.json", json.dumps(projects))
 
     def tamper(self, filename: str, content: bytes) -> None:
         """Serve other bytes under ``filename`` than its page announces."""

@@ -324,6 +324,7 @@ NAMESPACE_ID = _param(
 )  # fmt: skip
 PACKAGE_ID = _param("package_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
 FILE_ID = _param("file_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
+UPSTREAM_FILE_ID = _param("upstream_file_id", "path", {"type": "integer", "minimum": 1})
 TOKEN_ID = _param("token_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
 USER_ID = _param("user_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
 EVENT_ID = _param("event_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
@@ -773,10 +774,10 @@ def _upstream_paths() -> dict[str, Schema]:
                 params=[name],
             ),
         },
-        "/upstream/files/{file_id}": {
+        "/upstream/files/{upstream_file_id}": {
             "delete": _operation(
                 "Purge one cached file (admins; audited)", "upstream",
-                ok=_no_content("Removed"), params=[FILE_ID],
+                ok=_no_content("Removed"), params=[UPSTREAM_FILE_ID],
             ),
         },
         "/upstream/projects": {

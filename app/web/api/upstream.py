@@ -29,10 +29,10 @@ def purge_upstream_files() -> Response:
     return jsonify(files=purged.files, pages=purged.pages, bytes=purged.bytes)
 
 
-@bp.delete("/upstream/files/<int:file_id>")
-def purge_upstream_file(file_id: int) -> tuple[str, int]:
+@bp.delete("/upstream/files/<int:upstream_file_id>")
+def purge_upstream_file(upstream_file_id: int) -> tuple[str, int]:
     require_admin()
-    purge_file(db.session, storage(), file_id, current_identity())
+    purge_file(db.session, storage(), upstream_file_id, current_identity())
     return "", 204
 
 
