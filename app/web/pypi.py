@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import (
     Blueprint,
@@ -33,6 +34,7 @@ from app.domain.indexes import (
 )
 from app.domain.limits import effective_upload_limit
 from app.domain.names import normalize
+from app.domain.tokens import as_utc
 from app.domain.uploads import UploadForm, accept_upload
 from app.domain.upstream.client import Upstream
 from app.domain.upstream.files import (
@@ -43,6 +45,7 @@ from app.domain.upstream.files import (
     obtain_file,
     record_file,
 )
+from app.domain.upstream.hits import HitCounter
 from app.domain.upstream.index import kept_page, load_page
 from app.domain.upstream.pages import as_project_page
 from app.domain.upstream.policy import CACHE, REDIRECT, UpstreamPolicy, mode_for_name, policy_for
@@ -50,7 +53,13 @@ from app.extensions import db
 from app.models import Group, PackageFile, Project
 from app.runtime import storage
 from app.web.auth import current_identity
-from app.web.cache import cache_this_response, request_cache
+from app.web.cache import (
+    GZIP_LEVEL,
+    GZIP_MIN_BYTES,
+    accepts_gzip,
+    cache_this_response,
+    request_cache,
+)
 from app.web.loaders import IndexScope, group_index_scope, project_for, project_index_scope
 from app.web.uploads import HashingSpool
 from workers.dispatch import send
@@ -58,6 +67,7 @@ from workers.tasks.files import process_file
 from workers.tasks.upstream import refresh_upstream_page
 
 bp = Blueprint("pypi", __name__)
+HITS = "packyard.upstream_hits"  # app.extensions: this process's HitCounter
 
 PROJECT = "/api/v4/projects/<ref:project_ref>/packages/pypi"
 GROUP = "/api/v4/groups/<ref:group_ref>/-/packages/pypi"
@@ -164,15 +174,18 @@ def _rendered(body: str) -> RenderedPage:
     return RenderedPage(data, hashlib.blake2b(data, digest_size=16).hexdigest())
 
 
-def _index_response(page: RenderedPage, mimetype: str, cacheable: bool = True) -> Response:
-    """``cacheable``: ResponseCache may answer repeats (the page moves with the generation)."""
+def _index_response(
+    page: RenderedPage, mimetype: str, fresh_until: datetime | None = None
+) -> Response:
+    """ResponseCache may answer repeats until the caller's token expires, or ``fresh_until``
+    (a kept upstream page's TTL); a write moves the generation and drops them sooner."""
     content_type = mimetype if mimetype == JSON_TYPE else f"{mimetype}; charset=utf-8"
     if request.if_none_match.contains_weak(page.etag):  # weak: gzip answers carry W/
         response = Response(status=304)
     else:
         response = Response(page.body, content_type=content_type)
-        if cacheable:
-            cache_this_response(current_identity().expires_at)
+        expiries = [t for t in (current_identity().expires_at, fresh_until) if t is not None]
+        cache_this_response(min(expiries, key=as_utc) if expiries else None)
     response.set_etag(page.etag)
     response.vary.add("Accept")
     response.vary.add("Accept-Encoding")  # ResponseCache gzips repeats for clients that ask
@@ -257,12 +270,14 @@ def _cached_page_response(normalized: str, mimetype: str) -> Response:
             return _rendered(render_project_json(project_page))
         return _rendered(render_project_html(project_page))
 
-    # Keyed by content: right whatever the generation. Not for ResponseCache, whose entries
-    # only the generation expires, and refreshes do not move it.
+    # Keyed by content, so right whatever the generation. Repeats are answered by
+    # ResponseCache until the page is stale: a page changes only when refreshed after that
+    # (or purged, which moves the generation).
     rendered = request_cache().get(("upstream-page", state.digest, mimetype), render)
     if refresh_due:  # after rendering: the rendering is keyed by the kept page's digest
         send(refresh_upstream_page, normalized)  # the kept page is served meanwhile
-    return _index_response(rendered, mimetype, cacheable=False)
+    fresh_until = state.fetched_at + timedelta(seconds=config["UPSTREAM_TTL"])
+    return _index_response(rendered, mimetype, fresh_until)
 
 
 @dataclass(frozen=True)
@@ -358,8 +373,19 @@ def _metadata_response(stored: StoredFile, public: bool) -> Response:
 
 
 def _metadata_bytes_response(metadata: bytes, sha256: str, public: bool) -> Response:
-    response = Response(metadata, mimetype="application/octet-stream")
-    response.set_etag(sha256)
+    """Gzipped for clients that accept it (pip and uv): core metadata is text, a third of
+    its size once compressed, and every resolver fetches it for each candidate."""
+    if len(metadata) >= GZIP_MIN_BYTES and accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        compressed = request_cache().get(
+            ("metadata-gzip", sha256), lambda: gzip.compress(metadata, GZIP_LEVEL, mtime=0)
+        )
+        response = Response(compressed, mimetype="application/octet-stream")
+        response.content_encoding = "gzip"
+        response.set_etag(sha256, weak=True)  # the bytes differ from the plain answer's
+    else:
+        response = Response(metadata, mimetype="application/octet-stream")
+        response.set_etag(sha256)
+    response.vary.add("Accept-Encoding")
     response.cache_control.max_age = 365 * 24 * 3600
     response.cache_control.public = public
     response.cache_control.private = not public
@@ -386,10 +412,28 @@ def _upstream_file_response(
     if isinstance(obtained, Streaming):
         body = Response(stream_with_context(obtained.chunks))
         return _file_headers(body, cached, obtained.length, scope.public)
-    assert obtained.storage_key is not None  # stored
-    return _send_stored(
+    assert obtained.id is not None and obtained.storage_key is not None  # stored
+    response = _send_stored(
         obtained.storage_key, obtained.filename, obtained.sha256, obtained.stored_at, scope.public
     )
+    _hit_counter().add(obtained.id)  # written by a thread, in batches: no wait here
+    return response
+
+
+def _hit_counter() -> HitCounter:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    counter: HitCounter | None = app.extensions.get(HITS)
+    if counter is None:
+
+        def write(counter: HitCounter) -> None:
+            with app.app_context():
+                try:
+                    counter.flush(db.session)
+                finally:
+                    db.session.remove()
+
+        counter = app.extensions.setdefault(HITS, HitCounter(write))
+    return counter
 
 
 def _file_headers(

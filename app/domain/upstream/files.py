@@ -148,27 +148,18 @@ def obtain_file(
     session: Session, store: StorageBackend, upstream: Upstream, cached: CachedFile
 ) -> CachedFile | Streaming:
     """The stored file, or the stream of its download by this request, or (when another
-    request is downloading it) the stored file once that download is done."""
+    request is downloading it) the stored file once that download is done.
+
+    A stored file returned is a hit: the caller counts it (``app.domain.upstream.hits``)."""
     assert cached.id is not None
     deadline = time.monotonic() + WAIT_MAX
     while True:
         if cached.stored:
-            count_hit(session, cached.id)
             return cached
         owner = _claim(session, cached.id)
         if owner is not None:
             return _download(session, store, upstream, cached, owner)
         cached = _wait(session, cached.id, deadline)
-
-
-def count_hit(session: Session, file_id: int) -> None:
-    session.execute(
-        update(UpstreamFile)
-        .where(UpstreamFile.id == file_id)
-        .values(hit_count=UpstreamFile.hit_count + 1, last_used_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
 
 
 def _claim(session: Session, file_id: int) -> str | None:

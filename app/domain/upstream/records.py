@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.audit import Actor, record
 from app.domain.errors import NotFound
+from app.domain.generation import bump
 from app.domain.names import normalize
 from app.domain.packages import purge_deletions
 from app.domain.storage import StorageBackend
@@ -139,6 +140,7 @@ def purge(
     if normalized:
         pages_removed = pages_removed.where(UpstreamProject.normalized_name == normalized)
     pages = session.execute(pages_removed).rowcount  # type: ignore[attr-defined]
+    bump(session)  # index responses kept by ResponseCache may list what is gone
     details = {"files": files, "pages": pages, "bytes": size}
     record(session, actor, "upstream_cache_purged", None, "UpstreamFile", None, normalized, details)
     session.commit()
@@ -165,6 +167,7 @@ def purge_file(session: Session, store: StorageBackend, file_id: int, actor: Act
     target = f"{row.normalized_name}/{row.filename}"
     details = {"sha256": row.sha256, "size": row.size}
     _remove(session, store, [(row.id, row.storage_key, row.size)])
+    bump(session)
     record(session, actor, "upstream_file_purged", None, "UpstreamFile", file_id, target, details)
     session.commit()
 
@@ -184,7 +187,9 @@ def expire_unused(
         _remove(session, store, rows)
         removed += len(rows)
     page_use = func.coalesce(UpstreamProject.last_used_at, UpstreamProject.created_at)
-    session.execute(delete(UpstreamProject).where(page_use < cutoff))
+    pages = session.execute(delete(UpstreamProject).where(page_use < cutoff)).rowcount  # type: ignore[attr-defined]
+    if removed or pages:
+        bump(session)  # index responses kept by ResponseCache may list what is gone
     session.commit()
     return removed
 
