@@ -151,6 +151,9 @@ class UpstreamHandler(BaseHTTPRequestHandler):
 
     server: UpstreamServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle's algorithm on, a keep-alive client
+    # would wait for its delayed ACK (40 ms) before each body, as no real index makes it.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._answer(send_body=True)

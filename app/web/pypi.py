@@ -401,13 +401,13 @@ def _upstream_file_response(
     found = find_file(db.session, sha256, filename) if policy.mode == CACHE else None
     if found is None or mode_for_name(db.session, policy, found.normalized_name) != CACHE:
         raise NotFound("404 Package Not Found")
-    cached = record_file(db.session, found, scope.title)
     upstream = Upstream.from_config(current_app.config)
     if wants_metadata:
-        metadata = metadata_of(db.session, upstream, cached)
-        return _metadata_bytes_response(metadata, cached.metadata_sha256 or "", scope.public)
-    if request.method == "HEAD" and not cached.stored:
-        return _file_headers(Response(), cached, cached.size, scope.public)  # no download
+        metadata = metadata_of(db.session, upstream, found, scope.title)
+        return _metadata_bytes_response(metadata, found.metadata_sha256 or "", scope.public)
+    if request.method == "HEAD" and not found.stored:
+        return _file_headers(Response(), found, found.size, scope.public)  # no download
+    cached = record_file(db.session, found, scope.title, commit=False)  # with the lease
     obtained = obtain_file(db.session, storage(), upstream, cached)
     if isinstance(obtained, Streaming):
         body = Response(stream_with_context(obtained.chunks))

@@ -104,8 +104,17 @@ def find_file(session: Session, sha256: str, filename: str) -> CachedFile | None
     return None
 
 
-def record_file(session: Session, found: CachedFile, requested_by: str) -> CachedFile:
-    """Record a file the first time it is asked for (``requested_by``: the index); commit."""
+def record_file(
+    session: Session,
+    found: CachedFile,
+    requested_by: str,
+    *,
+    metadata: bytes | None = None,
+    commit: bool = True,
+) -> CachedFile:
+    """Record a file the first time it is asked for (``requested_by``: the index), with its
+    checked core metadata when given. ``commit=False`` leaves the commit to the caller's
+    next write (one commit, not two, on the way to a download)."""
     if found.id is not None:
         return found
     row = UpstreamFile(
@@ -115,6 +124,7 @@ def record_file(session: Session, found: CachedFile, requested_by: str) -> Cache
         size=found.size,
         url=found.url,
         metadata_sha256=found.metadata_sha256,
+        metadata_bytes=metadata,
         requested_by=requested_by[:1024],
         stored=False,
         hit_count=0,
@@ -129,7 +139,10 @@ def record_file(session: Session, found: CachedFile, requested_by: str) -> Cache
                 UpstreamFile.sha256 == found.sha256, UpstreamFile.filename == found.filename
             )
         ).scalar_one()
-    session.commit()
+        if metadata is not None and row.metadata_sha256 == found.metadata_sha256:
+            row.metadata_bytes = metadata
+    if commit:
+        session.commit()
     return _cached(row)
 
 
@@ -359,30 +372,37 @@ def _release(session: Session, file_id: int | None, owner: str, error: str | Non
     session.commit()
 
 
-def metadata_of(session: Session, upstream: Upstream, cached: CachedFile) -> bytes:
-    """The file's core metadata (PEP 658), fetched once and checked against its sha256."""
-    if cached.metadata_sha256 is None or cached.id is None:
+def metadata_of(
+    session: Session, upstream: Upstream, found: CachedFile, requested_by: str
+) -> bytes:
+    """The file's core metadata (PEP 658), fetched once, checked against its sha256, kept;
+    the file is recorded with it when this is the first request for it."""
+    if found.metadata_sha256 is None:
         raise NotFound("404 Metadata Not Found")
-    kept = session.execute(
-        select(UpstreamFile.metadata_bytes).where(UpstreamFile.id == cached.id)
-    ).scalar_one_or_none()
-    if kept is not None:
-        return kept
-    body = fetch_small(upstream, cached.url + ".metadata")
-    if hashlib.sha256(body).hexdigest() != cached.metadata_sha256:
+    if found.id is not None:
+        kept = session.execute(
+            select(UpstreamFile.metadata_bytes).where(UpstreamFile.id == found.id)
+        ).scalar_one_or_none()
+        if kept is not None:
+            return kept
+    body = fetch_small(upstream, found.url + ".metadata")
+    if hashlib.sha256(body).hexdigest() != found.metadata_sha256:
         error = UpstreamMismatch(
-            f"502 Upstream metadata of {cached.filename} failed verification; nothing was stored"
+            f"502 Upstream metadata of {found.filename} failed verification; nothing was stored"
         )
-        _count_failure(session, cached.id, error.message)
+        _count_failure(session, record_file(session, found, requested_by).id, error.message)
         raise error
+    if found.id is None:
+        record_file(session, found, requested_by, metadata=body)
+        return body
     session.execute(
-        update(UpstreamFile).where(UpstreamFile.id == cached.id).values(metadata_bytes=body)
+        update(UpstreamFile).where(UpstreamFile.id == found.id).values(metadata_bytes=body)
     )
     session.commit()
     return body
 
 
-def _count_failure(session: Session, file_id: int, error: str) -> None:
+def _count_failure(session: Session, file_id: int | None, error: str) -> None:
     session.execute(
         update(UpstreamFile)
         .where(UpstreamFile.id == file_id)
