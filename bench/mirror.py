@@ -7,7 +7,8 @@ Packyard (``packyard serve``, instance mode ``cache``, a public group's index) a
 devpi-server (a user index of type ``mirror``) both mirror it. pip and uv install the same
 requirements through each into a fresh environment with no client cache:
 
-- *cold*: the mirror holds nothing (both servers start on a fresh data directory);
+- *cold*: the mirror holds nothing of them (both servers start on a fresh data directory,
+  then serve a few other names, so that first-request costs are not measured);
 - *warm*: the same install again, everything kept.
 
 Each figure is the median of ``--rounds`` rounds (the targets alternate order); the bytes
@@ -30,6 +31,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -43,6 +45,7 @@ from run import ensure_peers, load_average, log, machine  # noqa: E402
 from tests.upstream import LiveUpstream, UpstreamTree  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 TOOLS = ("pip", "uv")
 COLD_RATIO, WARM_RATIO, BYTES_RATIO = 1.3, 1.0, 1.0  # the issue's targets
 
@@ -148,6 +151,23 @@ def build_upstream(work: Path, peers_bin: Path) -> UpstreamTree:
     return tree
 
 
+WARM_UP_NAMES = ("six", "pluggy")  # real packages outside the requirements' closure
+
+
+def warm_up(target: Any) -> None:
+    """Fetch other names through the fresh server, so that no process's first-request costs
+    (imports, connections) are measured as the cold install's."""
+    import requests
+
+    for _ in range(4):
+        for name in WARM_UP_NAMES:
+            url = f"http://127.0.0.1:{target.port}{target.index_path}{name}/"
+            page = requests.get(url, headers={"Accept": JSON_TYPE}, timeout=60)
+            page.raise_for_status()
+            for entry in page.json()["files"]:
+                requests.get(urljoin(page.url, entry["url"]), timeout=60).raise_for_status()
+
+
 def install(tool: str, target: Any, work: Path, peers_bin: Path) -> dict[str, Any]:
     """Install the requirements through ``target`` into a fresh environment, timed."""
     venv = work / f"venv-{time.monotonic_ns()}"
@@ -185,6 +205,7 @@ def measure(rounds: int, work: Path, peers_bin: Path, upstream: LiveUpstream) ->
                 for target in ordered:
                     target.stop()
                     target.start_fresh()
+                    warm_up(target)
                     for phase in ("cold", "warm"):
                         figures = install(tool, target, work, peers_bin)
                         runs[tool][target.key][phase].append(figures)

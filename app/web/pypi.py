@@ -239,10 +239,17 @@ def _upstream_policy(scope: IndexScope) -> UpstreamPolicy:
     return request_cache().get(key, compute)
 
 
+def _mode_for_name(policy: UpstreamPolicy, normalized: str) -> str:
+    """Exact per generation: publishing a name, or changing a group's or project's
+    settings, is a watched write that moves it."""
+    key = ("upstream-mode", policy, normalized)
+    return request_cache().get(key, lambda: mode_for_name(db.session, policy, normalized))
+
+
 def _upstream_or_404(scope: IndexScope, normalized: str, mimetype: str) -> Response:
     """A name this index does not hold: the upstream's, as the mode says, or 404."""
     upstream_url = current_app.config["UPSTREAM_URL"]
-    mode = mode_for_name(db.session, _upstream_policy(scope), normalized)
+    mode = _mode_for_name(_upstream_policy(scope), normalized)
     if mode == REDIRECT and upstream_url:
         # 307, not 301/308: a later local upload of the name must win, so nothing may cache
         # the move; pip and uv follow 307 on GET (and HEAD stays HEAD), dropping credentials
@@ -398,12 +405,12 @@ def _upstream_file_response(
     """A file this index does not hold, from the pull-through cache when the index's mode
     is ``cache`` and the rules let its name go upstream."""
     policy = _upstream_policy(scope)
-    found = find_file(db.session, sha256, filename) if policy.mode == CACHE else None
-    if found is None or mode_for_name(db.session, policy, found.normalized_name) != CACHE:
+    found = _find_upstream_file(sha256, filename) if policy.mode == CACHE else None
+    if found is None or _mode_for_name(policy, found.normalized_name) != CACHE:
         raise NotFound("404 Package Not Found")
     upstream = Upstream.from_config(current_app.config)
     if wants_metadata:
-        metadata = metadata_of(db.session, upstream, found, scope.title)
+        metadata = _upstream_metadata(upstream, found, scope.title)
         return _metadata_bytes_response(metadata, found.metadata_sha256 or "", scope.public)
     if request.method == "HEAD" and not found.stored:
         return _file_headers(Response(), found, found.size, scope.public)  # no download
@@ -418,6 +425,31 @@ def _upstream_file_response(
     )
     _hit_counter().add(obtained.id)  # written by a thread, in batches: no wait here
     return response
+
+
+def _find_upstream_file(sha256: str, filename: str) -> CachedFile | None:
+    """A stored file is kept in the process cache: it changes only when purged or expired,
+    which moves the generation."""
+    cache = request_cache()
+    key = ("upstream-file", sha256, filename)
+    found: CachedFile | None = cache.peek(key)
+    if found is None:
+        generation = cache.generation
+        found = find_file(db.session, sha256, filename)
+        if found is not None and found.stored:
+            cache.put(key, found, generation)
+    return found
+
+
+def _upstream_metadata(upstream: Upstream, found: CachedFile, requested_by: str) -> bytes:
+    """Keyed by its own sha256 in the process cache: right whatever the generation."""
+    cache, key = request_cache(), ("upstream-metadata", found.metadata_sha256)
+    metadata: bytes | None = cache.peek(key)
+    if metadata is None:
+        generation = cache.generation
+        metadata = metadata_of(db.session, upstream, found, requested_by)
+        cache.put(key, metadata, generation)
+    return metadata
 
 
 def _hit_counter() -> HitCounter:
