@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint bench bench-tools bench-servers clean browser
+.PHONY: install serve test lint bench bench-mirror bench-tools bench-servers clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: install browser
 BENCH_MODE ?= quick
 bench: bench-tools
 	$(BIN)/python bench/run.py --mode $(BENCH_MODE) $(BENCH_ARGS)
+	$(BIN)/python bench/mirror.py
+
+# Packyard's pull-through cache against devpi's mirror, on one local upstream; writes
+# bench/MIRROR.md (make bench runs it too).
+bench-mirror: bench-tools
+	$(BIN)/python bench/mirror.py
 
 # uWSGI (what `packyard serve` runs) against granian, gunicorn, pyruvate and waitress on
 # Packyard's own app; writes bench/SERVERS.md.

@@ -245,6 +245,30 @@ def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return goals
 
 
+def notes(results: dict[str, Any]) -> list[str]:
+    """What the figures alone do not say: requests and connections behind them."""
+    connections = {
+        (tool, key): statistics.median(f["connections"] for f in phases["warm"])
+        for tool, by_target in results["runs"].items()
+        for key, phases in by_target.items()
+    }
+    return [
+        "Packyard keeps every field of the upstream's pages, PEP 658 core metadata included; "
+        "devpi's mirror drops it. So pip and uv fetch each candidate's `.metadata` from "
+        "Packyard before its wheel (one more request per package), and from devpi they fetch "
+        "wheels only. pip asks for metadata with `Accept-Encoding: identity`, so its bytes "
+        "carry the metadata uncompressed (about 84 KB here); uv accepts gzip.",
+        "uv reads metadata from devpi by downloading wheels, then downloads them again to "
+        "install: hence devpi's bytes with uv.",
+        "`packyard serve` answers `Connection: close` (README: uWSGI's keep-alive holds a "
+        "thread per idle connection); devpi keeps connections alive. Warm connections: "
+        + ", ".join(f"{tool} {key} {n:.0f}" for (tool, key), n in sorted(connections.items()))
+        + ". Each new connection costs pip a little Python time.",
+        "Other work on this shared machine moves single figures by 10-30 %: compare ratios "
+        "within one run, and mind the load average below.",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
     lines = [
         "# Pull-through cache: Packyard against devpi's mirror",
@@ -272,6 +296,8 @@ def render(results: dict[str, Any]) -> str:
     lines += ["", "## Targets", "", "| target | ratio | met |", "|---|---:|---|"]
     for goal in results["targets"]:
         lines.append(f"| {goal['what']} | {goal['ratio']:.2f} | {'yes' if goal['met'] else 'no'} |")
+    lines += ["", "## Notes", ""]
+    lines += [f"- {note}" for note in notes(results)]
     lines += ["", "## Machine", ""]
     lines += [f"- {key}: {value}" for key, value in results["machine"].items()]
     return "\n".join(lines) + "\n"
