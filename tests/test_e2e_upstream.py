@@ -114,7 +114,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirror]:
 def client_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", UV_NO_CONFIG="1",
-               UV_CACHE_DIR=str(tmp / "uv-cache"), NO_COLOR="1")  # fmt: skip
+               UV_CACHE_DIR=str(tmp / "uv-cache"), NO_COLOR="1", UV_HTTP_RETRIES="0")  # fmt: skip
     return env
 
 
