@@ -37,14 +37,8 @@ from app.domain.names import normalize
 from app.domain.tokens import as_utc
 from app.domain.uploads import UploadForm, accept_upload
 from app.domain.upstream.client import Upstream
-from app.domain.upstream.files import (
-    CachedFile,
-    Streaming,
-    find_file,
-    metadata_of,
-    obtain_file,
-    record_file,
-)
+from app.domain.upstream.download import Streaming, obtain_file
+from app.domain.upstream.files import CachedFile, find_file, metadata_of, record_file
 from app.domain.upstream.hits import HitCounter
 from app.domain.upstream.index import kept_page, load_page
 from app.domain.upstream.pages import as_project_page
