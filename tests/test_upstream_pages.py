@@ -60,6 +60,7 @@ def test_unverifiable_and_foreign_files_are_left_out():
         {"filename": "demo_pkg-1.1-py3-none-any.whl", "url": "b.whl", "hashes": {"sha256": "xyz"}},
         {"filename": "evil-1.0-py3-none-any.whl", "url": "c.whl", "hashes": {"sha256": A}},
         {"filename": "../demo_pkg-1.2.tar.gz", "url": "d", "hashes": {"sha256": A}},
+        {"filename": "demo_pkg-1.2#x.tar.gz", "url": "e", "hashes": {"sha256": A}},
         {"filename": "demo_pkg-1.3.tar.gz", "url": "file:///etc/passwd", "hashes": {"sha256": A}},
         {"filename": "demo_pkg-1.4.tar.gz", "url": "ok.tar.gz", "hashes": {"sha256": A},
          "size": True},

@@ -29,6 +29,7 @@ from app.domain.indexes import IndexFile, ProjectPage
 from app.domain.names import normalize
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]*$", re.ASCII)
 _MAX_TEXT = 1024  # requires-python, yanked reasons: longer values are cut
 
 
@@ -208,12 +209,8 @@ def _text(value: Any) -> str | None:
 
 
 def _safe_filename(filename: str) -> bool:
-    return (
-        0 < len(filename) <= 255
-        and not filename.startswith(".")
-        and not any(c in filename for c in "/\\")
-        and all(32 <= ord(c) != 127 for c in filename)
-    )
+    """What a distribution filename may hold: it goes into URLs and storage keys as is."""
+    return len(filename) <= 255 and _FILENAME_RE.match(filename) is not None
 
 
 def name_candidates(filename: str) -> list[str]:
