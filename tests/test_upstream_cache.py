@@ -4,6 +4,7 @@ dependency-confusion rules and the modes, against a local upstream served from a
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import time
@@ -275,6 +276,19 @@ def test_a_file_no_kept_page_lists_is_404(registry, world):
     page_json(registry, world, "shiny")
     url = urljoin(group_page(world, "shiny"), f"../../files/{'0' * 64}/shiny-1.0.tar.gz")
     assert get(registry, url, world["token"]).status_code == 404
+
+
+@sqlite_only
+def test_a_private_upstream_gets_the_credentials_of_its_url(registry, world):
+    url = world["server"].url.replace("http://", "http://mirror:s3cret%40x@")
+    registry.app.config["UPSTREAM_URL"] = url
+    page_json(registry, world, "shiny")
+    assert (
+        get(registry, file_url(world, "shiny", "shiny-1.0.tar.gz"), world["token"]).status_code
+        == 200
+    )
+    expected = "Basic " + base64.b64encode(b"mirror:s3cret@x").decode()
+    assert world["server"].authorizations == [expected, expected]
 
 
 # Offline ---------------------------------------------------------------------------

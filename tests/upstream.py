@@ -163,6 +163,7 @@ class UpstreamHandler(BaseHTTPRequestHandler):
 
     def _answer(self, send_body: bool) -> None:
         self.server.log(f"{self.command} {self.path}")
+        self.server.authorizations.append(self.headers.get("Authorization"))
         path = self.path.split("?", 1)[0]
         target, content_type = self._target(path)
         if target is None or not target.is_file():
@@ -220,6 +221,7 @@ class UpstreamServer(ThreadingHTTPServer):
         self.root = root
         self.log_path = log_path
         self.requests: list[str] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
 
