@@ -309,7 +309,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=BENCH / "out")
     parser.add_argument("--results", type=Path, default=BENCH / "MIRROR.md")
     args = parser.parse_args()
-    started = time.monotonic()
+    started, load_at_start = time.monotonic(), load_average()
     peers_bin = ensure_peers()
     work = args.out / "mirror"
     shutil.rmtree(work, ignore_errors=True)
@@ -329,7 +329,11 @@ def main() -> int:
         "runs": runs,
         "summary": summary,
         "targets": targets(summary),
-        "machine": {**machine(), "load average (1 min) at the end": load_average()},
+        "machine": {
+            **machine(),
+            "load average (1 min) at the start": load_at_start,
+            "load average (1 min) at the end": load_average(),
+        },
     }
     (args.out / "mirror.json").write_text(json.dumps(results, indent=2))
     args.results.write_text(render(results))
