@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint bench bench-tools bench-servers clean browser nginx
+.PHONY: install serve test lint bench bench-mirror bench-tools bench-servers clean browser nginx
 
 # The tests also load a third-party plugin by entry point, as an installed package.
 TEST_PLUGINS := tests/plugins/api_key
@@ -49,6 +49,12 @@ BENCH_MODE ?= quick
 bench: bench-tools
 	$(BIN)/python bench/run.py --mode $(BENCH_MODE) $(BENCH_ARGS)
 	$(BIN)/python bench/storage.py
+	$(BIN)/python bench/mirror.py
+
+# Packyard's pull-through cache against devpi's mirror, on one local upstream; writes
+# bench/MIRROR.md (make bench runs it too).
+bench-mirror: bench-tools
+	$(BIN)/python bench/mirror.py
 
 # uWSGI (what `packyard serve` runs) against granian, gunicorn, pyruvate and waitress on
 # Packyard's own app; writes bench/SERVERS.md.

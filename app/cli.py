@@ -1,4 +1,5 @@
-"""The ``packyard`` command: serve, worker, create-admin, db upgrade. Thin: calls the domain."""
+"""The ``packyard`` command: serve, worker, create-admin, db upgrade, upstream. Thin: calls
+the domain."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from sqlalchemy import func, select
 from app import create_app
 from app.config import EMBEDDED_BROKER, load_env_file
 from app.domain.accounts import create_personal_token, ensure_admin
+from app.domain.audit import SYSTEM
 from app.domain.errors import PackyardError
 from app.domain.storage import StorageError, backend_for_url
 from app.domain.storage_migration import describe, migrate_storage, problems, recorded_hashes
+from app.domain.upstream.records import cache_totals, files_query, purge
 from app.extensions import db
 from app.migrations import MigrationRefused, upgrade
 from app.models import User
 from app.plugin_manager import storage_factories
-from app.runtime import plugin_manager
+from app.runtime import plugin_manager, storage
 from app.serving import ServerFailed, run_server
 
 DEFAULT_ADMIN = "root"  # GitLab's; "admin" is a reserved top-level route
@@ -88,6 +91,61 @@ def _upgrade() -> None:
         upgrade()
     except MigrationRefused as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.group("upstream")
+def upstream_group() -> None:
+    """The pull-through cache of the upstream index."""
+
+
+@upstream_group.command("list")
+@click.argument("name", required=False)
+@click.option("--limit", default=100, show_default=True, help="Most recently used first.")
+def upstream_list(name: str | None, limit: int) -> None:
+    """The files pulled from the upstream (of NAME, or all): size, uses, last use."""
+    with create_app().app_context():
+        rows = db.session.execute(files_query(name).limit(limit)).scalars().all()
+        totals = cache_totals(db.session)
+    for row in rows:
+        used = row.last_used_at or row.created_at
+        state = "stored" if row.stored else f"not stored ({row.failures} failed)"
+        click.echo(
+            f"{row.normalized_name:30} {row.filename:60} {_size(row.size):>10} "
+            f"{row.hit_count:6} hits  last used {used:%Y-%m-%d %H:%M}  {state}"
+        )
+    click.echo(
+        f"{totals.fetches} files fetched ({_size(totals.bytes_stored)} kept), "
+        f"{totals.hits} answered from the cache, {totals.failures} failures, "
+        f"{totals.pages} pages kept"
+    )
+
+
+@upstream_group.command("purge")
+@click.argument("name", required=False)
+@click.option("--yes", is_flag=True, help="Do not ask before purging everything.")
+def upstream_purge(name: str | None, yes: bool) -> None:
+    """Remove the cached files and pages of NAME, or of every name (audited)."""
+    if not name and not yes:
+        click.confirm("Purge every cached upstream file and page?", abort=True)
+    app = create_app()
+    with app.app_context():
+        total = db.session.execute(
+            select(func.count()).select_from(files_query(name).subquery())
+        ).scalar_one()
+        with click.progressbar(length=total, label="Purging", show_pos=True) as bar:
+            purged = purge(db.session, storage(), name, SYSTEM, progress=bar.update)
+    click.echo(f"purged {purged.files} files ({_size(purged.bytes)}) and {purged.pages} pages")
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 @main.command("create-admin")

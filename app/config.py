@@ -10,6 +10,7 @@ from flask import Flask
 
 DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
 DEFAULT_UPSTREAM_URL = "https://pypi.org/simple/"
+UPSTREAM_MODES = ("off", "redirect", "cache")
 EMBEDDED_BROKER = "embedded"
 
 
@@ -29,10 +30,16 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         # Downloads from storage that can sign URLs (s3://) answer a redirect to one.
         STORAGE_REDIRECT=False,
         MAX_UPLOAD_SIZE=DEFAULT_MAX_UPLOAD_SIZE,
-        # Package forwarding: names no local project has are redirected to this index,
-        # unless a group turns it off (app.domain.forwarding).
+        # Names no local project has, or ever had, go to this index (app.domain.upstream):
+        # UPSTREAM_MODE off (404), redirect (307) or cache (a pull-through cache). Groups and
+        # projects may override it; the older FORWARDING=false means off.
         UPSTREAM_URL=DEFAULT_UPSTREAM_URL,
+        UPSTREAM_MODE=None,
         FORWARDING=True,
+        UPSTREAM_TTL=600,  # seconds a kept page is served before the workers refresh it
+        UPSTREAM_KEEP_DAYS=90,  # cached files unused this long are removed
+        UPSTREAM_TIMEOUT=3,  # seconds to connect to the upstream
+        UPSTREAM_READ_TIMEOUT=30,  # seconds the upstream may stay silent mid-answer
         SECRET_KEY=None,
         BASE_URL=None,
         PROXY_COUNT=0,
@@ -73,6 +80,11 @@ def _derive(config: dict[str, Any]) -> None:
     config["FORWARDING"] = _as_bool(config["FORWARDING"])
     config["STORAGE_REDIRECT"] = _as_bool(config["STORAGE_REDIRECT"])
     config["UPSTREAM_URL"] = str(config["UPSTREAM_URL"] or "").strip()
+    config["UPSTREAM_MODE"] = _upstream_mode(config["UPSTREAM_MODE"], config["FORWARDING"])
+    for name, minimum in (("UPSTREAM_TTL", 0), ("UPSTREAM_KEEP_DAYS", 1)):
+        config[name] = _number(config, name, minimum, int)
+    for name in ("UPSTREAM_TIMEOUT", "UPSTREAM_READ_TIMEOUT"):
+        config[name] = _number(config, name, 0.1, float)
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
     # Text fields (a long description) may be large; files are streamed, not held.
@@ -86,6 +98,26 @@ def _as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def _upstream_mode(value: Any, forwarding: bool) -> str:
+    """The instance's upstream mode; unset, it follows FORWARDING (redirect, or off)."""
+    if value is None or str(value).strip() == "":
+        return "redirect" if forwarding else "off"
+    mode = str(value).strip().lower()
+    if mode not in UPSTREAM_MODES:
+        raise ValueError(f"PACKYARD_UPSTREAM_MODE must be one of {', '.join(UPSTREAM_MODES)}")
+    return mode
+
+
+def _number(config: Mapping[str, Any], name: str, minimum: float, kind: type) -> Any:
+    try:
+        number = kind(config[name])
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(config[name], bool) or number is None or number < minimum:
+        raise ValueError(f"PACKYARD_{name} must be a number of at least {minimum}")
+    return number
 
 
 def engine_options(url: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def world(registry: Registry):
     )
     reader = registry.user("reader")
     registry.member(reader, 20, group=team)
-    registry.app.config.update(UPSTREAM_URL=UPSTREAM, FORWARDING=True)
+    registry.app.config.update(UPSTREAM_URL=UPSTREAM, UPSTREAM_MODE="redirect")
     return {
         "team": team,
         "sub": sub,
@@ -105,9 +105,9 @@ def test_a_name_held_by_another_project_is_never_forwarded(registry, world):
         response = get(registry, url, world["token"])
         assert response.status_code == 404
         assert "Location" not in response.headers
-        registry.app.config["FORWARDING"] = False
+        registry.app.config["UPSTREAM_MODE"] = "off"
         plain = get(registry, url.replace("private-thing", "nobody-has-it"), world["token"])
-        registry.app.config["FORWARDING"] = True
+        registry.app.config["UPSTREAM_MODE"] = "redirect"
         assert (response.status, response.text) == (plain.status, plain.text)
 
 
@@ -127,7 +127,7 @@ def test_a_name_held_by_an_unreadable_project_of_the_same_group_is_not_forwarded
 
 
 def test_instance_switch(registry, world):
-    registry.app.config["FORWARDING"] = False
+    registry.app.config["UPSTREAM_MODE"] = "off"
     assert get(registry, project_page(world, "requests"), world["token"]).status_code == 404
     assert get(registry, group_page(world["team"], "requests"), world["token"]).status_code == 404
 
@@ -144,7 +144,7 @@ def test_instance_switch(registry, world):
     ],
 )
 def test_group_setting_inherits_down_the_chain(registry, world, instance, team, sub, forwarded):
-    registry.app.config["FORWARDING"] = instance
+    registry.app.config["UPSTREAM_MODE"] = "redirect" if instance else "off"
     set_forwarding(world["team"], team)
     set_forwarding(world["sub"], sub)
     expected = 307 if forwarded else 404
@@ -206,6 +206,7 @@ def test_forwarding_environment_variable(monkeypatch, tmp_path, raw, expected):
     monkeypatch.setenv("PACKYARD_UPSTREAM_URL", "http://mirror.internal/simple/")
     app = create_app({"DATA_DIR": str(tmp_path), "LOAD_ENTRYPOINT_PLUGINS": False})
     assert app.config["FORWARDING"] is expected
+    assert app.config["UPSTREAM_MODE"] == ("redirect" if expected else "off")
     assert app.config["UPSTREAM_URL"] == "http://mirror.internal/simple/"
 
 
@@ -214,6 +215,7 @@ def test_defaults(monkeypatch, tmp_path):
     monkeypatch.delenv("PACKYARD_UPSTREAM_URL", raising=False)
     app = create_app({"DATA_DIR": str(tmp_path), "LOAD_ENTRYPOINT_PLUGINS": False})
     assert app.config["FORWARDING"] is True
+    assert app.config["UPSTREAM_MODE"] == "redirect"
     assert app.config["UPSTREAM_URL"] == "https://pypi.org/simple/"
 
 

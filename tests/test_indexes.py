@@ -127,7 +127,7 @@ def test_non_normalized_name_redirects_301(registry, published):
 
 
 def test_unknown_name_is_404(registry, published):
-    registry.app.config["FORWARDING"] = False  # else forwarded upstream: tests/test_forwarding.py
+    registry.app.config["UPSTREAM_MODE"] = "off"  # else redirected: tests/test_forwarding.py
     assert registry.client.get(f"{published['base']}/simple/nothing-here/").status_code == 404
 
 

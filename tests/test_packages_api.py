@@ -26,7 +26,7 @@ def auth(token: str) -> dict[str, str]:
 @pytest.fixture
 def world(registry):
     """A private group with a project holding four releases, and one user per role."""
-    registry.app.config["FORWARDING"] = False  # unknown names answer 404, not a redirect
+    registry.app.config["UPSTREAM_MODE"] = "off"  # unknown names answer 404, not a redirect
     root = registry.user("root", admin=True)
     group = registry.group("team")
     sub = registry.group("sub", parent=group)

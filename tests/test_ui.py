@@ -566,7 +566,9 @@ def test_dashboard_shows_tasks_failures_and_throughput(app, registry, world):
     assert len(data["throughput"]) == 60 and sum(b["done"] for b in data["throughput"]) == 4
     assert data["throughput"][-1]["failed"] + data["throughput"][-2]["failed"] == 1
     assert data["queues"] == {"packyard": 0}
-    assert set(data["html"]) == {"workers", "queues", "counts", "chart", "recent", "failed"}
+    assert set(data["html"]) == {
+        "workers", "queues", "counts", "chart", "upstream", "recent", "failed",
+    }  # fmt: skip
     only_failed = client.get("/-/dashboard/data.json?state=error").json["recent"]
     assert [f["filename"] for f in only_failed] == ["broken-1.0.tar.gz"]
 

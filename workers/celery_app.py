@@ -13,6 +13,7 @@ from workers import embedded  # noqa: F401  (registers the embedded broker's URL
 TASK_MODULES = [
     "workers.tasks.files",
     "workers.tasks.cleanup",
+    "workers.tasks.upstream",
     "workers.sweeper",
     "workers.heartbeat",  # for the dashboard: which workers are online (embedded broker)
 ]

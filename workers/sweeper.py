@@ -1,5 +1,6 @@
-"""The sweeper: a thread in every worker that resends tasks that were lost, and
-removes stored files whose deletion task was lost.
+"""The sweeper: a thread in every worker that resends tasks that were lost, removes
+stored files whose deletion task was lost, and (hourly) cached upstream files unused for
+``PACKYARD_UPSTREAM_KEEP_DAYS``.
 
 A task can be lost when the broker was down as the web process sent it, or when a
 worker died holding it (an embedded-broker worker keeps unacknowledged messages in
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +23,7 @@ from flask import Flask
 
 from app.domain.packages import purge_deletions, stale_deletions
 from app.domain.processing import claim_stalled
+from app.domain.upstream.records import expire_unused
 from app.extensions import db
 from app.runtime import storage
 from workers.dispatch import send
@@ -28,6 +31,8 @@ from workers.tasks.files import process_file
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
+EXPIRE_EVERY = 3600.0  # seconds between two looks for unused upstream files
+_NEXT_EXPIRY = "packyard.next_upstream_expiry"
 
 
 def sweep_once(app: Flask) -> list[int]:
@@ -58,10 +63,26 @@ def sweep_deletions(app: Flask) -> int:
     return done
 
 
+def sweep_upstream_cache(app: Flask, now: float | None = None) -> int:
+    """Remove cached upstream files unused for UPSTREAM_KEEP_DAYS (at most hourly)."""
+    now = time.monotonic() if now is None else now
+    if now < app.extensions.get(_NEXT_EXPIRY, 0.0):
+        return 0
+    app.extensions[_NEXT_EXPIRY] = now + EXPIRE_EVERY
+    with app.app_context():
+        try:
+            removed = expire_unused(db.session, storage(), app.config["UPSTREAM_KEEP_DAYS"])
+        finally:
+            db.session.remove()
+    if removed:
+        log.info("removed %d cached upstream file(s) unused for the keep period", removed)
+    return removed
+
+
 def _run(app: Flask) -> None:
     interval = float(app.config["SWEEP_INTERVAL"])
     while not _stop.wait(interval):
-        for sweep in (sweep_once, sweep_deletions):
+        for sweep in (sweep_once, sweep_deletions, sweep_upstream_cache):
             try:
                 sweep(app)
             except Exception:  # the database may be down: try again next round

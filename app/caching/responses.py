@@ -25,7 +25,7 @@ from werkzeug.http import parse_accept_header, parse_etags
 
 from app.caching.process import ProcessCache
 from app.domain.identity import AuthResult
-from app.domain.tokens import is_expired
+from app.domain.tokens import as_utc, is_expired
 
 _CACHEABLE = "packyard.response_cacheable"
 # Repeats of index pages are gzipped for clients that accept it (pip and uv do): a
@@ -35,13 +35,14 @@ GZIP_LEVEL = 6
 _RECODED_HEADERS = ("content-length", "content-encoding", "etag")
 
 
-def cache_this_response(caller: AuthResult) -> None:
-    """Let ResponseCache answer repeats of this request until the caller's token expires,
-    if everything that identified ``caller`` is in its key.
+def cache_this_response(caller: AuthResult, fresh_until: datetime | None = None) -> None:
+    """Let ResponseCache answer repeats of this request until the caller's token expires
+    (or ``fresh_until``, when sooner), if everything that identified ``caller`` is in its
+    key.
 
     Only for responses that depend on nothing but the caller and the request's path,
     query and ``Accept``."""
-    request.environ[_CACHEABLE] = caller
+    request.environ[_CACHEABLE] = (caller, fresh_until)
 
 
 @dataclass
@@ -108,7 +109,7 @@ class ResponseCache:
             return start_response(status, headers, exc_info)
 
         app_iter = self.wsgi_app(environ, capture)
-        caller: AuthResult | None = environ.get(_CACHEABLE)
+        caller, fresh_until = environ.get(_CACHEABLE, (None, None))
         if not self._keyed_on(caller) or not started or not started[0].startswith("200 "):
             return app_iter
         try:
@@ -119,7 +120,8 @@ class ResponseCache:
         headers = started[1]
         etag = next((v for k, v in headers if k.lower() == "etag"), None)
         assert caller is not None and caller.identity is not None  # _keyed_on
-        finished = FinishedResponse(list(headers), body, etag, caller.identity.expires_at)
+        expires_at = _sooner(caller.identity.expires_at, fresh_until)
+        finished = FinishedResponse(list(headers), body, etag, expires_at)
         self.cache.put(key, finished, generation)
         return [body]
 
@@ -158,6 +160,11 @@ class ResponseCache:
             return []
         start_response("200 OK", headers)
         return [body]
+
+
+def _sooner(*moments: datetime | None) -> datetime | None:
+    known = [as_utc(m) for m in moments if m is not None]
+    return min(known) if known else None
 
 
 def _environ_key(header: str) -> str:

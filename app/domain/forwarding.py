@@ -1,9 +1,9 @@
 """Package forwarding: send a client to the upstream index for a name Packyard lacks.
 
-Forwarding is decided per group (``None`` inherits from the parent group, then the
-instance).  A name that any project of the instance holds is never forwarded, whether
-or not the caller may read that project: otherwise a public package with a private
-package's name could be installed in its place (dependency confusion).
+Whether a name may go upstream at all is decided in ``app.domain.upstream.policy``.  A
+name that any project of the instance holds is never forwarded, whether or not the
+caller may read that project: otherwise a public package with a private package's name
+could be installed in its place (dependency confusion).
 """
 
 from __future__ import annotations
@@ -13,18 +13,7 @@ from urllib.parse import quote
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.domain.errors import InvalidInput
-from app.domain.names import normalize, validate_name
-from app.domain.namespaces import group_chain
-from app.models import Group, Package
-
-
-def forwarding_enabled(session: Session, group: Group, instance_default: bool) -> bool:
-    """The nearest setting up the group chain, else the instance's."""
-    for row in group_chain(session, group):
-        if row.forwarding is not None:
-            return row.forwarding
-    return instance_default
+from app.models import Package
 
 
 def exists_locally(session: Session, normalized: str) -> bool:
@@ -33,16 +22,8 @@ def exists_locally(session: Session, normalized: str) -> bool:
     return session.execute(query).first() is not None
 
 
-def upstream_location(
-    session: Session, group: Group, name: str, upstream_url: str, instance_default: bool
-) -> str | None:
-    """The upstream page for ``name``, absent from the index the caller reads; None for 404."""
-    try:
-        normalized = normalize(validate_name(name))
-    except InvalidInput:
-        return None  # not a distribution name: nothing upstream could serve
-    if not upstream_url or not forwarding_enabled(session, group, instance_default):
-        return None
-    if exists_locally(session, normalized):
+def upstream_location(upstream_url: str, normalized: str) -> str | None:
+    """Where ``redirect`` mode sends a client for a name that may go upstream; None: 404."""
+    if not upstream_url:
         return None
     return f"{upstream_url.rstrip('/')}/{quote(normalized)}/"

@@ -32,8 +32,8 @@ class IndexFile:
     requires_python: str | None
     yanked: bool
     yanked_reason: str | None
-    size: int
-    upload_time: datetime
+    size: int | None  # None: unknown (an upstream page without PEP 700 fields)
+    upload_time: datetime | None
     metadata_sha256: str | None
 
 
@@ -153,9 +153,11 @@ def _file_anchor(f: IndexFile) -> str:
 
 
 def render_project_json(page: ProjectPage) -> str:
+    # PEP 700 (1.1) makes size mandatory: a page with a file of unknown size says 1.0.
+    version = API_VERSION if all(f.size is not None for f in page.files) else "1.0"
     return json.dumps(
         {
-            "meta": {"api-version": API_VERSION},
+            "meta": {"api-version": version},
             "name": page.name,
             "versions": page.versions,
             "files": [_file_json(f) for f in page.files],
@@ -166,19 +168,24 @@ def render_project_json(page: ProjectPage) -> str:
 
 def _file_json(f: IndexFile) -> dict[str, object]:
     metadata: dict[str, str] | bool = {"sha256": f.metadata_sha256} if f.metadata_sha256 else False
-    return {
+    data: dict[str, object] = {
         "filename": f.filename,
         "url": f.url,
         "hashes": {"sha256": f.sha256},
         "requires-python": f.requires_python,
         "yanked": (f.yanked_reason or True) if f.yanked else False,
         "size": f.size,
-        "upload-time": _upload_time(f.upload_time),
+        "upload-time": _upload_time(f.upload_time) if f.upload_time else None,
         "core-metadata": metadata,
         # PEP 714 keeps the old key for older clients; the contract also names the HTML one.
         "dist-info-metadata": metadata,
         "data-dist-info-metadata": metadata,
     }
+    # Unknown PEP 700 fields are left out rather than sent as null.
+    for key in ("size", "upload-time"):
+        if data[key] is None:
+            del data[key]
+    return data
 
 
 def _html_document(title: str, body: str) -> str:

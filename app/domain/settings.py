@@ -1,4 +1,4 @@
-"""Per-namespace settings set through the API: upload limit, storage quota, forwarding,
+"""Per-namespace settings set through the API: upload limit, storage quota, upstream,
 visibility.
 
 ``None`` (JSON null, or an empty form field) clears a setting: it inherits again.
@@ -16,6 +16,7 @@ from app.domain.audit import record
 from app.domain.errors import Forbidden, InvalidInput
 from app.domain.identity import Identity
 from app.domain.namespaces import check_fits_group, check_holds_nothing_more_visible
+from app.domain.upstream.policy import parse_mode, parse_patterns
 from app.models import Group, Project
 from app.models.namespaces import VISIBILITIES
 
@@ -66,7 +67,11 @@ PROJECT_SETTINGS = {
     "max_upload_size": _size(1),
     "storage_quota": _size(0),
     "visibility": _visibility,
+    "upstream_mode": parse_mode,
+    "upstream_allow": parse_patterns,
+    "upstream_deny": parse_patterns,
 }
+# ``forwarding`` (true/false) is the older word for upstream_mode redirect/off.
 GROUP_SETTINGS = {**PROJECT_SETTINGS, "forwarding": _flag}
 
 
@@ -89,6 +94,7 @@ def update_settings(
     parsed = {name: parse(name, params[name]) for name, parse in fields.items() if name in params}
     if not actor.is_admin and ADMIN_ONLY & parsed.keys():
         raise Forbidden("403 Forbidden: only administrators set upload limits and storage quotas")
+    _check_forwarding_agrees(parsed)
     changed = {name: value for name, value in parsed.items() if getattr(target, name) != value}
     if "visibility" in changed:
         _check_visibility_change(session, target, changed["visibility"], actor, role)
@@ -114,3 +120,12 @@ def _check_visibility_change(
     if target.parent is not None:
         check_fits_group(session, target.parent, visibility, f"group {target.full_path}")
     check_holds_nothing_more_visible(session, target, visibility)
+
+
+def _check_forwarding_agrees(parsed: dict[str, Any]) -> None:
+    """``forwarding`` and ``upstream_mode`` together must say the same thing."""
+    if "forwarding" not in parsed or "upstream_mode" not in parsed:
+        return
+    mode, forwarding = parsed["upstream_mode"], parsed.pop("forwarding")
+    if forwarding != (None if mode is None else mode != "off"):
+        raise InvalidInput("forwarding contradicts upstream_mode: give upstream_mode alone")

@@ -9,6 +9,7 @@ from app.models.namespaces import Group, Membership, Project
 from app.models.packages import Package, PackageFile
 from app.models.sign_in import SignInAttempt
 from app.models.storage import StorageDeletion
+from app.models.upstream import UpstreamFile, UpstreamProject
 
 __all__ = [
     "AuditEvent",
@@ -25,5 +26,7 @@ __all__ = [
     "Project",
     "SignInAttempt",
     "StorageDeletion",
+    "UpstreamFile",
+    "UpstreamProject",
     "User",
 ]

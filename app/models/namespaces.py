@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
-    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -20,7 +20,30 @@ from app.models.base import Base, TimestampMixin
 VISIBILITIES = ("private", "internal", "public")
 
 
-class Group(TimestampMixin, Base):
+class UpstreamSettings:
+    """Which names go to the upstream index, and how (``app.domain.upstream.policy``).
+
+    ``upstream_mode`` None inherits (the parent group, then the instance); the allow and
+    deny lists are fnmatch patterns on normalized names, and they add up along the chain."""
+
+    upstream_mode: Mapped[str | None] = mapped_column(String(16))
+    upstream_allow: Mapped[list[str] | None] = mapped_column(JSON)
+    upstream_deny: Mapped[list[str] | None] = mapped_column(JSON)
+
+    @property
+    def forwarding(self) -> bool | None:
+        """The older on/off setting, kept as a view of ``upstream_mode``."""
+        return None if self.upstream_mode is None else self.upstream_mode != "off"
+
+    @forwarding.setter
+    def forwarding(self, value: bool | None) -> None:
+        if value is None:
+            self.upstream_mode = None
+        elif value != self.forwarding:  # true keeps a cache mode: it forwards already
+            self.upstream_mode = "redirect" if value else "off"
+
+
+class Group(UpstreamSettings, TimestampMixin, Base):
     __tablename__ = "groups"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -31,15 +54,13 @@ class Group(TimestampMixin, Base):
         ForeignKey("groups.id", ondelete="CASCADE"), index=True
     )
     visibility: Mapped[str] = mapped_column(String(16), default="private")
-    # None inherits: from the parent group, then the instance configuration.
-    forwarding: Mapped[bool | None] = mapped_column(Boolean)
     max_upload_size: Mapped[int | None] = mapped_column(BigInteger)
     storage_quota: Mapped[int | None] = mapped_column(BigInteger)
 
     parent: Mapped[Group | None] = relationship(remote_side=[id])
 
 
-class Project(TimestampMixin, Base):
+class Project(UpstreamSettings, TimestampMixin, Base):
     __tablename__ = "projects"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

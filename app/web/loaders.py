@@ -52,15 +52,18 @@ class IndexScope:
 
     title: str
     project_ids: tuple[int, ...]
-    forward_group_id: int  # where forwarding is decided for names not found
+    # Where the upstream mode is decided for names not found: the project (for a project
+    # index), then its group chain.
+    forward_group_id: int
     public: bool  # shared caches may keep its files
+    forward_project_id: int | None = None
 
 
 def project_index_scope(ref: str) -> IndexScope:
     def compute() -> IndexScope:
         project, _ = project_for(ref, "read")
         public = effective_visibility(db.session, project) == "public"
-        return IndexScope(project.full_path, (project.id,), project.group_id, public)
+        return IndexScope(project.full_path, (project.id,), project.group_id, public, project.id)
 
     return request_cache().get(("project-scope", ref, current_identity()), compute)
 

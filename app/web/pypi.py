@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from flask import Blueprint, Response, current_app, redirect, request, send_file
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    request,
+    send_file,
+    stream_with_context,
+)
 from sqlalchemy import select
 from werkzeug.exceptions import NotAcceptable
 
 from app.caching.process import request_cache
-from app.caching.responses import cache_this_response
+from app.caching.responses import (
+    GZIP_LEVEL,
+    GZIP_MIN_BYTES,
+    accepts_gzip,
+    cache_this_response,
+)
 from app.domain.audit import actor_name
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.forwarding import upstream_location
@@ -30,16 +44,25 @@ from app.domain.limits import effective_upload_limit
 from app.domain.names import normalize
 from app.domain.storage import StorageBackend
 from app.domain.uploads import UploadForm, accept_upload
+from app.domain.upstream.client import Upstream
+from app.domain.upstream.download import Streaming, obtain_file
+from app.domain.upstream.files import CachedFile, find_file, metadata_of, record_file
+from app.domain.upstream.hits import HitCounter
+from app.domain.upstream.index import kept_page, load_page
+from app.domain.upstream.pages import as_project_page
+from app.domain.upstream.policy import CACHE, REDIRECT, UpstreamPolicy, mode_for_name, policy_for
 from app.extensions import db
-from app.models import Group, PackageFile
+from app.models import Group, PackageFile, Project
 from app.runtime import storage
 from app.web.auth import current_caller, current_identity
 from app.web.loaders import IndexScope, group_index_scope, project_for, project_index_scope
 from app.web.uploads import HashingSink
 from workers.dispatch import send
 from workers.tasks.files import process_file
+from workers.tasks.upstream import refresh_upstream_page
 
 bp = Blueprint("pypi", __name__)
+HITS = "packyard.upstream_hits"  # app.extensions: this process's HitCounter
 
 PROJECT = "/api/v4/projects/<ref:project_ref>/packages/pypi"
 GROUP = "/api/v4/groups/<ref:group_ref>/-/packages/pypi"
@@ -149,13 +172,17 @@ def _rendered(body: str) -> RenderedPage:
     return RenderedPage(data, hashlib.blake2b(data, digest_size=16).hexdigest())
 
 
-def _index_response(page: RenderedPage, mimetype: str) -> Response:
+def _index_response(
+    page: RenderedPage, mimetype: str, fresh_until: datetime | None = None
+) -> Response:
+    """ResponseCache may answer repeats until the caller's token expires, or ``fresh_until``
+    (a kept upstream page's TTL); a write moves the generation and drops them sooner."""
     content_type = mimetype if mimetype == JSON_TYPE else f"{mimetype}; charset=utf-8"
     if request.if_none_match.contains_weak(page.etag):  # weak: gzip answers carry W/
         response = Response(status=304)
     else:
         response = Response(page.body, content_type=content_type)
-        cache_this_response(current_caller())
+        cache_this_response(current_caller(), fresh_until)
     response.set_etag(page.etag)
     response.vary.add("Accept")
     response.vary.add("Accept-Encoding")  # ResponseCache gzips repeats for clients that ask
@@ -192,22 +219,69 @@ def _detail_response(scope: IndexScope, name: str) -> Response:
 
     rendered = request_cache().get(("detail", scope.project_ids, normalized, mimetype), render)
     if rendered is None:
-        return _forward_or_404(scope.forward_group_id, normalized)
+        return _upstream_or_404(scope, normalized, mimetype)
     return _index_response(rendered, mimetype)
 
 
-def _forward_or_404(group_id: int, normalized: str) -> Response:
+def _upstream_policy(scope: IndexScope) -> UpstreamPolicy:
+    instance_mode = current_app.config["UPSTREAM_MODE"]
+
+    def compute() -> UpstreamPolicy:
+        group = db.session.get_one(Group, scope.forward_group_id)
+        project_id = scope.forward_project_id
+        project = db.session.get(Project, project_id) if project_id is not None else None
+        return policy_for(db.session, group, project, instance_mode)
+
+    key = ("upstream-policy", scope.forward_group_id, scope.forward_project_id, instance_mode)
+    return request_cache().get(key, compute)
+
+
+def _mode_for_name(policy: UpstreamPolicy, normalized: str) -> str:
+    """Exact per generation: publishing a name, or changing a group's or project's
+    settings, is a watched write that moves it."""
+    key = ("upstream-mode", policy, normalized)
+    return request_cache().get(key, lambda: mode_for_name(db.session, policy, normalized))
+
+
+def _upstream_or_404(scope: IndexScope, normalized: str, mimetype: str) -> Response:
+    """A name this index does not hold: the upstream's, as the mode says, or 404."""
+    upstream_url = current_app.config["UPSTREAM_URL"]
+    mode = _mode_for_name(_upstream_policy(scope), normalized)
+    if mode == REDIRECT and upstream_url:
+        # 307, not 301/308: a later local upload of the name must win, so nothing may cache
+        # the move; pip and uv follow 307 on GET (and HEAD stays HEAD), dropping credentials
+        # on the way to another host.
+        return redirect(upstream_location(upstream_url, normalized), code=307)  # type: ignore[arg-type,return-value]
+    if mode == CACHE and upstream_url:
+        return _cached_page_response(normalized, mimetype)
+    raise NotFound("404 Package Not Found")
+
+
+def _cached_page_response(normalized: str, mimetype: str) -> Response:
+    """The upstream's page as the cache keeps it, rendered as local pages are."""
     config = current_app.config
-    group = db.session.get_one(Group, group_id)  # loaded only on a miss
-    location = upstream_location(
-        db.session, group, normalized, config["UPSTREAM_URL"], config["FORWARDING"]
+    state, refresh_due = kept_page(
+        db.session, Upstream.from_config(config), normalized, config["UPSTREAM_TTL"]
     )
-    if location is None:
-        raise NotFound("404 Package Not Found")
-    # 307, not 301/308: a later local upload of the name must win, so nothing may cache
-    # the move; pip and uv follow 307 on GET (and HEAD stays HEAD), dropping credentials
-    # on the way to another host.
-    return redirect(location, code=307)  # type: ignore[return-value]
+    if state.digest is None:
+        raise NotFound("404 Package Not Found")  # the upstream has no such name
+
+    def render() -> RenderedPage:
+        page = load_page(db.session, state.id)
+        assert page is not None  # a digest is kept with its page
+        project_page = as_project_page(page, FILES_FROM_DETAIL)
+        if mimetype == JSON_TYPE:
+            return _rendered(render_project_json(project_page))
+        return _rendered(render_project_html(project_page))
+
+    # Keyed by content, so right whatever the generation. Repeats are answered by
+    # ResponseCache until the page is stale: a page changes only when refreshed after that
+    # (or purged, which moves the generation).
+    rendered = request_cache().get(("upstream-page", state.digest, mimetype), render)
+    if refresh_due:  # after rendering: the rendering is keyed by the kept page's digest
+        send(refresh_upstream_page, normalized)  # the kept page is served meanwhile
+    fresh_until = state.fetched_at + timedelta(seconds=config["UPSTREAM_TTL"])
+    return _index_response(rendered, mimetype, fresh_until)
 
 
 @dataclass(frozen=True)
@@ -227,10 +301,17 @@ def _file_response(scope: IndexScope, sha256: str, filename: str) -> Response:
     key = ("file", scope.project_ids, sha256.lower(), real_name)
     stored = request_cache().get(key, lambda: _find_file(scope, sha256.lower(), real_name))
     if stored is None:
-        raise NotFound("404 Package Not Found")
+        return _upstream_file_response(scope, sha256.lower(), real_name, wants_metadata)
     if wants_metadata:
         return _metadata_response(stored, scope.public)
-    return _send_stored(stored, scope.public)
+    return _send_stored(
+        stored.storage_key,
+        stored.filename,
+        stored.sha256,
+        stored.size,
+        stored.created_at,
+        scope.public,
+    )
 
 
 def _find_file(scope: IndexScope, sha256: str, filename: str) -> StoredFile | None:
@@ -258,42 +339,60 @@ def _find_file(scope: IndexScope, sha256: str, filename: str) -> StoredFile | No
     )
 
 
-def _send_stored(package_file: StoredFile, public: bool) -> Response:
+def _send_stored(
+    storage_key: str,
+    filename: str,
+    sha256: str,
+    size: int | None,
+    last_modified: datetime | None,
+    public: bool,
+) -> Response:
     store = storage()
     if current_app.config["STORAGE_REDIRECT"] and request.method == "GET":
-        redirected = _redirect_to_signed_url(store, package_file)
+        redirected = _redirect_to_signed_url(store, storage_key, filename, sha256)
         if redirected is not None:
             return redirected
-    path = store.local_path(package_file.storage_key)
-    source = str(path) if path is not None else store.open(package_file.storage_key)
-    suffix = next((s for s in CONTENT_TYPES if package_file.filename.endswith(s)), "")
+    path = store.local_path(storage_key)
+    source = str(path) if path is not None else store.open(storage_key)
     response = send_file(
         source,
-        mimetype=CONTENT_TYPES.get(suffix, "application/octet-stream"),
+        mimetype=_content_type(filename),
         as_attachment=True,
-        download_name=package_file.filename,
-        etag=package_file.sha256,
+        download_name=filename,
+        etag=sha256,
         conditional=path is not None,
         max_age=365 * 24 * 3600,
-        last_modified=package_file.created_at,
+        last_modified=last_modified,
     )
-    if path is None:  # a stream: its length and ranges come from the row
-        response.content_length = package_file.size
-        response.make_conditional(request, accept_ranges=True, complete_length=package_file.size)
-    response.cache_control.public = public
-    response.cache_control.private = not public
-    response.cache_control.immutable = True
+    if path is None and size is not None:  # a stream: its length and ranges come from the row
+        response.content_length = size
+        response.make_conditional(request, accept_ranges=True, complete_length=size)
+    _cache_forever(response, public)
     return response
 
 
-def _redirect_to_signed_url(store: StorageBackend, package_file: StoredFile) -> Response | None:
+def _content_type(filename: str) -> str:
+    suffix = next((s for s in CONTENT_TYPES if filename.endswith(s)), "")
+    return CONTENT_TYPES.get(suffix, "application/octet-stream")
+
+
+def _cache_forever(response: Response, public: bool) -> None:
+    response.cache_control.max_age = 365 * 24 * 3600
+    response.cache_control.public = public
+    response.cache_control.private = not public
+    response.cache_control.immutable = True
+
+
+def _redirect_to_signed_url(
+    store: StorageBackend, storage_key: str, filename: str, sha256: str
+) -> Response | None:
     """307 to a URL the storage signed, short-lived, so it must not be cached; a client
     that has the file (``If-None-Match``) still gets 304 here."""
-    if package_file.sha256 in request.if_none_match:
+    if sha256 in request.if_none_match:
         response = Response(status=304)
-        response.set_etag(package_file.sha256)
+        response.set_etag(sha256)
         return response
-    url = store.presigned_url(package_file.storage_key, package_file.filename, SIGNED_URL_SECONDS)
+    url = store.presigned_url(storage_key, filename, SIGNED_URL_SECONDS)
     if url is None:
         return None
     response = redirect(url, code=307)
@@ -310,9 +409,111 @@ def _metadata_response(stored: StoredFile, public: bool) -> Response:
             select(PackageFile.metadata_bytes).where(PackageFile.id == stored.file_id)
         ).scalar_one(),
     )
-    response = Response(metadata, mimetype="application/octet-stream")
-    response.set_etag(stored.metadata_sha256)
+    return _metadata_bytes_response(metadata, stored.metadata_sha256, public)
+
+
+def _metadata_bytes_response(metadata: bytes, sha256: str, public: bool) -> Response:
+    """Gzipped for clients that accept it (pip and uv): core metadata is text, a third of
+    its size once compressed, and every resolver fetches it for each candidate."""
+    if len(metadata) >= GZIP_MIN_BYTES and accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        compressed = request_cache().get(
+            ("metadata-gzip", sha256), lambda: gzip.compress(metadata, GZIP_LEVEL, mtime=0)
+        )
+        response = Response(compressed, mimetype="application/octet-stream")
+        response.content_encoding = "gzip"
+        response.set_etag(sha256, weak=True)  # the bytes differ from the plain answer's
+    else:
+        response = Response(metadata, mimetype="application/octet-stream")
+        response.set_etag(sha256)
+    response.vary.add("Accept-Encoding")
     response.cache_control.max_age = 365 * 24 * 3600
     response.cache_control.public = public
     response.cache_control.private = not public
     return response.make_conditional(request)
+
+
+def _upstream_file_response(
+    scope: IndexScope, sha256: str, filename: str, wants_metadata: bool
+) -> Response:
+    """A file this index does not hold, from the pull-through cache when the index's mode
+    is ``cache`` and the rules let its name go upstream."""
+    policy = _upstream_policy(scope)
+    found = _find_upstream_file(sha256, filename) if policy.mode == CACHE else None
+    if found is None or _mode_for_name(policy, found.normalized_name) != CACHE:
+        raise NotFound("404 Package Not Found")
+    upstream = Upstream.from_config(current_app.config)
+    if wants_metadata:
+        metadata = _upstream_metadata(upstream, found, scope.title)
+        return _metadata_bytes_response(metadata, found.metadata_sha256 or "", scope.public)
+    if request.method == "HEAD" and not found.stored:
+        return _file_headers(Response(), found, found.size, scope.public)  # no download
+    cached = record_file(db.session, found, scope.title, commit=False)  # with the lease
+    obtained = obtain_file(db.session, storage(), upstream, cached)
+    if isinstance(obtained, Streaming):
+        body = Response(stream_with_context(obtained.chunks))
+        return _file_headers(body, cached, obtained.length, scope.public)
+    assert obtained.id is not None and obtained.storage_key is not None  # stored
+    response = _send_stored(
+        obtained.storage_key,
+        obtained.filename,
+        obtained.sha256,
+        obtained.size,
+        obtained.stored_at,
+        scope.public,
+    )
+    _hit_counter().add(obtained.id)  # written by a thread, in batches: no wait here
+    return response
+
+
+def _find_upstream_file(sha256: str, filename: str) -> CachedFile | None:
+    """A stored file is kept in the process cache: it changes only when purged or expired,
+    which moves the generation."""
+    cache = request_cache()
+    key = ("upstream-file", sha256, filename)
+    found: CachedFile | None = cache.peek(key)
+    if found is None:
+        generation = cache.generation
+        found = find_file(db.session, sha256, filename)
+        if found is not None and found.stored:
+            cache.put(key, found, generation)
+    return found
+
+
+def _upstream_metadata(upstream: Upstream, found: CachedFile, requested_by: str) -> bytes:
+    """Keyed by its own sha256 in the process cache: right whatever the generation."""
+    cache, key = request_cache(), ("upstream-metadata", found.metadata_sha256)
+    metadata: bytes | None = cache.peek(key)
+    if metadata is None:
+        generation = cache.generation
+        metadata = metadata_of(db.session, upstream, found, requested_by)
+        cache.put(key, metadata, generation)
+    return metadata
+
+
+def _hit_counter() -> HitCounter:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    counter: HitCounter | None = app.extensions.get(HITS)
+    if counter is None:
+
+        def write(counter: HitCounter) -> None:
+            with app.app_context():
+                try:
+                    counter.flush(db.session)
+                finally:
+                    db.session.remove()
+
+        counter = app.extensions.setdefault(HITS, HitCounter(write))
+    return counter
+
+
+def _file_headers(
+    response: Response, cached: CachedFile, length: int | None, public: bool
+) -> Response:
+    """What ``send_file`` would say of the file, for an answer streamed as it arrives."""
+    response.mimetype = _content_type(cached.filename)
+    if length is not None:
+        response.content_length = length  # a cut stream is then a short read, not an end
+    response.headers.set("Content-Disposition", "attachment", filename=cached.filename)
+    response.set_etag(cached.sha256)
+    _cache_forever(response, public)
+    return response

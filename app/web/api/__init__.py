@@ -11,6 +11,7 @@ from app.web.api import (  # noqa: E402,F401  (registers routes)
     packages,
     projects,
     tokens,
+    upstream,
     users,
 )
 from app.web.api.common import reject_nul_bytes  # noqa: E402

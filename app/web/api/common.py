@@ -116,13 +116,18 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
-def paginate(query: Select[Any], serialize: Callable[[Any], dict[str, Any]]) -> Response:
-    """GitLab offset pagination: page/per_page, X-* headers and a Link header."""
+def paginate(
+    query: Select[Any], serialize: Callable[[Any], dict[str, Any]], whole_rows: bool = False
+) -> Response:
+    """GitLab offset pagination: page/per_page, X-* headers and a Link header.
+
+    ``serialize`` gets each row's first column, or the whole row with ``whole_rows``."""
     page = max(int_param(request.args.to_dict(), "page", 1) or 1, 1)
     per_page = int_param(request.args.to_dict(), "per_page", 20) or 20
     per_page = min(max(per_page, 1), MAX_PER_PAGE)
     total = db.session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    rows = db.session.execute(query.limit(per_page).offset((page - 1) * per_page)).scalars()
+    result = db.session.execute(query.limit(per_page).offset((page - 1) * per_page))
+    rows = result.all() if whole_rows else result.scalars()
     response = jsonify([serialize(row) for row in rows])
     pages = max((total + per_page - 1) // per_page, 1)
     response.headers.update(

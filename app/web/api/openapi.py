@@ -59,6 +59,26 @@ EXPIRES_AT: Schema = {
 SIZE_SETTING = _nullable(
     "integer", minimum=0, description="Bytes; null inherits (the parent group, then the instance)"
 )
+UPSTREAM_MODE_SETTING: Schema = {
+    "type": ["string", "null"],
+    "enum": ["off", "redirect", "cache", None],
+    "description": "For names no project holds or held: 404, 307 to the upstream, or the"
+    " pull-through cache; null inherits (the parent group, then the instance)",
+}
+PATTERNS_SETTING: Schema = {
+    "type": ["array", "null"],
+    "items": {"type": "string", "pattern": r"^[A-Za-z0-9._*?\[\]!-]{1,255}$"},
+    "maxItems": 200,
+    "description": "fnmatch patterns on normalized names (stored normalized); they add up"
+    " along the group chain. A string separated by commas or spaces is accepted too",
+}
+UPSTREAM_SETTINGS: dict[str, Schema] = {
+    "upstream_mode": UPSTREAM_MODE_SETTING,
+    "upstream_allow": {**PATTERNS_SETTING, "description": "Only matching names go upstream; "
+                       + PATTERNS_SETTING["description"]},
+    "upstream_deny": {**PATTERNS_SETTING, "description": "Matching names never go upstream; "
+                      + PATTERNS_SETTING["description"]},
+}  # fmt: skip
 UPLOAD_LIMIT_SETTING = _nullable(
     "integer", minimum=1, description="Bytes; null inherits (the parent group, then the instance)"
 )
@@ -91,7 +111,10 @@ SCHEMAS: dict[str, Schema] = {
             "web_url": STRING,
             "max_upload_size": SIZE_SETTING,
             "storage_quota": SIZE_SETTING,
-            "forwarding": _nullable("boolean"),
+            "forwarding": _nullable(
+                "boolean", description="Read from upstream_mode: false for off, else true"
+            ),
+            **UPSTREAM_SETTINGS,
         },
         ("id", "name", "path", "full_path", "visibility"),
     ),
@@ -111,6 +134,7 @@ SCHEMAS: dict[str, Schema] = {
             "packages_enabled": BOOLEAN,
             "max_upload_size": SIZE_SETTING,
             "storage_quota": SIZE_SETTING,
+            **UPSTREAM_SETTINGS,
         },
         ("id", "name", "path", "path_with_namespace", "visibility"),
     ),
@@ -237,6 +261,42 @@ SCHEMAS: dict[str, Schema] = {
         },
         ("id", "entity_type", "event_name", "details", "created_at"),
     ),
+    "UpstreamFile": _object(
+        {
+            "id": INTEGER,
+            "name": {**STRING, "description": "The normalized project name"},
+            "filename": STRING,
+            "sha256": STRING,
+            "size": _nullable("integer"),
+            "stored": BOOLEAN,
+            "url": {**STRING, "description": "Where the upstream serves it"},
+            "requested_by": _nullable("string", description="The index that first asked"),
+            "created_at": {**TIME, "description": "First asked for"},
+            "fetched_at": {**TIME, "description": "Fetched and stored"},
+            "last_used_at": TIME,
+            "hit_count": {**INTEGER, "description": "Answers from storage"},
+            "failures": INTEGER,
+            "last_error": _nullable("string"),
+        },
+        ("id", "name", "filename", "sha256", "stored", "hit_count", "failures"),
+    ),
+    "UpstreamProject": _object(
+        {
+            "id": INTEGER,
+            "name": STRING,
+            "missing_upstream": {**BOOLEAN, "description": "The upstream answered 404"},
+            "fetched_at": TIME,
+            "last_used_at": TIME,
+            "failures": INTEGER,
+            "last_error": _nullable("string"),
+            "stored_files": INTEGER,
+            "stored_bytes": INTEGER,
+        },
+        ("id", "name", "missing_upstream", "stored_files", "stored_bytes"),
+    ),
+    "UpstreamPurge": _object(
+        {"files": INTEGER, "pages": INTEGER, "bytes": INTEGER}, ("files", "pages", "bytes")
+    ),
 }
 
 SECURITY = [{"PrivateToken": []}, {"BearerToken": []}, {"BasicAuth": []}, {"JobToken": []}]
@@ -264,6 +324,7 @@ NAMESPACE_ID = _param(
 )  # fmt: skip
 PACKAGE_ID = _param("package_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
 FILE_ID = _param("file_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
+UPSTREAM_FILE_ID = _param("upstream_file_id", "path", {"type": "integer", "minimum": 1})
 TOKEN_ID = _param("token_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
 USER_ID = _param("user_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
 EVENT_ID = _param("event_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
@@ -573,7 +634,9 @@ def _namespace_paths() -> dict[str, Schema]:
                 "Change a group's settings (maintainers; visibility: owners; limits and quotas: "
                 "admins)", "groups",
                 ok=(200, "The group", _ref("Group")), params=[NAMESPACE_ID],
-                body=_object({**settings, "forwarding": _nullable("boolean")}),
+                body=_object({**settings, **UPSTREAM_SETTINGS, "forwarding": _nullable(
+                    "boolean", description="true: upstream_mode redirect (kept if cache);"
+                    " false: off; null: inherit")}),
             ),
         },
         "/groups/{id}/subgroups": {
@@ -622,7 +685,7 @@ def _namespace_paths() -> dict[str, Schema]:
                 "Change a project's settings (maintainers; visibility: owners; limits and "
                 "quotas: admins)", "projects",
                 ok=(200, "The project", _ref("Project")), params=[NAMESPACE_ID],
-                body=_object(settings),
+                body=_object({**settings, **UPSTREAM_SETTINGS}),
             ),
         },
         "/projects/{id}/members": {
@@ -667,7 +730,7 @@ def _user_and_audit_paths() -> dict[str, Schema]:
                 params=[
                     *TIME_FILTERS,
                     _param("entity_type", "query",
-                           {"type": "string", "enum": ["User", "Group", "Project"]}),
+                           {"type": "string", "enum": ["User", "Group", "Project", "Instance"]}),
                     _param("entity_id", "query", {"type": "integer", "minimum": 1},
                            "Needs entity_type"),
                 ],
@@ -694,10 +757,42 @@ def _user_and_audit_paths() -> dict[str, Schema]:
                 paginated=True,
             ),
         },
+        **_upstream_paths(),
         "/openapi.json": {
             "get": _operation(
                 "This document", "meta", ok=(200, "OpenAPI 3.1", {"type": "object"}), errors=(),
                 public=True,
+            ),
+        },
+    }  # fmt: skip
+
+
+def _upstream_paths() -> dict[str, Schema]:
+    name = _param("name", "query", STRING, "A project name (normalized before matching)")
+    return {
+        "/upstream/files": {
+            "get": _operation(
+                "List the files the pull-through cache recorded (admins), last used first",
+                "upstream", ok=(200, "Files", _list_of("UpstreamFile")), errors=(401, 403),
+                params=[name], paginated=True,
+            ),
+            "delete": _operation(
+                "Purge cached files and pages, of one name or all (admins; audited)", "upstream",
+                ok=(200, "What was removed", _ref("UpstreamPurge")), errors=(401, 403),
+                params=[name],
+            ),
+        },
+        "/upstream/files/{upstream_file_id}": {
+            "delete": _operation(
+                "Purge one cached file (admins; audited)", "upstream",
+                ok=_no_content("Removed"), params=[UPSTREAM_FILE_ID],
+            ),
+        },
+        "/upstream/projects": {
+            "get": _operation(
+                "List the names whose upstream page is kept (admins), with stored files",
+                "upstream", ok=(200, "Names", _list_of("UpstreamProject")), errors=(401, 403),
+                params=[name], paginated=True,
             ),
         },
     }  # fmt: skip
@@ -723,7 +818,16 @@ def document() -> Schema:
         "security": SECURITY,
         "tags": [
             {"name": name}
-            for name in ("packages", "tokens", "groups", "projects", "users", "audit", "meta")
+            for name in (
+                "packages",
+                "tokens",
+                "groups",
+                "projects",
+                "users",
+                "audit",
+                "upstream",
+                "meta",
+            )
         ],
         "paths": {
             **_package_paths(),

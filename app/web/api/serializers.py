@@ -42,7 +42,8 @@ def group_json(group: Group) -> dict[str, Any]:
         # Own settings; null inherits (parent group, then the instance).
         "max_upload_size": group.max_upload_size,
         "storage_quota": group.storage_quota,
-        "forwarding": group.forwarding,
+        "forwarding": group.forwarding,  # true for redirect and cache: see upstream_mode
+        **upstream_settings_json(group),
     }
 
 
@@ -64,6 +65,16 @@ def project_json(project: Project) -> dict[str, Any]:
         "packages_enabled": True,
         "max_upload_size": project.max_upload_size,
         "storage_quota": project.storage_quota,
+        **upstream_settings_json(project),
+    }
+
+
+def upstream_settings_json(target: Group | Project) -> dict[str, Any]:
+    """Own settings (null inherits); the lists are normalized fnmatch patterns."""
+    return {
+        "upstream_mode": target.upstream_mode,
+        "upstream_allow": target.upstream_allow,
+        "upstream_deny": target.upstream_deny,
     }
 
 

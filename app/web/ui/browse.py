@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, redirect, render_template, url_for
+from flask import Response, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app.domain.access import (
@@ -12,9 +12,11 @@ from app.domain.access import (
     readable_project_ids,
 )
 from app.domain.browse import latest_packages, package_detail, project_packages
-from app.domain.errors import NotFound
+from app.domain.errors import Forbidden, InvalidInput, NotFound
 from app.domain.namespaces import group_chain, project_at
 from app.domain.readme import render_description
+from app.domain.settings import update_settings
+from app.domain.upstream.policy import policy_for
 from app.extensions import db
 from app.models import Group, Project
 from app.web.auth import current_identity
@@ -69,6 +71,7 @@ def group(full_path: str) -> str | Response:
     return render_template(
         "browse/group.html",
         group=found,
+        upstream=_upstream_settings(found) if access.manage else None,
         ancestors=list(reversed(group_chain(db.session, found)[1:])),
         subgroups=[g for g in subgroups if group_access(db.session, identity, g).visible],
         projects=[p for p in projects if project_access(db.session, identity, p).visible],
@@ -77,6 +80,31 @@ def group(full_path: str) -> str | Response:
         ),
         search=search,
     )
+
+
+def _upstream_settings(group: Group) -> dict[str, object]:
+    """What the group's upstream form shows: its own settings and what applies."""
+    effective = policy_for(db.session, group, None, current_app.config["UPSTREAM_MODE"])
+    return {"effective": effective, "modes": ("off", "redirect", "cache")}
+
+
+@bp.post("/<namespace:full_path>/-/settings/upstream")
+def group_upstream_settings(full_path: str) -> Response:
+    """The group page's small form (maintainers): mode, allow and deny lists."""
+    identity = current_identity()
+    found, access = load_group(full_path)
+    if found is None or not access.visible:
+        raise hidden(identity, "Group")
+    if not access.manage:
+        raise Forbidden("403 Forbidden: maintainer access to the group is required")
+    fields = ("upstream_mode", "upstream_allow", "upstream_deny")
+    try:
+        update_settings(db.session, found, {f: request.form.get(f, "") for f in fields}, identity)
+    except InvalidInput as exc:
+        flash(exc.message, "error")
+    else:
+        flash("Saved the upstream settings.")
+    return redirect(url_for("ui.group", full_path=full_path) + "#upstream", code=303)
 
 
 @bp.get("/<namespace:full_path>/-/packages")

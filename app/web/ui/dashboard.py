@@ -27,6 +27,7 @@ from app.domain.dashboard import (
     throughput,
 )
 from app.domain.errors import InvalidInput
+from app.domain.upstream.records import cache_totals, recent_failures, recent_files
 from app.extensions import db
 from app.models.packages import FILE_STATES
 from app.web.auth import current_identity
@@ -36,7 +37,7 @@ from workers.dispatch import send
 from workers.monitoring import queue_depths, workers_online
 from workers.tasks.files import process_file
 
-SECTIONS = ("workers", "queues", "counts", "chart", "recent", "failed")
+SECTIONS = ("workers", "queues", "counts", "chart", "upstream", "recent", "failed")
 
 
 def _snapshot() -> dict[str, Any]:
@@ -52,6 +53,9 @@ def _snapshot() -> dict[str, Any]:
         "state": state if state in FILE_STATES else None,
         "recent": recent_activity(db.session, state=state if state in FILE_STATES else None),
         "failed": recent_activity(db.session, limit=FAILED_LIMIT, state="error"),
+        "upstream": cache_totals(db.session),
+        "upstream_recent": recent_files(db.session),
+        "upstream_failed": recent_failures(db.session),
     }
 
 
@@ -88,6 +92,7 @@ def dashboard_data() -> Response:
         ],
         recent=[_activity_json(a) for a in data["recent"]],
         failed=[_activity_json(a) for a in data["failed"]],
+        upstream={**asdict(data["upstream"]), "hit_ratio": data["upstream"].hit_ratio},
         html=sections,
     )
 
