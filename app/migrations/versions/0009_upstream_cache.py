@@ -26,16 +26,16 @@ def _setting_columns() -> list[sa.Column]:
 
 
 def upgrade() -> None:
+    # Plain ALTER TABLE, not batch mode: SQLite (3.35+) adds and drops columns in place,
+    # and a batch copy would lose the expression indexes of 0006 (lower(full_path)).
     for table in ("groups", "projects"):
-        with op.batch_alter_table(table) as batch_op:
-            for column in _setting_columns():
-                batch_op.add_column(column)
+        for column in _setting_columns():
+            op.add_column(table, column)
     op.execute(
         "UPDATE groups SET upstream_mode = CASE WHEN forwarding THEN 'redirect' ELSE 'off' END"
         " WHERE forwarding IS NOT NULL"
     )
-    with op.batch_alter_table("groups") as batch_op:
-        batch_op.drop_column("forwarding")
+    op.execute("ALTER TABLE groups DROP COLUMN forwarding")
     _create_upstream_projects()
     _create_upstream_files()
 
@@ -95,12 +95,10 @@ def _create_upstream_files() -> None:
 def downgrade() -> None:
     op.drop_table("upstream_files")
     op.drop_table("upstream_projects")
-    with op.batch_alter_table("groups") as batch_op:
-        batch_op.add_column(sa.Column("forwarding", sa.Boolean(), nullable=True))
+    op.add_column("groups", sa.Column("forwarding", sa.Boolean(), nullable=True))
     op.execute(
         "UPDATE groups SET forwarding = (upstream_mode <> 'off') WHERE upstream_mode IS NOT NULL"
     )
     for table in ("groups", "projects"):
-        with op.batch_alter_table(table) as batch_op:
-            for name in SETTINGS:
-                batch_op.drop_column(name)
+        for name in SETTINGS:
+            op.execute(f"ALTER TABLE {table} DROP COLUMN {name}")
