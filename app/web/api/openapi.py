@@ -210,6 +210,9 @@ SCHEMAS: dict[str, Schema] = {
             "file_sha1": {"type": "null"},
             "file_sha256": STRING,
             "status": {"type": "string", "enum": ["default", "processing", "error"]},
+            "error_reason": _nullable(
+                "string", description="Why processing refused the file; null unless status is error"
+            ),
             "requires_python": _nullable("string"),
             "pipelines": {"type": "array", "maxItems": 0},
         },
