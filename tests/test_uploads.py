@@ -165,6 +165,47 @@ def test_limit_applies_to_the_file_not_the_whole_request(registry, setup):
     assert response.status_code == 201, response.text
 
 
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize("size", [600_000, 4 * MiB])
+def test_a_description_up_to_4_mib_is_accepted(registry, setup, size):
+    """Flask 3.1's own 500 kB form-field limit used to win: 413 for a long README."""
+    project, token = setup
+    filename, content = make_wheel("demo-pkg", "1.0")
+    registry.app.config["MAX_UPLOAD_SIZE"] = len(content)  # the file at the limit, too
+    response = registry.upload(project, filename, content, token=token, description="d" * size)
+    assert response.status_code == 201, response.status
+
+
+def test_a_text_field_over_4_mib_is_400_with_a_reason(registry, setup):
+    project, token = setup
+    filename, content = make_wheel("demo-pkg", "1.0")
+    response = registry.upload(
+        project, filename, content, token=token, description="d" * (4 * MiB + 1)
+    )
+    assert response.status_code == 400, response.status
+    assert response.text.startswith(
+        f"Form field too large: text fields such as the description may have at most {4 * MiB}"
+        " bytes"
+    )
+    assert "Form field too large" in response.status  # twine shows the reason phrase
+    assert_nothing_left(registry.app)
+    assert list((Path(registry.app.config["DATA_DIR"]) / "files" / ".tmp").glob("*")) == []
+
+
+def test_a_body_larger_than_any_acceptable_upload_is_413_before_it_is_read(registry, setup):
+    project, token = setup
+    filename, content = make_wheel("demo-pkg", "1.0")
+    registry.app.config["MAX_UPLOAD_SIZE"] = len(content)
+    response = registry.upload(
+        project, filename, content, token=token, description="d" * (16 * MiB + 1)
+    )
+    assert response.status_code == 413
+    assert response.text.startswith(f"Request too large: the limit is {len(content) + 16 * MiB}")
+    assert_nothing_left(registry.app)
+
+
 def test_no_credentials_is_401_with_a_basic_challenge(registry, setup, wheel):
     project, _ = setup
     response = registry.upload(project, *wheel, token=None)

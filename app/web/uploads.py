@@ -1,6 +1,7 @@
 """Streaming multipart uploads: file parts go straight to a temporary file in the
 storage's temp dir while every digest is computed, and a part over the size limit
-is refused (413) at the byte that crosses it, before it is stored."""
+is refused (413) at the byte that crosses it, before it is stored.  A text field over
+its limit (MAX_FORM_MEMORY_SIZE) is a 400: 413 is for the file alone."""
 
 from __future__ import annotations
 
@@ -11,10 +12,17 @@ from typing import IO, Any
 
 from flask import Request, current_app
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import LimitedStream
 
+from app.config import request_size_limit
+from app.domain.errors import InvalidInput
 from app.domain.hashing import MultiDigest
 from app.domain.uploads import ReceivedFile
 from app.runtime import storage
+
+
+class FileTooLarge(RequestEntityTooLarge):
+    """The file part is over its limit (any other 413 of the form parser is a text field's)."""
 
 
 class HashingSpool:
@@ -30,7 +38,7 @@ class HashingSpool:
     def write(self, data: bytes) -> int:
         if self.digest.size + len(data) > self.limit:
             self.close()
-            raise RequestEntityTooLarge(f"File too large: the limit is {self.limit} bytes")
+            raise FileTooLarge(f"File too large: the limit is {self.limit} bytes")
         self.digest.update(data)
         return self._file.write(data)
 
@@ -60,7 +68,37 @@ class SpoolingRequest(Request):
         MAX_CONTENT_LENGTH, sized from the instance limit) follows it, so that a project
         or group may allow larger files than the instance."""
         self.upload_limit = limit
-        self.max_content_length = limit + current_app.config["MAX_FORM_MEMORY_SIZE"]
+        self.max_content_length = request_size_limit(limit, current_app.config)
+        if self.content_length is not None and self.content_length > self.max_content_length:
+            raise RequestEntityTooLarge(
+                f"Request too large: the limit is {self.max_content_length} bytes, for a file"
+                f" of at most {limit} bytes and its form fields"
+            )
+
+    def _load_form_data(self) -> None:
+        try:
+            super()._load_form_data()
+        except FileTooLarge:
+            raise
+        except RequestEntityTooLarge:
+            if self._read_past_the_cap():
+                raise
+            # werkzeug's answer to a text field over MAX_FORM_MEMORY_SIZE (or to more
+            # than MAX_FORM_PARTS fields): the form is wrong, not too large a file.
+            raise InvalidInput(
+                "Form field too large: text fields such as the description may have at most"
+                f" {current_app.config['MAX_FORM_MEMORY_SIZE']} bytes"
+                f" (and a form at most {current_app.config['MAX_FORM_PARTS']} fields)"
+            ) from None
+
+    def _read_past_the_cap(self) -> bool:
+        """Whether a body of unknown length (chunked) went over MAX_CONTENT_LENGTH."""
+        stream = self.stream
+        return (
+            isinstance(stream, LimitedStream)
+            and stream.limit == self.max_content_length
+            and stream.is_exhausted
+        )
 
     def _get_file_stream(
         self,
