@@ -175,7 +175,7 @@ def package_path(package: Package) -> str:
 def delete_package(session: Session, package: Package, actor: Actor) -> list[int]:
     """Delete the package and its files' rows; returns the storage deletions to run
     once committed (the caller sends them to the worker)."""
-    pending = _schedule_deletions(session, package.files)
+    pending = schedule_deletions(session, package.files)
     details = {"files": [f.filename for f in package.files]}
     record(
         session, actor, "package_deleted", package.project, "Package", package.id,
@@ -192,7 +192,7 @@ def delete_file(session: Session, package_file: PackageFile, actor: Actor) -> li
     """Delete one file's row; a package left with no file goes too, so that its name
     disappears from the indexes. The filename may be uploaded again afterwards."""
     package = package_file.package
-    pending = _schedule_deletions(session, [package_file])
+    pending = schedule_deletions(session, [package_file])
     record(
         session, actor, "package_file_deleted", package.project, "PackageFile", package_file.id,
         f"{package_path(package)}/{package_file.filename}", {"sha256": package_file.sha256},
@@ -206,7 +206,8 @@ def delete_file(session: Session, package_file: PackageFile, actor: Actor) -> li
     return pending
 
 
-def _schedule_deletions(session: Session, files: Iterable[PackageFile]) -> list[int]:
+def schedule_deletions(session: Session, files: Iterable[PackageFile]) -> list[int]:
+    """Record the files' stored bytes for removal once this transaction commits."""
     rows = [StorageDeletion(storage_key=f.storage_key) for f in files]
     session.add_all(rows)
     session.flush()

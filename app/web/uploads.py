@@ -1,7 +1,9 @@
 """Streaming multipart uploads: file parts go straight to a temporary file in the
 storage's temp dir while every digest is computed, and a part over the size limit
-is refused (413) at the byte that crosses it, before it is stored.  A text field over
-its limit (MAX_FORM_MEMORY_SIZE) is a 400: 413 is for the file alone."""
+is refused (413) at the byte that crosses it, before it is stored.  A file whose first
+bytes are not what its name says (a ".whl" that is no zip) is refused (400) as soon as
+they arrive.  A text field over its limit (MAX_FORM_MEMORY_SIZE) is a 400: 413 is for
+the file alone."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import LimitedStream
 
 from app.config import request_size_limit
+from app.domain.archives import SIGNATURE_SIZE, check_signature
 from app.domain.errors import InvalidInput
 from app.domain.hashing import MultiDigest
 from app.domain.uploads import ReceivedFile
@@ -28,24 +31,39 @@ class FileTooLarge(RequestEntityTooLarge):
 class HashingSpool:
     """A writable, then readable, temporary file that hashes what is written to it."""
 
-    def __init__(self, directory: Path, limit: int) -> None:
+    def __init__(self, directory: Path, limit: int, filename: str | None = None) -> None:
         fd, name = tempfile.mkstemp(dir=directory, prefix="upload-")
         self._file: IO[bytes] = os.fdopen(fd, "w+b")
         self.path = Path(name)
         self.digest = MultiDigest()
         self.limit = limit
+        self.filename = filename or ""
+        self.head = b""  # the first bytes, for the signature check
 
     def write(self, data: bytes) -> int:
         if self.digest.size + len(data) > self.limit:
             self.close()
             raise FileTooLarge(f"File too large: the limit is {self.limit} bytes")
+        if len(self.head) < SIGNATURE_SIZE:
+            self._read_head(data)
         self.digest.update(data)
         return self._file.write(data)
+
+    def _read_head(self, data: bytes) -> None:
+        """Keep the first bytes; once there are enough, refuse a file they disprove at
+        once, rather than after the whole body (the domain checks shorter files)."""
+        self.head += data[: SIGNATURE_SIZE - len(self.head)]
+        if len(self.head) == SIGNATURE_SIZE:
+            try:
+                check_signature(self.filename, self.head)
+            except InvalidInput:
+                self.close()
+                raise
 
     def received(self) -> ReceivedFile:
         """The complete file, flushed, for the domain to validate and store."""
         self._file.flush()
-        return ReceivedFile(self.path, self.digest)
+        return ReceivedFile(self.path, self.digest, self.head)
 
     def close(self) -> None:
         """Close and remove the temporary file (a no-op once storage moved it away)."""
@@ -110,7 +128,7 @@ class SpoolingRequest(Request):
         limit = self.upload_limit or current_app.config["MAX_UPLOAD_SIZE"]
         if content_length is not None and content_length > limit:
             raise RequestEntityTooLarge(f"File too large: the limit is {limit} bytes")
-        spool = HashingSpool(storage().temp_dir(), limit)
+        spool = HashingSpool(storage().temp_dir(), limit, filename)
         self._spools.append(spool)
         return spool  # type: ignore[return-value]
 
