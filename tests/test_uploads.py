@@ -83,6 +83,33 @@ def test_another_file_of_the_same_version_is_accepted(registry, setup, wheel, sd
     assert registry.upload(project, zip_name, zip_content, token=token).status_code == 201
 
 
+def test_pep_440_equal_versions_are_one_release(registry, setup):
+    """6.0, 6.0.0 and 6 are one version (Version(a) == Version(b)): one release, which
+    keeps the first spelling."""
+    project, token = setup
+    for version in ("6.0", "6.0.0", "6"):
+        response = registry.upload(project, *make_wheel("demo-pkg", version), token=token)
+        assert response.status_code == 201, response.status
+    assert (
+        registry.upload(project, *make_sdist("demo-pkg", "6.0.0"), token=token).status_code == 201
+    )
+    packages = db.session.execute(select(Package)).scalars().all()
+    assert [(p.version, len(p.files)) for p in packages] == [("6.0", 4)]
+    page = registry.client.get(
+        f"/api/v4/projects/{project.id}/packages/pypi/simple/demo-pkg/",
+        headers={"Accept": "application/vnd.pypi.simple.v1+json", **basic(token)},
+    )
+    assert page.json["versions"] == ["6.0"]
+    listed = registry.client.get(
+        f"/api/v4/projects/{project.id}/packages", query_string={"package_version": "6.0.0"},
+        headers=basic(token),
+    )  # fmt: skip
+    assert [p["version"] for p in listed.json] == ["6.0"]
+    other = registry.upload(project, *make_wheel("demo-pkg", "6.0.1"), token=token)
+    assert other.status_code == 201  # a different version is another release
+    assert db.session.execute(select(func.count()).select_from(Package)).scalar_one() == 2
+
+
 def test_second_upload_of_a_filename_is_refused(registry, setup, wheel):
     project, token = setup
     assert registry.upload(project, *wheel, token=token).status_code == 201

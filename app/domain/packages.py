@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.domain.audit import Actor, record
 from app.domain.errors import InvalidInput
-from app.domain.names import normalize
+from app.domain.names import normalize, release_key
 from app.domain.storage import StorageBackend
 from app.models import Package, PackageFile, Project, StorageDeletion
 from app.models.base import utcnow
@@ -148,9 +148,9 @@ def packages_query(project_ids: Iterable[int], where: PackageQuery) -> Select[tu
 
 
 def _version_is(version: str) -> ColumnElement[bool]:
-    """The version as written, or as PEP 440 normalizes it (``v1.0`` is ``1.0``)."""
+    """The version as written, or any PEP 440 equal one (``v1.0`` and ``1.0.0`` are ``1``)."""
     try:
-        canonical = str(Version(version))
+        canonical = release_key(Version(version))
     except InvalidVersion:
         return Package.version == version
     return or_(Package.version == version, Package.canonical_version == canonical)

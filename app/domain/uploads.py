@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.version import Version
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -26,6 +27,7 @@ from app.domain.names import (
     normalize,
     parse_filename,
     parse_version,
+    release_key,
     validate_name,
     validate_requires_python,
 )
@@ -91,7 +93,7 @@ def accept_upload(
     replaced_id, deletions = _remove_failed_file(session, project, dist.filename)
     check_storage_quota(session, project, received.digest.size)  # without the failed file
 
-    package = _get_or_create_package(session, project, name, form.version.strip(), str(version))
+    package = _get_or_create_package(session, project, name, form.version.strip(), version)
     package_file = PackageFile(
         package_id=package.id,
         project_id=project.id,
@@ -175,9 +177,11 @@ def _verify_digests(form: UploadForm, digest: MultiDigest) -> None:
 
 
 def _get_or_create_package(
-    session: Session, project: Project, name: str, version: str, canonical: str
+    session: Session, project: Project, name: str, spelling: str, version: Version
 ) -> Package:
+    """The release of this PEP 440 version, or a new one with these spellings."""
     normalized = normalize(name)
+    canonical = release_key(version)
     query = select(Package).where(
         Package.project_id == project.id,
         Package.normalized_name == normalized,
@@ -190,7 +194,7 @@ def _get_or_create_package(
         project_id=project.id,
         name=name,
         normalized_name=normalized,
-        version=version,
+        version=spelling,
         canonical_version=canonical,
     )
     try:

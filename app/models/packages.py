@@ -31,7 +31,10 @@ SUMMARY_MAX = 512  # PyPI's limit for the Summary field
 
 class Package(TimestampMixin, Base):
     __tablename__ = "packages"
-    __table_args__ = (UniqueConstraint("project_id", "normalized_name", "canonical_version"),)
+    __table_args__ = (
+        # One release per PEP 440 version: canonical_version is names.release_key.
+        UniqueConstraint("project_id", "normalized_name", "canonical_version"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
