@@ -98,5 +98,8 @@ def test_old_data_is_migrated(empty_database, tmp_path):
         assert rows("SELECT id, package_id FROM package_files ORDER BY id") == [
             (1, 1), (2, 1), (3, 1), (4, 1), (5, 4), (6, 5), (7, 6),
         ]  # fmt: skip
+        assert rows("SELECT name FROM reserved_names ORDER BY name") == [
+            ("demo-pkg",), ("gone-soon",),
+        ]  # fmt: skip
         db.session.remove()
         db.engine.dispose()

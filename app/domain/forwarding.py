@@ -1,9 +1,11 @@
 """Package forwarding: send a client to the upstream index for a name Packyard lacks.
 
 Forwarding is decided per group (``None`` inherits from the parent group, then the
-instance).  A name that any project of the instance holds is never forwarded, whether
-or not the caller may read that project: otherwise a public package with a private
-package's name could be installed in its place (dependency confusion).
+instance).  A name that any project of the instance holds, or ever held, is never
+forwarded, whether or not the caller may read that project: otherwise a public package
+with a private package's name could be installed in its place (dependency confusion).
+Reservations (app.domain.reserved_names) cover both; the live packages are asked too,
+so that a row written around the upload path (a restore, a test) cannot open a name.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.domain.errors import InvalidInput
 from app.domain.names import normalize, validate_name
 from app.domain.namespaces import group_chain
+from app.domain.reserved_names import is_reserved
 from app.models import Group, Package
 
 
@@ -43,6 +46,6 @@ def upstream_location(
         return None  # not a distribution name: nothing upstream could serve
     if not upstream_url or not forwarding_enabled(session, group, instance_default):
         return None
-    if exists_locally(session, normalized):
+    if is_reserved(session, normalized) or exists_locally(session, normalized):
         return None
     return f"{upstream_url.rstrip('/')}/{quote(normalized)}/"

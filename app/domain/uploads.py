@@ -32,6 +32,7 @@ from app.domain.names import (
     validate_requires_python,
 )
 from app.domain.packages import schedule_deletions
+from app.domain.reserved_names import reserve
 from app.domain.storage import StorageBackend
 from app.models import Package, PackageFile, Project
 from app.models.base import utcnow
@@ -94,6 +95,7 @@ def accept_upload(
     check_storage_quota(session, project, received.digest.size)  # without the failed file
 
     package = _get_or_create_package(session, project, name, form.version.strip(), version)
+    reserve(session, package.normalized_name)  # never forwarded upstream from now on
     package_file = PackageFile(
         package_id=package.id,
         project_id=project.id,

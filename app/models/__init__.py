@@ -5,7 +5,7 @@ from app.models.audit import AuditEvent
 from app.models.base import Base
 from app.models.cache import CacheGeneration
 from app.models.namespaces import Group, Membership, Project
-from app.models.packages import Package, PackageFile
+from app.models.packages import Package, PackageFile, ReservedName
 from app.models.storage import StorageDeletion
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "PackageFile",
     "PersonalAccessToken",
     "Project",
+    "ReservedName",
     "StorageDeletion",
     "User",
 ]

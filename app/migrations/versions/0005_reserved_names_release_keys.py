@@ -1,5 +1,6 @@
-"""one release per PEP 440 version
+"""reserved names; one release per PEP 440 version
 
+Names ever published are reserved (never forwarded upstream): every name held now is.
 ``packages.canonical_version`` becomes the release key (``packaging.utils.
 canonicalize_version`` with trailing zeros stripped), so that 6.0 and 6.0.0 are one
 release; releases of one project that were PEP 440-equal are merged into the oldest,
@@ -39,7 +40,18 @@ package_files = sa.table(
 
 
 def upgrade() -> None:
+    op.create_table(
+        "reserved_names",
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_reserved_names")),
+    )
+    op.create_index("ix_packages_normalized_name", "packages", ["normalized_name"])
     _merge_equal_releases(op.get_bind())
+    op.execute(
+        "INSERT INTO reserved_names (name, created_at)"
+        " SELECT normalized_name, MIN(created_at) FROM packages GROUP BY normalized_name"
+    )
 
 
 def downgrade() -> None:
@@ -50,6 +62,8 @@ def downgrade() -> None:
             .where(packages.c.id == row.id)
             .values(canonical_version=_old_key(row.version))
         )
+    op.drop_index("ix_packages_normalized_name", table_name="packages")
+    op.drop_table("reserved_names")
 
 
 def _release_key(version: str, fallback: str) -> str:
