@@ -9,6 +9,8 @@ from typing import Any
 from flask import Flask
 
 DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
+# Text form fields (a long description) are held in memory, files are streamed.
+DEFAULT_MAX_FORM_FIELD_SIZE = 4 * 1024 * 1024
 DEFAULT_UPSTREAM_URL = "https://pypi.org/simple/"
 UPSTREAM_MODES = ("off", "redirect", "cache")
 EMBEDDED_BROKER = "embedded"
@@ -30,6 +32,9 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         # Downloads from storage that can sign URLs (s3://) answer a redirect to one.
         STORAGE_REDIRECT=False,
         MAX_UPLOAD_SIZE=DEFAULT_MAX_UPLOAD_SIZE,
+        # Flask's name for the per-field limit; set here, as Flask's own default (500 kB)
+        # would otherwise win.
+        MAX_FORM_MEMORY_SIZE=DEFAULT_MAX_FORM_FIELD_SIZE,
         # Names no local project has, or ever had, go to this index (app.domain.upstream):
         # UPSTREAM_MODE off (404), redirect (307) or cache (a pull-through cache). Groups and
         # projects may override it; the older FORWARDING=false means off.
@@ -87,10 +92,18 @@ def _derive(config: dict[str, Any]) -> None:
         config[name] = _number(config, name, 0.1, float)
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
-    # Text fields (a long description) may be large; files are streamed, not held.
-    config.setdefault("MAX_FORM_MEMORY_SIZE", 16 * 1024 * 1024)
+    config["MAX_FORM_MEMORY_SIZE"] = int(config["MAX_FORM_MEMORY_SIZE"])
     # The upload view resizes this per request from the project's effective limit.
-    config["MAX_CONTENT_LENGTH"] = config["MAX_UPLOAD_SIZE"] + config["MAX_FORM_MEMORY_SIZE"]
+    config["MAX_CONTENT_LENGTH"] = request_size_limit(config["MAX_UPLOAD_SIZE"], config)
+
+
+def request_size_limit(file_limit: int, config: Mapping[str, Any]) -> int:
+    """The largest request body: a file of ``file_limit`` bytes and its text fields.
+
+    Room for four fields at their limit covers a description at its limit, the other
+    metadata and the multipart framing; no upload the fields' own limit admits is bigger.
+    """
+    return file_limit + 4 * int(config["MAX_FORM_MEMORY_SIZE"])
 
 
 def _as_bool(value: Any) -> bool:

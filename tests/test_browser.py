@@ -255,7 +255,7 @@ def test_a_broken_archive_fails_and_retry_runs_it_again(browser, site, tmp_path)
         site.upload_url,
         auth=("__token__", site.server.admin_token),
         data={":action": "file_upload", "name": "broken", "version": "0.1"},
-        files={"content": ("broken-0.1.tar.gz", b"this is not a gzip archive")},
+        files={"content": ("broken-0.1.tar.gz", b"\x1f\x8b then not a gzip archive")},
         timeout=30,
     )
     assert response.status_code == 201, response.text

@@ -201,9 +201,6 @@ def test_the_attack_a_name_the_instance_holds_never_comes_from_the_upstream(mirr
     assert not mirror.upstream_asked("acme-internal") and not mirror.upstream_asked("acme_internal")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a deleted name stays reserved: issue 14's reserved names; drop at merge"
-)
 def test_the_attack_on_a_name_once_held_and_deleted(mirror, tmp_path):
     mirror.upload(make_wheel("acme-gone", "1.0"))
     packages = mirror.server.api(

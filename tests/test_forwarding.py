@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
+from app.domain.names import normalize
 from app.extensions import db
 from tests.conftest import Registry, basic
 from tests.dists import make_wheel
@@ -124,6 +125,97 @@ def test_a_name_held_by_an_unreadable_project_of_the_same_group_is_not_forwarded
     registry.member(outsider, 20, project=world["lib"])
     token = registry.token(outsider)
     assert get(registry, project_page(world, "hidden-pkg"), token).status_code == 404
+
+
+def delete_every_release(registry, world, project, normalized: str) -> None:
+    headers = {"PRIVATE-TOKEN": world["admin_token"]}
+    api = f"/api/v4/projects/{project.id}/packages"
+    for package in registry.client.get(api, headers=headers).json:
+        if normalize(package["name"]) == normalized:
+            assert (
+                registry.client.delete(f"{api}/{package['id']}", headers=headers).status_code == 204
+            )
+
+
+def test_a_deleted_name_stays_reserved_and_is_never_forwarded(registry, world):
+    """Dependency confusion after a delete: the last release of a name going must not
+    open the name to the upstream index."""
+    delete_every_release(registry, world, world["vault"], "private-thing")
+    delete_every_release(registry, world, world["lib"], "local-pkg")
+    for name in ("private-thing", "local-pkg"):
+        for url in (project_page(world, name), group_page(world["team"], name),
+                    group_page(world["sub"], name)):  # fmt: skip
+            response = get(registry, url, world["token"])
+            assert response.status_code == 404, (url, response.status)
+            assert "Location" not in response.headers
+    assert get(registry, project_page(world, "requests"), world["token"]).status_code == 307
+
+
+def test_a_name_is_reserved_in_any_spelling(registry, world):
+    delete_every_release(registry, world, world["vault"], "private-thing")
+    first = get(registry, project_page(world, "private_thing"), world["token"])
+    assert first.status_code == 301  # to the normalized name, which is not forwarded
+    assert get(registry, project_page(world, "private-thing"), world["token"]).status_code == 404
+
+
+def admin(world) -> dict[str, str]:
+    return {"PRIVATE-TOKEN": world["admin_token"]}
+
+
+def test_admins_list_reserved_names(registry, world):
+    listed = registry.client.get("/api/v4/reserved_names", headers=admin(world))
+    assert listed.status_code == 200
+    assert [n["name"] for n in listed.json] == ["local-pkg", "private-thing"]
+    assert listed.headers["X-Total"] == "2"
+    assert all(n["created_at"] for n in listed.json)
+    assert [n["published"] for n in listed.json] == [True, True]
+    delete_every_release(registry, world, world["lib"], "local-pkg")
+    again = registry.client.get("/api/v4/reserved_names", headers=admin(world)).json
+    assert [(n["name"], n["published"]) for n in again] == [
+        ("local-pkg", False), ("private-thing", True),
+    ]  # fmt: skip
+    refused = registry.client.get("/api/v4/reserved_names", headers=basic(world["token"]))
+    assert refused.status_code == 403
+
+
+def test_an_admin_releases_a_deleted_name_and_it_is_forwarded_again(registry, world):
+    delete_every_release(registry, world, world["lib"], "local-pkg")
+    assert get(registry, project_page(world, "local-pkg"), world["token"]).status_code == 404
+    reader = registry.client.delete("/api/v4/reserved_names/local-pkg",
+                                    headers=basic(world["token"]))  # fmt: skip
+    assert reader.status_code == 403
+    released = registry.client.delete("/api/v4/reserved_names/Local_Pkg", headers=admin(world))
+    assert released.status_code == 204, released.json
+    response = get(registry, project_page(world, "local-pkg"), world["token"])
+    assert response.status_code == 307
+    assert response.headers["Location"] == "http://127.0.0.1:9/simple/local-pkg/"
+    events = registry.client.get("/api/v4/audit_events", headers=admin(world)).json
+    event = events[0]
+    assert event["event_name"] == "reserved_name_released"
+    assert event["details"]["author_name"] == "root"
+    assert event["details"]["target_type"] == "ReservedName"
+    assert event["details"]["target_details"] == "local-pkg"
+    again = registry.client.delete("/api/v4/reserved_names/local-pkg", headers=admin(world))
+    assert again.status_code == 404 and again.json["message"]
+
+
+def test_a_published_name_cannot_be_released(registry, world):
+    response = registry.client.delete("/api/v4/reserved_names/private-thing", headers=admin(world))
+    assert response.status_code == 409
+    assert "secret/vault" in response.json["message"]
+    assert (
+        get(registry, group_page(world["team"], "private-thing"), world["token"]).status_code == 404
+    )
+
+
+def test_publishing_a_released_name_reserves_it_again(registry, world):
+    delete_every_release(registry, world, world["lib"], "local-pkg")
+    registry.client.delete("/api/v4/reserved_names/local-pkg", headers=admin(world))
+    upload = registry.upload(world["lib"], *make_wheel("Local.Pkg", "2.0"),
+                             token=world["admin_token"])  # fmt: skip
+    assert upload.status_code == 201
+    delete_every_release(registry, world, world["lib"], "local-pkg")
+    assert get(registry, project_page(world, "local-pkg"), world["token"]).status_code == 404
 
 
 def test_instance_switch(registry, world):

@@ -75,7 +75,7 @@ def test_project_page_json_has_pep_700_fields(registry, published):
     page = registry.client.get(f"{published['base']}/simple/demo-pkg/", headers={"Accept": JSON})
     body = page.json
     assert body["meta"] == {"api-version": "1.1"}
-    assert body["name"] == "Demo.Pkg"
+    assert body["name"] == "demo-pkg"  # PEP 691: the normalized name
     assert body["versions"] == ["1.0", "2.0rc1"]
     by_name = {f["filename"]: f for f in body["files"]}
     wheel = by_name["demo_pkg-1.0-py3-none-any.whl"]
@@ -227,6 +227,17 @@ def test_group_index_spans_subgroups(registry, published):
     assert names == ["deep-pkg", "Demo.Pkg", "other"]
     page = registry.client.get("/api/v4/groups/team%2Fsub/-/packages/pypi/simple/deep-pkg/")
     assert page.status_code == 200 and filename in page.text
+
+
+def test_group_project_page_json_names_the_normalized_name(registry, published):
+    page = registry.client.get(
+        "/api/v4/groups/team/-/packages/pypi/simple/demo-pkg/", headers={"Accept": JSON}
+    )
+    assert page.json["name"] == "demo-pkg"
+    assert (
+        "<title>Links for Demo.Pkg</title>"
+        in registry.client.get("/api/v4/groups/team/-/packages/pypi/simple/demo-pkg/").text
+    )  # HTML keeps the display name for people
 
 
 def test_same_filename_in_two_projects_newest_upload_wins_in_group_index(registry, published):

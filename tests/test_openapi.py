@@ -99,3 +99,9 @@ def test_the_document_is_public(bare_app):
     )
     # Bad credentials do not matter: the document is never behind authentication.
     assert response.status_code == 200
+
+
+def test_package_files_state_why_they_failed(document):
+    properties = document["components"]["schemas"]["PackageFile"]["properties"]
+    assert properties["error_reason"]["type"] == ["string", "null"]
+    assert "error" in properties["error_reason"]["description"]

@@ -254,6 +254,23 @@ def test_package_files_in_gitlab_shape(registry, world):
     )
     assert [f["file_name"] for f in by_name.json] == ["demo_pkg-1.0.tar.gz"]
     assert by_name.headers["X-Total"] == "2"
+    assert wheel["error_reason"] is None
+
+
+def test_package_files_say_why_a_file_failed(registry, world):
+    package_id = world["packages"][("Demo.Pkg", "1.0")]
+    failed = db.session.execute(
+        select(PackageFile).where(PackageFile.package_id == package_id).order_by(PackageFile.id)
+    ).scalars().first()  # fmt: skip
+    failed.state, failed.error_reason = "error", "Metadata version '9' does not match"
+    db.session.commit()
+    response = registry.client.get(
+        f"{world['api']}/{package_id}/package_files", headers=auth(world["tokens"]["reporter"])
+    )
+    by_id = {f["id"]: f for f in response.json}
+    assert by_id[failed.id]["status"] == "error"
+    assert by_id[failed.id]["error_reason"] == "Metadata version '9' does not match"
+    assert [f["error_reason"] for f in by_id.values() if f["id"] != failed.id] == [None]
 
 
 @pytest.mark.parametrize(

@@ -39,8 +39,8 @@ def record(project, filename: str, content: bytes, **form: str) -> int:
     )
     upload = UploadForm(name=name, version=version, filename=filename, **form)
     package_file = accept_upload(
-        db.session, store, project, upload, ReceivedFile(writer, digest), "t"
-    )
+        db.session, store, project, upload, ReceivedFile(writer, digest, content[:4]), "t"
+    ).package_file
     assert package_file.state == "processing"
     return package_file.id
 

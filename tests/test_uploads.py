@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.extensions import db
 from app.models import Package, PackageFile
@@ -80,6 +81,33 @@ def test_another_file_of_the_same_version_is_accepted(registry, setup, wheel, sd
     assert registry.upload(project, *sdist, token=token).status_code == 201
     zip_name, zip_content = "demo_pkg-1.0.zip", make_wheel("demo-pkg", "1.0")[1]
     assert registry.upload(project, zip_name, zip_content, token=token).status_code == 201
+
+
+def test_pep_440_equal_versions_are_one_release(registry, setup):
+    """6.0, 6.0.0 and 6 are one version (Version(a) == Version(b)): one release, which
+    keeps the first spelling."""
+    project, token = setup
+    for version in ("6.0", "6.0.0", "6"):
+        response = registry.upload(project, *make_wheel("demo-pkg", version), token=token)
+        assert response.status_code == 201, response.status
+    assert (
+        registry.upload(project, *make_sdist("demo-pkg", "6.0.0"), token=token).status_code == 201
+    )
+    packages = db.session.execute(select(Package)).scalars().all()
+    assert [(p.version, len(p.files)) for p in packages] == [("6.0", 4)]
+    page = registry.client.get(
+        f"/api/v4/projects/{project.id}/packages/pypi/simple/demo-pkg/",
+        headers={"Accept": "application/vnd.pypi.simple.v1+json", **basic(token)},
+    )
+    assert page.json["versions"] == ["6.0"]
+    listed = registry.client.get(
+        f"/api/v4/projects/{project.id}/packages", query_string={"package_version": "6.0.0"},
+        headers=basic(token),
+    )  # fmt: skip
+    assert [p["version"] for p in listed.json] == ["6.0"]
+    other = registry.upload(project, *make_wheel("demo-pkg", "6.0.1"), token=token)
+    assert other.status_code == 201  # a different version is another release
+    assert db.session.execute(select(func.count()).select_from(Package)).scalar_one() == 2
 
 
 def test_second_upload_of_a_filename_is_refused(registry, setup, wheel):
@@ -165,6 +193,159 @@ def test_limit_applies_to_the_file_not_the_whole_request(registry, setup):
     assert response.status_code == 201, response.text
 
 
+NOT_ITS_KIND = {
+    "text as a wheel": ("demo_pkg-1.0-py3-none-any.whl", b"this is not a zip archive"),
+    "gzip as a wheel": ("demo_pkg-1.0-py3-none-any.whl", b"\x1f\x8b\x08" + bytes(40)),
+    "zip end record as a wheel": ("demo_pkg-1.0-py3-none-any.whl", b"PK\x05\x06" + bytes(18)),
+    "shorter than a signature": ("demo_pkg-1.0-py3-none-any.whl", b"PK"),
+    "text as a zip sdist": ("demo_pkg-1.0.zip", b"<html>not found</html>"),
+    "text as a tar.gz": ("demo_pkg-1.0.tar.gz", b"this is not gzip"),
+    "zip as a tar.gz": ("demo_pkg-1.0.tar.gz", b"PK\x03\x04" + bytes(40)),
+    "one byte as a tar.gz": ("demo_pkg-1.0.tar.gz", b"\x1f"),
+}
+KIND_REASONS = {".whl": "is not a zip archive", ".zip": "is not a zip archive",
+                ".gz": "is not gzip-compressed"}  # fmt: skip
+
+
+@pytest.mark.parametrize(("filename", "content"), NOT_ITS_KIND.values(), ids=NOT_ITS_KIND.keys())
+def test_a_file_whose_first_bytes_disprove_its_kind_is_400(registry, setup, filename, content):
+    project, token = setup
+    response = registry.upload(project, filename, content, token=token, name="demo-pkg",
+                               version="1.0")  # fmt: skip
+    assert response.status_code == 400, response.status
+    reason = KIND_REASONS[Path(filename).suffix]
+    assert response.text.strip() == f"Invalid file: {filename} {reason}"
+    assert_nothing_left(registry.app)
+    assert list((Path(registry.app.config["DATA_DIR"]) / "files" / ".tmp").glob("*")) == []
+
+
+def test_a_wrong_file_is_refused_at_its_first_bytes_not_after_the_whole_body(registry, setup):
+    project, token = setup
+    junk = b"MZ" + b"\x00" * (8 * MiB)  # a Windows executable named as a wheel
+    boundary = "packyard-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\ndemo-pkg\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="version"\r\n\r\n1.0\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content";'
+            f' filename="demo_pkg-1.0-py3-none-any.whl"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + junk
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    stream = io.BytesIO(body)
+    response = registry.client.post(
+        f"/api/v4/projects/{project.id}/packages/pypi",
+        input_stream=stream,
+        content_length=len(body),
+        content_type=f"multipart/form-data; boundary={boundary}",
+        headers=basic(token),
+    )
+    assert response.status_code == 400, response.status
+    assert "is not a zip archive" in response.text
+    assert stream.tell() < MiB  # the server stopped reading at the first chunk, not 8 MiB on
+    assert_nothing_left(registry.app)
+
+
+def broken_wheel() -> tuple[str, bytes]:
+    """A real zip whose metadata names another version: the worker settles it in error."""
+    return make_wheel("demo-pkg", "1.0", metadata="Metadata-Version: 2.1\nName: demo-pkg\n"
+                      "Version: 9.9\n")  # fmt: skip
+
+
+def test_a_filename_whose_upload_failed_may_be_uploaded_again(registry, setup):
+    project, token = setup
+    filename, broken = broken_wheel()
+    assert registry.upload(project, filename, broken, token=token).status_code == 201
+    failed = db.session.execute(select(PackageFile)).scalar_one()
+    assert failed.state == "error"  # the (eager) worker refused it
+    failed_id, failed_blob = failed.id, failed.storage_key
+    _, good = make_wheel("demo-pkg", "1.0")
+
+    response = registry.upload(project, filename, good, token=token)
+    assert response.status_code == 201, response.status
+    db.session.expire_all()
+    replaced = db.session.execute(select(PackageFile)).scalar_one()  # the failed row is gone
+    assert replaced.filename == filename and replaced.storage_key != failed_blob
+    assert replaced.state == "default" and replaced.sha256 == hashlib.sha256(good).hexdigest()
+    assert [p.read_bytes() for p in stored_files(registry.app)] == [good]  # old blob removed
+    assert not (Path(registry.app.config["DATA_DIR"]) / "files" / failed_blob).exists()
+    assert db.session.execute(select(func.count()).select_from(Package)).scalar_one() == 1
+    events = registry.client.get(
+        "/api/v4/audit_events", headers={"PRIVATE-TOKEN": token}
+    ).json  # fmt: skip
+    uploaded = [e for e in events if e["event_name"] == "package_file_uploaded"]
+    assert uploaded[0]["details"]["replaced_file_id"] == failed_id  # newest first
+
+    again = registry.upload(project, filename, good, token=token)  # now it is a real file
+    assert again.status_code == 400 and again.text.strip() == f"File already exists: {filename}"
+
+
+def test_a_file_still_processing_is_not_replaced(registry, setup, wheel):
+    project, token = setup
+    assert registry.upload(project, *wheel, token=token).status_code == 201
+    db.session.execute(update(PackageFile).values(state="processing"))
+    db.session.commit()
+    again = registry.upload(project, *wheel, token=token)
+    assert again.status_code == 400 and "File already exists" in again.text
+    assert len(stored_files(registry.app)) == 1
+
+
+def test_a_rejected_replacement_keeps_the_failed_file(registry, setup):
+    project, token = setup
+    filename, broken = broken_wheel()
+    assert registry.upload(project, filename, broken, token=token).status_code == 201
+    refused = registry.upload(project, filename, make_wheel("demo-pkg", "1.0")[1], token=token,
+                              sha256_digest="0" * 64)  # fmt: skip
+    assert refused.status_code == 400
+    db.session.expire_all()
+    kept = db.session.execute(select(PackageFile)).scalar_one()
+    assert kept.state == "error"
+    assert [p.read_bytes() for p in stored_files(registry.app)] == [broken]
+
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize("size", [600_000, 4 * MiB])
+def test_a_description_up_to_4_mib_is_accepted(registry, setup, size):
+    """Flask 3.1's own 500 kB form-field limit used to win: 413 for a long README."""
+    project, token = setup
+    filename, content = make_wheel("demo-pkg", "1.0")
+    registry.app.config["MAX_UPLOAD_SIZE"] = len(content)  # the file at the limit, too
+    response = registry.upload(project, filename, content, token=token, description="d" * size)
+    assert response.status_code == 201, response.status
+
+
+def test_a_text_field_over_4_mib_is_400_with_a_reason(registry, setup):
+    project, token = setup
+    filename, content = make_wheel("demo-pkg", "1.0")
+    response = registry.upload(
+        project, filename, content, token=token, description="d" * (4 * MiB + 1)
+    )
+    assert response.status_code == 400, response.status
+    assert response.text.startswith(
+        f"Form field too large: text fields such as the description may have at most {4 * MiB}"
+        " bytes"
+    )
+    assert "Form field too large" in response.status  # twine shows the reason phrase
+    assert_nothing_left(registry.app)
+    assert list((Path(registry.app.config["DATA_DIR"]) / "files" / ".tmp").glob("*")) == []
+
+
+def test_a_body_larger_than_any_acceptable_upload_is_413_before_it_is_read(registry, setup):
+    project, token = setup
+    filename, content = make_wheel("demo-pkg", "1.0")
+    registry.app.config["MAX_UPLOAD_SIZE"] = len(content)
+    response = registry.upload(
+        project, filename, content, token=token, description="d" * (16 * MiB + 1)
+    )
+    assert response.status_code == 413
+    assert response.text.startswith(f"Request too large: the limit is {len(content) + 16 * MiB}")
+    assert_nothing_left(registry.app)
+
+
 def test_no_credentials_is_401_with_a_basic_challenge(registry, setup, wheel):
     project, _ = setup
     response = registry.upload(project, *wheel, token=None)
@@ -240,3 +421,28 @@ def test_same_filename_race_has_exactly_one_winner(registry, setup, wheel):
     assert sorted(statuses) == [201] + [400] * 5
     assert db.session.execute(select(func.count()).select_from(PackageFile)).scalar_one() == 1
     assert len(stored_files(registry.app)) == 1
+
+
+def test_replacing_a_failed_file_race_has_exactly_one_winner(registry, setup):
+    project, token = setup
+    filename, broken = broken_wheel()
+    assert registry.upload(project, filename, broken, token=token).status_code == 201
+    _, good = make_wheel("demo-pkg", "1.0")
+    barrier = threading.Barrier(4)
+    statuses: list[int] = []
+    app = registry.app
+
+    def upload() -> None:
+        racer = Registry(app, app.test_client())
+        barrier.wait()
+        statuses.append(racer.upload("team%2Flib", filename, good, token=token).status_code)
+
+    threads = [threading.Thread(target=upload) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201] + [400] * 3
+    db.session.expire_all()
+    assert db.session.execute(select(PackageFile.state)).scalars().all() == ["default"]
+    assert [p.read_bytes() for p in stored_files(registry.app)] == [good]

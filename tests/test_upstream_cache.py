@@ -360,9 +360,6 @@ def test_a_name_published_after_its_upstream_page_was_kept_shadows_it(registry, 
 
 
 @sqlite_only
-@pytest.mark.xfail(
-    strict=True, reason="a deleted name stays reserved: issue 14's reserved names; drop at merge"
-)
 def test_a_name_once_held_then_deleted_is_never_served_from_the_upstream(registry, world):
     admin = {"PRIVATE-TOKEN": world["admin_token"]}
     vault_packages = registry.client.get("/api/v4/projects/secret%2Fvault/packages", headers=admin)

@@ -57,6 +57,27 @@ class _BoundedTarInfo(tarfile.TarInfo):
         return super()._proc_member(tarfile)  # type: ignore[misc]
 
 
+# What a distribution's first bytes must be, by filename suffix: a zip starts with a local
+# file header, a .tar.gz with gzip's magic.  Checked at upload, as the bytes arrive; all
+# the rest is the worker's to check.
+SIGNATURES = {
+    ".whl": (b"PK\x03\x04", "a zip archive"),
+    ".zip": (b"PK\x03\x04", "a zip archive"),
+    ".tar.gz": (b"\x1f\x8b", "gzip-compressed"),
+}
+SIGNATURE_SIZE = max(len(magic) for magic, _ in SIGNATURES.values())
+
+
+def check_signature(filename: str, head: bytes) -> None:
+    """Refuse a file whose first bytes (``head``, up to SIGNATURE_SIZE of them) already
+    prove it is not the archive its name says; other names are not checked here."""
+    for suffix, (magic, kind) in SIGNATURES.items():
+        if filename.endswith(suffix):
+            if not head.startswith(magic):
+                raise InvalidInput(f"Invalid file: {filename} is not {kind}")
+            return
+
+
 def _check_member_name(name: str) -> None:
     if name.startswith(("/", "\\")) or "\\" in name or ".." in name.split("/"):
         raise UnsafeArchive(f"Unsafe member path in archive: {name!r}")

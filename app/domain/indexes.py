@@ -39,7 +39,8 @@ class IndexFile:
 
 @dataclass(frozen=True)
 class ProjectPage:
-    name: str
+    name: str  # the newest spelling, for people (the HTML title)
+    normalized_name: str  # PEP 691's "name"
     files: list[IndexFile]
     versions: list[str]
 
@@ -98,6 +99,7 @@ def project_page(
     name = rows[0][1].name
     return ProjectPage(
         name=name,
+        normalized_name=normalized,
         files=sorted(files.values(), key=lambda f: f.filename),
         versions=sorted(versions.values(), key=_version_key),
     )
@@ -158,7 +160,7 @@ def render_project_json(page: ProjectPage) -> str:
     return json.dumps(
         {
             "meta": {"api-version": version},
-            "name": page.name,
+            "name": page.normalized_name,
             "versions": page.versions,
             "files": [_file_json(f) for f in page.files],
         },

@@ -11,6 +11,7 @@ from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
     canonicalize_name,
+    canonicalize_version,
     parse_sdist_filename,
     parse_wheel_filename,
 )
@@ -43,6 +44,12 @@ def parse_version(version: str) -> Version:
         return Version((version or "").strip())
     except InvalidVersion:
         raise InvalidInput(f"Invalid version: {version!r} is not a PEP 440 version") from None
+
+
+def release_key(version: Version) -> str:
+    """One key per PEP 440 version: versions that compare equal (``6.0``, ``6.0.0``,
+    ``6``, ``v6.0``) share it, so they are one release."""
+    return canonicalize_version(version, strip_trailing_zero=True)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.domain.audit import Actor, record
 from app.domain.errors import InvalidInput
-from app.domain.names import normalize
+from app.domain.names import normalize, release_key
 from app.domain.storage import StorageBackend
 from app.models import Package, PackageFile, Project, StorageDeletion
 from app.models.base import utcnow
@@ -148,9 +148,9 @@ def packages_query(project_ids: Iterable[int], where: PackageQuery) -> Select[tu
 
 
 def _version_is(version: str) -> ColumnElement[bool]:
-    """The version as written, or as PEP 440 normalizes it (``v1.0`` is ``1.0``)."""
+    """The version as written, or any PEP 440 equal one (``v1.0`` and ``1.0.0`` are ``1``)."""
     try:
-        canonical = str(Version(version))
+        canonical = release_key(Version(version))
     except InvalidVersion:
         return Package.version == version
     return or_(Package.version == version, Package.canonical_version == canonical)
@@ -175,7 +175,7 @@ def package_path(package: Package) -> str:
 def delete_package(session: Session, package: Package, actor: Actor) -> list[int]:
     """Delete the package and its files' rows; returns the storage deletions to run
     once committed (the caller sends them to the worker)."""
-    pending = _schedule_deletions(session, package.files)
+    pending = schedule_deletions(session, package.files)
     details = {"files": [f.filename for f in package.files]}
     record(
         session, actor, "package_deleted", package.project, "Package", package.id,
@@ -192,7 +192,7 @@ def delete_file(session: Session, package_file: PackageFile, actor: Actor) -> li
     """Delete one file's row; a package left with no file goes too, so that its name
     disappears from the indexes. The filename may be uploaded again afterwards."""
     package = package_file.package
-    pending = _schedule_deletions(session, [package_file])
+    pending = schedule_deletions(session, [package_file])
     record(
         session, actor, "package_file_deleted", package.project, "PackageFile", package_file.id,
         f"{package_path(package)}/{package_file.filename}", {"sha256": package_file.sha256},
@@ -206,7 +206,8 @@ def delete_file(session: Session, package_file: PackageFile, actor: Actor) -> li
     return pending
 
 
-def _schedule_deletions(session: Session, files: Iterable[PackageFile]) -> list[int]:
+def schedule_deletions(session: Session, files: Iterable[PackageFile]) -> list[int]:
+    """Record the files' stored bytes for removal once this transaction commits."""
     rows = [StorageDeletion(storage_key=f.storage_key) for f in files]
     session.add_all(rows)
     session.flush()

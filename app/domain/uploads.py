@@ -1,4 +1,9 @@
-"""Accepting an uploaded distribution: validate, record, publish the file atomically."""
+"""Accepting an uploaded distribution: validate, record, publish the file atomically.
+
+A filename is taken once per project, unless its earlier upload ended in ``error``: the
+new upload then replaces the failed file, in the same transaction (its stored bytes go
+once that commits), so a broken upload never blocks its filename.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,12 @@ import hmac
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from packaging.version import Version
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.domain.archives import check_signature
 from app.domain.audit import Actor, record
 from app.domain.errors import DigestMismatch, FileExists, InvalidFilename, InvalidInput
 from app.domain.hashing import MultiDigest
@@ -19,9 +26,12 @@ from app.domain.names import (
     normalize,
     parse_filename,
     parse_version,
+    release_key,
     validate_name,
     validate_requires_python,
 )
+from app.domain.packages import schedule_deletions
+from app.domain.reserved_names import reserve
 from app.domain.storage import StorageBackend, StorageWriter
 from app.models import Package, PackageFile, Project
 from app.models.base import utcnow
@@ -44,10 +54,18 @@ class UploadForm:
 @dataclass(frozen=True)
 class ReceivedFile:
     """The received bytes, written but not yet published (``writer.commit``), and their
-    digests. The writer's key is where the file will live."""
+    digests and first bytes. The writer's key is where the file will live."""
 
     writer: StorageWriter
     digest: MultiDigest
+    head: bytes  # at least archives.SIGNATURE_SIZE bytes, unless the file is shorter
+
+
+@dataclass(frozen=True)
+class AcceptedUpload:
+    package_file: PackageFile
+    # Stored files to remove now that the upload is committed (a replaced failed file's).
+    storage_deletions: list[int] = field(default_factory=list)
 
 
 def new_storage_key(project_id: int, filename: str) -> str:
@@ -69,7 +87,7 @@ def accept_upload(
     uploader: str,
     *,
     actor: Actor = None,
-) -> PackageFile:
+) -> AcceptedUpload:
     """Record and store one file, atomically: both the row and the file, or neither.
 
     The row is flushed first, so the database's unique constraint picks exactly one
@@ -83,9 +101,12 @@ def accept_upload(
     check_filename_matches(dist, name, version)
     requires_python = validate_requires_python(form.requires_python)
     _verify_digests(form, received.digest)
-    check_storage_quota(session, project, received.digest.size)
+    check_signature(dist.filename, received.head)
+    replaced_id, deletions = _remove_failed_file(session, project, dist.filename)
+    check_storage_quota(session, project, received.digest.size)  # without the failed file
 
-    package = _get_or_create_package(session, project, name, form.version.strip(), str(version))
+    package = _get_or_create_package(session, project, name, form.version.strip(), version)
+    reserve(session, package.normalized_name)  # never forwarded upstream from now on
     package_file = PackageFile(
         package_id=package.id,
         project_id=project.id,
@@ -110,7 +131,8 @@ def accept_upload(
         session, actor if actor is not None else uploader, "package_file_uploaded", project,
         "PackageFile", package_file.id,
         f"{project.full_path}/{package.name}/{package.version}/{dist.filename}",
-        {"package_id": package.id, "sha256": package_file.sha256, "size": package_file.size},
+        {"package_id": package.id, "sha256": package_file.sha256, "size": package_file.size,
+         **({"replaced_file_id": replaced_id} if replaced_id is not None else {})},
     )  # fmt: skip
     try:
         received.writer.commit()  # the storage failing here (503) keeps no row either
@@ -120,7 +142,38 @@ def accept_upload(
         if received.writer.committed:
             store.delete(package_file.storage_key)
         raise
-    return package_file
+    return AcceptedUpload(package_file, deletions)
+
+
+def _remove_failed_file(
+    session: Session, project: Project, filename: str
+) -> tuple[int | None, list[int]]:
+    """Delete the row of this filename if its processing failed, and schedule its stored
+    bytes for removal; returns its id and the storage deletions, or (None, []).
+
+    The DELETE is conditional, so a replacement racing this one (or a retry that set the
+    file processing again) leaves it 0 rows: the insert that follows then fails as
+    ``File already exists``, and this transaction keeps nothing.
+    """
+    failed = session.execute(
+        select(PackageFile).where(
+            PackageFile.project_id == project.id,
+            PackageFile.filename == filename,
+            PackageFile.state == "error",
+        )
+    ).scalar_one_or_none()
+    if failed is None:
+        return None, []
+    removed = session.execute(
+        delete(PackageFile)
+        .where(PackageFile.id == failed.id, PackageFile.state == "error")
+        .execution_options(synchronize_session=False)
+    )
+    if removed.rowcount != 1:  # type: ignore[attr-defined]
+        return None, []
+    deletions = schedule_deletions(session, [failed])
+    session.expunge(failed)
+    return failed.id, deletions
 
 
 def _verify_digests(form: UploadForm, digest: MultiDigest) -> None:
@@ -138,9 +191,11 @@ def _verify_digests(form: UploadForm, digest: MultiDigest) -> None:
 
 
 def _get_or_create_package(
-    session: Session, project: Project, name: str, version: str, canonical: str
+    session: Session, project: Project, name: str, spelling: str, version: Version
 ) -> Package:
+    """The release of this PEP 440 version, or a new one with these spellings."""
     normalized = normalize(name)
+    canonical = release_key(version)
     query = select(Package).where(
         Package.project_id == project.id,
         Package.normalized_name == normalized,
@@ -153,7 +208,7 @@ def _get_or_create_package(
         project_id=project.id,
         name=name,
         normalized_name=normalized,
-        version=version,
+        version=spelling,
         canonical_version=canonical,
     )
     try:

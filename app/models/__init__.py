@@ -6,7 +6,7 @@ from app.models.base import Base
 from app.models.cache import CacheGeneration
 from app.models.instance import InstanceSecret
 from app.models.namespaces import Group, Membership, Project
-from app.models.packages import Package, PackageFile
+from app.models.packages import Package, PackageFile, ReservedName
 from app.models.sign_in import SignInAttempt
 from app.models.storage import StorageDeletion
 from app.models.upstream import UpstreamFile, UpstreamProject
@@ -24,6 +24,7 @@ __all__ = [
     "PackageFile",
     "PersonalAccessToken",
     "Project",
+    "ReservedName",
     "SignInAttempt",
     "StorageDeletion",
     "UpstreamFile",

@@ -17,8 +17,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    exists,
 )
-from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, deferred, mapped_column, relationship
 
 from app.models.base import Base, TimestampMixin, utcnow
 
@@ -31,7 +32,11 @@ SUMMARY_MAX = 512  # PyPI's limit for the Summary field
 
 class Package(TimestampMixin, Base):
     __tablename__ = "packages"
-    __table_args__ = (UniqueConstraint("project_id", "normalized_name", "canonical_version"),)
+    __table_args__ = (
+        # One release per PEP 440 version: canonical_version is names.release_key.
+        UniqueConstraint("project_id", "normalized_name", "canonical_version"),
+        Index("ix_packages_normalized_name", "normalized_name"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -88,3 +93,16 @@ class PackageFile(TimestampMixin, Base):
     metadata_bytes: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
 
     package: Mapped[Package] = relationship(back_populates="files")
+
+
+class ReservedName(TimestampMixin, Base):
+    """A (normalized) name once published in the instance: never forwarded upstream, even
+    after its last release is deleted, until an admin releases it (domain.reserved_names)."""
+
+    __tablename__ = "reserved_names"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # Whether any project holds a release of it now; loaded only where asked for.
+    published: Mapped[bool] = column_property(
+        exists().where(Package.normalized_name == name), deferred=True
+    )

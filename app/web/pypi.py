@@ -58,6 +58,7 @@ from app.web.auth import current_caller, current_identity
 from app.web.loaders import IndexScope, group_index_scope, project_for, project_index_scope
 from app.web.uploads import HashingSink
 from workers.dispatch import send
+from workers.tasks.cleanup import delete_stored_files
 from workers.tasks.files import process_file
 from workers.tasks.upstream import refresh_upstream_page
 
@@ -97,7 +98,7 @@ def upload(project_ref: str) -> tuple[str, int]:
         fields={k: v for k, v in form.items() if not k.startswith(":")},
         **{k: form.get(k, "") for k in UPLOAD_FIELDS},
     )
-    package_file = accept_upload(
+    accepted = accept_upload(
         db.session,
         storage(),
         project,
@@ -106,7 +107,9 @@ def upload(project_ref: str) -> tuple[str, int]:
         uploader=actor_name(current_identity()),
         actor=current_identity(),
     )
-    send(process_file, package_file.id)
+    send(process_file, accepted.package_file.id)
+    if accepted.storage_deletions:  # a failed file's bytes, replaced by this upload
+        send(delete_stored_files, accepted.storage_deletions)
     return "201 Created\n", 201
 
 

@@ -249,7 +249,12 @@ def as_project_page(page: UpstreamPage, files_prefix: str) -> ProjectPage:
         )
         for f in page.files
     ]
-    return ProjectPage(name=page.name, files=files, versions=list(page.versions))
+    return ProjectPage(
+        name=page.name,
+        normalized_name=normalize(page.name),
+        files=files,
+        versions=list(page.versions),
+    )
 
 
 def _moment(text: str | None) -> datetime | None:

@@ -10,6 +10,7 @@ from app.web.api import (  # noqa: E402,F401  (registers routes)
     openapi,
     packages,
     projects,
+    reserved_names,
     tokens,
     upstream,
     users,

@@ -234,10 +234,21 @@ SCHEMAS: dict[str, Schema] = {
             "file_sha1": {"type": "null"},
             "file_sha256": STRING,
             "status": {"type": "string", "enum": ["default", "processing", "error"]},
+            "error_reason": _nullable(
+                "string", description="Why processing refused the file; null unless status is error"
+            ),
             "requires_python": _nullable("string"),
             "pipelines": {"type": "array", "maxItems": 0},
         },
         ("id", "package_id", "file_name", "size", "file_sha256"),
+    ),
+    "ReservedName": _object(
+        {
+            "name": {**STRING, "description": "The normalized name (PEP 503)"},
+            "created_at": TIME,
+            "published": {**BOOLEAN, "description": "Whether a project holds a release of it"},
+        },
+        ("name", "created_at", "published"),
     ),
     "AuditEvent": _object(
         {
@@ -305,7 +316,7 @@ ERRORS = {
     401: "No or bad credentials (with `WWW-Authenticate: Basic`)",
     403: "Visible, but the caller may not do this",
     404: "No such resource, or not visible to the caller",
-    409: "Already exists",
+    409: "Already exists, or still in use",
 }
 
 
@@ -494,6 +505,33 @@ def _package_paths() -> dict[str, Schema]:
             "post": _operation(
                 "Unyank a release", "packages", ok=(200, "Not yanked", _ref("Package")),
                 params=[NAMESPACE_ID, PACKAGE_ID], description=maintainer,
+            ),
+        },
+    }  # fmt: skip
+
+
+def _reserved_name_paths() -> dict[str, Schema]:
+    never_forwarded = (
+        "A name once published in the instance is never forwarded to the upstream index, even"
+        " after its last release is deleted, until an admin releases it."
+    )
+    return {
+        "/reserved_names": {
+            "get": _operation(
+                "List reserved names (admins)", "packages",
+                ok=(200, "Reserved names, by name", _list_of("ReservedName")),
+                errors=(401, 403), paginated=True, description=never_forwarded,
+            ),
+        },
+        "/reserved_names/{name}": {
+            "delete": _operation(
+                "Release a reserved name (admins)", "packages",
+                ok=_no_content("Released: the name may be forwarded upstream again"),
+                errors=(401, 403, 404, 409),
+                params=[_param("name", "path", {"type": "string", "minLength": 1,
+                                                "examples": ["demo"]}, "Any spelling of the name")],
+                description=never_forwarded + " Audited (`reserved_name_released`). 404 when"
+                " the name is not reserved; 409 while a project still holds a release of it.",
             ),
         },
     }  # fmt: skip
@@ -831,6 +869,7 @@ def document() -> Schema:
         ],
         "paths": {
             **_package_paths(),
+            **_reserved_name_paths(),
             **_token_paths(),
             **_namespace_paths(),
             **_user_and_audit_paths(),

@@ -182,6 +182,7 @@ def package_file_json(package_file: PackageFile) -> dict[str, Any]:
         "file_sha1": None,
         "file_sha256": package_file.sha256,
         "status": package_file.state,
+        "error_reason": package_file.error_reason if package_file.state == "error" else None,
         "requires_python": package_file.requires_python,
         "pipelines": [],
     }
