@@ -33,6 +33,7 @@ from app.models import (
     PackageFile,
     PersonalAccessToken,
     Project,
+    ReservedName,
     User,
 )
 from app.models.cache import GENERATION_ROW
@@ -40,6 +41,7 @@ from app.models.cache import GENERATION_ROW
 WATCHED = (
     Package, PackageFile, Project, Group, Membership, User,
     PersonalAccessToken, DeployToken, JobToken,
+    ReservedName,  # a release reopens a name to the upstream
 )  # fmt: skip
 _BUMPED = "packyard.generation_bumped"
 
