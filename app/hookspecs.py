@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from flask import Blueprint
     from sqlalchemy.orm import Session
 
     from app.domain.identity import AuthResult, PresentedCredentials
@@ -43,6 +44,20 @@ def register_storage_backends(
     the ``--to`` URL of ``packyard storage migrate``); ``app/domain/storage.py`` documents
     the interface (``writer`` to stream files in, a seekable ``open``, the optional
     abilities). A scheme registered twice is an error naming both plugins.
+    """
+
+
+@hookspec
+def register_blueprints(register: Callable[[Blueprint], None]) -> None:
+    """Add HTTP routes: ``register(blueprint)``.
+
+    Called once per app, after Packyard's own blueprints; do not reuse their paths.
+    ``packyard.InvalidInput``, ``NotFound`` and ``Forbidden`` raised by a view answer
+    the contract's JSON (``{"message": ...}``) with 400, 404 and 403.  These routes take
+    tokens, like the REST API: the session cookie does not authenticate them and their
+    POSTs are not CSRF-checked.  Views find the caller with
+    ``packyard.current_identity()`` and a project the caller may act on with
+    ``packyard.project_for(ref, permission)``.
     """
 
 

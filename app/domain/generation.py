@@ -32,13 +32,15 @@ from app.models import (
     PackageFile,
     PersonalAccessToken,
     Project,
+    PublisherToken,
+    TrustedPublisher,
     User,
 )
 from app.models.cache import GENERATION_ROW
 
 WATCHED = (
     Package, PackageFile, Project, Group, Membership, User,
-    PersonalAccessToken, DeployToken, JobToken,
+    PersonalAccessToken, DeployToken, JobToken, PublisherToken, TrustedPublisher,
 )  # fmt: skip
 _BUMPED = "packyard.generation_bumped"
 

@@ -6,6 +6,7 @@ from app.models.base import Base
 from app.models.cache import CacheGeneration
 from app.models.instance import InstanceSecret
 from app.models.namespaces import Group, Membership, Project
+from app.models.oidc import PublisherToken, TrustedPublisher, UsedOidcToken
 from app.models.packages import Package, PackageFile
 from app.models.sign_in import SignInAttempt
 from app.models.storage import StorageDeletion
@@ -23,7 +24,10 @@ __all__ = [
     "PackageFile",
     "PersonalAccessToken",
     "Project",
+    "PublisherToken",
     "SignInAttempt",
     "StorageDeletion",
+    "TrustedPublisher",
+    "UsedOidcToken",
     "User",
 ]
