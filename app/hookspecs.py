@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from flask import Blueprint
     from sqlalchemy.orm import Session
 
+    from app.domain.access import Access
     from app.domain.identity import AuthResult, PresentedCredentials
     from app.domain.storage import StorageBackend
+    from app.models import Project
 
 hookspec = pluggy.HookspecMarker("packyard")
 hookimpl = pluggy.HookimplMarker("packyard")
@@ -58,6 +60,16 @@ def register_blueprints(register: Callable[[Blueprint], None]) -> None:
     POSTs are not CSRF-checked.  Views find the caller with
     ``packyard.current_identity()`` and a project the caller may act on with
     ``packyard.project_for(ref, permission)``.
+    """
+
+
+@hookspec
+def project_page_sections(project: Project, access: Access, session: Session) -> str | None:
+    """A section for the project's web page, below its packages: HTML (a ``Markup``,
+    escaped as Jinja escapes), or None for nothing.
+
+    ``access`` is the visitor's (``access.manage`` for maintainers); show only what they
+    may see.  Sections appear in plugin registration order.
     """
 
 

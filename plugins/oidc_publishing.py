@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, render_template_string, request
 from sqlalchemy.orm import Session
 
 from app.domain import trusted_publishing as tp
@@ -57,6 +57,37 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
 def register_blueprints(register: Any) -> None:
     register(exchange_bp)
     register(api_bp)
+
+
+PAGE_SECTION = """
+<section class="trusted-publishers">
+<h2>Trusted publishers</h2>
+{% if publishers %}
+<p class="muted">CI jobs whose identity token carries these claims may publish here
+without a stored secret, for 15 minutes per token.</p>
+<div class="scroll"><table>
+  <thead><tr><th>Issuer</th><th>Claims</th></tr></thead>
+  <tbody>{% for p in publishers %}
+  <tr><td><code>{{ p.issuer }}</code></td>
+    <td>{% for name, value in p.claims|dictsort %}<code>{{ name }}</code> = <code>{{ value
+      }}</code>{% if not loop.last %}<br>{% endif %}{% endfor %}</td></tr>
+  {% endfor %}</tbody>
+</table></div>
+{% else %}
+<p class="muted">None: CI jobs publish with a token. Add one with
+<code>POST /api/v4/projects/{{ project.id }}/trusted_publishers</code>.</p>
+{% endif %}
+</section>
+"""
+
+
+@hookimpl
+def project_page_sections(project: Any, access: Any, session: Session) -> str | None:
+    """Maintainers see who may publish to the project (the claims describe their CI)."""
+    if not access.manage:
+        return None
+    publishers = tp.project_publishers(session, project)
+    return render_template_string(PAGE_SECTION, project=project, publishers=publishers)
 
 
 def _issuers() -> list[str]:

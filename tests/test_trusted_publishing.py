@@ -275,3 +275,21 @@ def test_ci_tokens_cannot_manage_publishers(setup, registry, issuer):
     path = f"/api/v4/projects/{setup['lib'].id}/trusted_publishers"
     answer = registry.client.get(path, headers=basic(token))
     assert answer.status_code == 403
+
+
+def test_project_page_lists_publishers_to_maintainers(setup, registry, app):
+    from tests.test_ui import sign_in
+
+    developer, maintainer = registry.user("dev"), registry.user("maint")
+    registry.member(developer, DEVELOPER, project=setup["lib"])
+    registry.member(maintainer, MAINTAINER, project=setup["lib"])
+    page = "/team/lib/-/packages"
+    as_maintainer, as_developer = app.test_client(), app.test_client()
+    sign_in(as_maintainer, "maint")
+    sign_in(as_developer, "dev")
+    shown = as_maintainer.get(page).get_data(as_text=True)
+    assert "Trusted publishers" in shown
+    assert "<code>project_path</code> = <code>team/lib</code>" in shown
+    assert "Trusted publishers" not in as_developer.get(page).get_data(as_text=True)
+    other = as_maintainer.get("/team/other/-/packages")
+    assert other.status_code == 404  # not a member of team/other

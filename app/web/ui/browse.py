@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Response, redirect, render_template, url_for
+from markupsafe import Markup
 from sqlalchemy import select
 
 from app.domain.access import (
@@ -17,6 +18,7 @@ from app.domain.namespaces import group_chain
 from app.domain.readme import render_description
 from app.extensions import db
 from app.models import Group, Project
+from app.runtime import plugin_manager
 from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import hidden, load_group, load_project, page_arg, search_arg
@@ -74,14 +76,18 @@ def group(full_path: str) -> str | Response:
 
 @bp.get("/<namespace:full_path>/-/packages")
 def packages(full_path: str) -> str:
-    project, _access = load_project(full_path)
+    project, access = load_project(full_path)
     search, page = search_arg(), page_arg()
+    sections = plugin_manager().hook.project_page_sections(
+        project=project, access=access, session=db.session
+    )
     return render_template(
         "browse/project.html",
         project=project,
         groups=list(reversed(group_chain(db.session, project.group))),
         results=project_packages(db.session, project.id, search, page),
         search=search,
+        sections=[Markup(section) for section in reversed(sections)],
     )
 
 
