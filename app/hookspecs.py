@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from app.domain.access import Access
-    from app.domain.identity import AuthResult, PresentedCredentials
+    from app.domain.identity import AuthResult, PresentedCredentials, SignInChoice
     from app.domain.storage import StorageBackend
     from app.models import Project
 
@@ -70,6 +70,15 @@ def project_page_sections(project: Project, access: Access, session: Session) ->
 
     ``access`` is the visitor's (``access.manage`` for maintainers); show only what they
     may see.  Sections appear in plugin registration order.
+    """
+
+
+@hookspec
+def sign_in_choices(next_url: str) -> SignInChoice | None:
+    """Another way to sign in to the web pages, offered on the sign-in page: a
+    ``SignInChoice(label, url)``, or None.  ``next_url`` is where the visitor goes once
+    signed in (a local path).  The plugin's own routes (``register_blueprints``) do the
+    rest and start the session with ``packyard.start_browser_session(user)``.
     """
 
 

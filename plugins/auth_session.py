@@ -10,7 +10,9 @@ from flask import has_request_context, request
 from flask import session as cookie
 from sqlalchemy.orm import Session
 
-from app.domain.sign_in import session_user
+from app.domain.sign_in import session_user, start_session
+from app.extensions import db
+from app.models import User
 from packyard import AuthResult, Identity, PresentedCredentials, hookimpl
 
 COOKIE_KEY = "packyard.auth"
@@ -29,3 +31,12 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
     return AuthResult.ok(
         Identity(kind="session", name=user.username, user_id=user.id, is_admin=user.is_admin)
     )
+
+
+def start_browser_session(user: User) -> None:
+    """Sign the browser in as ``user``: a fresh session (and CSRF token) holding the
+    user's session stamp, which signing out everywhere invalidates."""
+    stamp = start_session(db.session, user)
+    cookie.clear()
+    cookie[COOKIE_KEY] = stamp.as_cookie()
+    cookie.permanent = True

@@ -61,3 +61,14 @@ class AuthResult:
     @classmethod
     def rejected(cls, reason: str) -> AuthResult:
         return cls(identity=None, reason=reason)
+
+
+@dataclass(frozen=True)
+class SignInChoice:
+    """A way to sign in that a plugin offers on the sign-in page (``sign_in_choices``):
+    a button labelled ``label`` that leads to ``url``.  ``replaces_password`` hides the
+    password form and refuses password sign-in."""
+
+    label: str
+    url: str
+    replaces_password: bool = False

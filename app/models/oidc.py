@@ -1,10 +1,11 @@
-"""OpenID Connect trusted publishing: publishers, minted tokens, and used token ids."""
+"""OpenID Connect: trusted publishing (publishers, minted tokens, used token ids) and
+the single sign-on accounts linked to users."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.accounts import TokenMixin
@@ -47,3 +48,16 @@ class UsedOidcToken(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), unique=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ExternalIdentity(TimestampMixin, Base):
+    """A user's account at an OpenID provider (single sign-on): issuer and subject, the
+    only link between them. Never inferred from an email address."""
+
+    __tablename__ = "external_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))

@@ -1,4 +1,5 @@
-"""trusted publishing: publishers per project, minted publisher tokens, used token ids
+"""OpenID Connect: trusted publishers, minted publisher tokens, used token ids, and the
+external identities single sign-on links to users
 
 Revision ID: 0011
 Revises: 0010 (briefed as 0003; chained after 0010 so this branch has one head)
@@ -58,8 +59,34 @@ def upgrade() -> None:
     with op.batch_alter_table("used_oidc_tokens", schema=None) as batch_op:
         batch_op.create_index("ix_used_oidc_tokens_expires_at", ["expires_at"], unique=False)
 
+    op.create_table(
+        "external_identities",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("issuer", sa.String(length=255), nullable=False),
+        sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_external_identities_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_external_identities")),
+        sa.UniqueConstraint(
+            "issuer", "subject", name=op.f("uq_external_identities_issuer_subject")
+        ),
+    )
+    with op.batch_alter_table("external_identities", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_external_identities_user_id"), ["user_id"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("external_identities", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_external_identities_user_id"))
+    op.drop_table("external_identities")
     op.drop_table("used_oidc_tokens")
     op.drop_table("publisher_tokens")
     with op.batch_alter_table("trusted_publishers", schema=None) as batch_op:
