@@ -6,6 +6,7 @@ the publishers API. The real clients (twine, curl, uv) are in test_e2e_trusted_p
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -163,23 +164,25 @@ def test_unknown_key_refetches_the_jwks_once(setup, registry, issuer, monkeypatc
     assert exchange(registry.client, issuer.sign(GITLAB_CLAIMS)).status_code == 200
     assert issuer.jwks_requests == fetched  # cached
 
-    issuer.add_key("ghost", publish=False)
-    assert refusal(exchange(registry.client, issuer.sign(GITLAB_CLAIMS, kid="ghost"))) == (
+    ghost, rotated = f"ghost-{uuid.uuid4().hex}", f"rotated-{uuid.uuid4().hex}"  # new kids
+    issuer.add_key(ghost, publish=False)
+    assert refusal(exchange(registry.client, issuer.sign(GITLAB_CLAIMS, kid=ghost))) == (
         "unknown-key"
     )
     assert issuer.jwks_requests == fetched + 1  # looked once, then refused
 
-    issuer.add_key("rotated")  # the issuer rotates: a token with the new key works
-    assert exchange(registry.client, issuer.sign(GITLAB_CLAIMS, kid="rotated")).status_code == 200
+    issuer.add_key(rotated)  # the issuer rotates: a token with the new key works
+    assert exchange(registry.client, issuer.sign(GITLAB_CLAIMS, kid=rotated)).status_code == 200
     assert issuer.jwks_requests == fetched + 2
 
 
 def test_unknown_keys_do_not_flood_the_issuer(setup, registry, issuer):
     exchange(registry.client, issuer.sign(GITLAB_CLAIMS))
     fetched = issuer.jwks_requests
-    issuer.add_key("ghost-2", publish=False)
+    ghost = f"ghost-{uuid.uuid4().hex}"
+    issuer.add_key(ghost, publish=False)
     for _ in range(3):
-        token = issuer.sign(GITLAB_CLAIMS, kid="ghost-2")
+        token = issuer.sign(GITLAB_CLAIMS, kid=ghost)
         assert refusal(exchange(registry.client, token)) == "unknown-key"
     assert issuer.jwks_requests <= fetched + 1
 
@@ -293,3 +296,12 @@ def test_project_page_lists_publishers_to_maintainers(setup, registry, app):
     assert "Trusted publishers" not in as_developer.get(page).get_data(as_text=True)
     other = as_maintainer.get("/team/other/-/packages")
     assert other.status_code == 404  # not a member of team/other
+
+
+def test_an_unreachable_issuer_is_reported(setup, registry, issuer, app):
+    from tests.services import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    app.config["OIDC_ISSUERS"] = f"{issuer.url} {closed}"
+    token = issuer.sign(GITLAB_CLAIMS, iss=closed)
+    assert refusal(exchange(registry.client, token)) == "issuer-unreachable"
