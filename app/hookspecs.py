@@ -65,8 +65,10 @@ def register_blueprints(register: Callable[[Blueprint], None]) -> None:
 
 @hookspec
 def project_page_sections(project: Project, access: Access, session: Session) -> str | None:
-    """A section for the project's web page, below its packages: HTML (a ``Markup``,
-    escaped as Jinja escapes), or None for nothing.
+    """A section for the project's web page, below its packages, or None for nothing.
+
+    The string is inserted as HTML, unescaped: escape whatever you put in it (render it
+    with ``flask.render_template_string``, which escapes as the pages do).
 
     ``access`` is the visitor's (``access.manage`` for maintainers); show only what they
     may see.  Sections appear in plugin registration order.
