@@ -35,6 +35,12 @@ NEXT_KEY = "packyard.sso_next"
 CLIENT = "packyard_sso"
 
 
+@bp.record_once
+def _check_settings(state: Any) -> None:
+    """A malformed group map stops the app at start, not at someone's sign-in."""
+    sso.parse_group_map(state.app.config.get("OIDC_SIGNIN_GROUP_MAP"))
+
+
 def _enabled(app: Flask) -> bool:
     return all(app.config.get(k) for k in ("OIDC_SIGNIN_ISSUER", "OIDC_SIGNIN_CLIENT_ID"))
 

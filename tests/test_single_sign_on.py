@@ -82,3 +82,11 @@ def test_group_claim_sets_roles_in_mapped_groups_only(registry):
         select(AuditEvent.action).where(AuditEvent.actor == "single sign-on")
     ).scalars()
     assert list(actions) == ["member_added", "member_updated", "member_removed"]
+
+
+def test_a_malformed_group_map_stops_the_app_at_start(tmp_path):
+    from app import create_app
+
+    with pytest.raises(ValueError, match="group/path:role"):
+        create_app({"DATA_DIR": str(tmp_path), "LOAD_ENTRYPOINT_PLUGINS": False,
+                    "OIDC_SIGNIN_GROUP_MAP": {"eng": "acme"}})  # fmt: skip
