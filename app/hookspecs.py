@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from flask import Blueprint
     from sqlalchemy.orm import Session
 
-    from app.domain.identity import AuthResult, PresentedCredentials
+    from app.domain.access import Access
+    from app.domain.identity import AuthResult, PresentedCredentials, SignInChoice
     from app.domain.sign_in import SessionStamp
     from app.domain.storage import StorageBackend
+    from app.models import Project
 
 hookspec = pluggy.HookspecMarker("packyard")
 hookimpl = pluggy.HookimplMarker("packyard")
@@ -82,6 +85,41 @@ def register_storage_backends(
     the ``--to`` URL of ``packyard storage migrate``); ``app/domain/storage.py`` documents
     the interface (``writer`` to stream files in, a seekable ``open``, the optional
     abilities). A scheme registered twice is an error naming both plugins.
+    """
+
+
+@hookspec
+def register_blueprints(register: Callable[[Blueprint], None]) -> None:
+    """Add HTTP routes: ``register(blueprint)``.
+
+    Called once per app, after Packyard's own blueprints; do not reuse their paths.
+    ``packyard.InvalidInput``, ``NotFound`` and ``Forbidden`` raised by a view answer
+    the contract's JSON (``{"message": ...}``) with 400, 404 and 403.  These routes take
+    tokens, like the REST API: the session cookie does not authenticate them and their
+    POSTs are not CSRF-checked.  Views find the caller with
+    ``packyard.current_identity()`` and a project the caller may act on with
+    ``packyard.project_for(ref, permission)``.
+    """
+
+
+@hookspec
+def project_page_sections(project: Project, access: Access, session: Session) -> str | None:
+    """A section for the project's web page, below its packages, or None for nothing.
+
+    The string is inserted as HTML, unescaped: escape whatever you put in it (render it
+    with ``flask.render_template_string``, which escapes as the pages do).
+
+    ``access`` is the visitor's (``access.manage`` for maintainers); show only what they
+    may see.  Sections appear in plugin registration order.
+    """
+
+
+@hookspec
+def sign_in_choices(next_url: str) -> SignInChoice | None:
+    """Another way to sign in to the web pages, offered on the sign-in page: a
+    ``SignInChoice(label, url)``, or None.  ``next_url`` is where the visitor goes once
+    signed in (a local path).  The plugin's own routes (``register_blueprints``) do the
+    rest and start the session with ``packyard.start_browser_session(user)``.
     """
 
 

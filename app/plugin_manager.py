@@ -20,6 +20,8 @@ BUILTIN_PLUGINS = (
     "plugins.auth_personal_token",
     "plugins.auth_deploy_token",
     "plugins.auth_job_token",
+    "plugins.oidc_publishing",
+    "plugins.oidc_sign_in",
     "plugins.auth_session",
     "plugins.auth_anonymous",
     "plugins.storage_file",

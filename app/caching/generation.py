@@ -33,14 +33,16 @@ from app.models import (
     PackageFile,
     PersonalAccessToken,
     Project,
+    PublisherToken,
     ReservedName,
+    TrustedPublisher,
     User,
 )
 from app.models.cache import GENERATION_ROW
 
 WATCHED = (
     Package, PackageFile, Project, Group, Membership, User,
-    PersonalAccessToken, DeployToken, JobToken,
+    PersonalAccessToken, DeployToken, JobToken, PublisherToken, TrustedPublisher,
     ReservedName,  # a release reopens a name to the upstream
 )  # fmt: skip
 _BUMPED = "packyard.generation_bumped"

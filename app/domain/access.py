@@ -27,6 +27,7 @@ ROLE_NAMES = {GUEST: "Guest", REPORTER: "Reporter", DEVELOPER: "Developer",
               MAINTAINER: "Maintainer", OWNER: "Owner"}  # fmt: skip
 
 READ, WRITE = "read", "write"
+TRUSTED_PUBLISHER = "trusted_publisher"
 ALL = frozenset({READ, WRITE})
 # credential kind -> scope -> permissions that scope can grant (roles still apply).
 SCOPE_GRANTS: dict[str, dict[str, frozenset[str]]] = {
@@ -116,6 +117,8 @@ def project_access(session: Session, identity: Identity, project: Project) -> Ac
     groups = _chain(session, project.group_id)
     chain = [group_id for group_id, _ in groups]
     visibility = least_visible(project.visibility, *(shown for _, shown in groups))
+    if identity.kind == TRUSTED_PUBLISHER:
+        return _publisher_access(identity, project.id, visibility)
     if identity.kind == "deploy_token":
         return _deploy_token_access(identity, project, chain, visibility)
     if identity.kind == "job_token" and identity.project_id != project.id:
@@ -208,6 +211,10 @@ def _reader(session: Session, identity: Identity) -> Callable[[int, str, str], b
             return (bound and READ in perms) or visibility == "public"
 
         return deploy_token_reads
+    if identity.kind == TRUSTED_PUBLISHER:
+        return lambda project_id, _path, visibility: (
+            _publisher_access(identity, project_id, visibility).read
+        )
     project_roles: dict[int, int] = {}
     group_roles: list[tuple[str, int]] = []
     if identity.user_id is not None and not identity.is_admin:
@@ -235,6 +242,14 @@ def _reader(session: Session, identity: Identity) -> Callable[[int, str, str], b
     return reads
 
 
+def _publisher_access(identity: Identity, project_id: int, visibility: str) -> Access:
+    """A trusted publisher's token uploads to and reads its projects; elsewhere it reads
+    what is public, like a job token."""
+    bound = project_id in identity.project_ids
+    public = visibility == "public"
+    return Access(visible=bound or public, read=bound or public, write=bound)
+
+
 def _deploy_token_access(
     identity: Identity, project: Project, chain: list[int], visibility: str
 ) -> Access:
@@ -259,7 +274,7 @@ def group_access(session: Session, identity: Identity, group: Group) -> Access:
         bound = identity.group_id is not None and identity.group_id in chain
         visible = bound or visibility == "public"
         return Access(visible=visible, read=visible)
-    if identity.kind == "job_token":  # bound to one project: elsewhere, public only
+    if identity.kind in ("job_token", TRUSTED_PUBLISHER):  # bound to projects: public only
         public = visibility == "public"
         return Access(visible=public, read=public)
     if identity.is_admin:

@@ -23,9 +23,10 @@ class PresentedCredentials:
 class Identity:
     """The caller, as authorization sees it.
 
-    ``kind`` is ``anonymous``, ``personal_token``, ``deploy_token``, ``job_token`` or
-    ``session``.  A deploy token has no user and is bound to ``project_id`` or
-    ``group_id``; a job token acts for its user on ``project_id`` only.
+    ``kind`` is ``anonymous``, ``personal_token``, ``deploy_token``, ``job_token``,
+    ``session`` or ``trusted_publisher``.  A deploy token has no user and is bound to
+    ``project_id`` or ``group_id``; a job token acts for its user on ``project_id`` only;
+    a trusted publisher has no user and uploads to and reads ``project_ids`` only.
     """
 
     kind: str
@@ -35,6 +36,7 @@ class Identity:
     scopes: frozenset[str] = field(default_factory=frozenset)
     project_id: int | None = None
     group_id: int | None = None
+    project_ids: frozenset[int] = field(default_factory=frozenset)
     # When the credential stops being valid; identities are cached until then at most.
     expires_at: datetime | None = None
 
@@ -69,3 +71,14 @@ class AuthResult:
     @classmethod
     def rejected(cls, reason: str) -> AuthResult:
         return cls(identity=None, reason=reason)
+
+
+@dataclass(frozen=True)
+class SignInChoice:
+    """A way to sign in that a plugin offers on the sign-in page (``sign_in_choices``):
+    a button labelled ``label`` that leads to ``url``.  ``replaces_password`` hides the
+    password form and refuses password sign-in."""
+
+    label: str
+    url: str
+    replaces_password: bool = False

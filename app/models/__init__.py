@@ -6,6 +6,7 @@ from app.models.base import Base
 from app.models.cache import CacheGeneration
 from app.models.instance import InstanceSecret
 from app.models.namespaces import Group, Membership, Project
+from app.models.oidc import ExternalIdentity, PublisherToken, TrustedPublisher, UsedOidcToken
 from app.models.packages import Package, PackageFile, ReservedName
 from app.models.sign_in import SignInAttempt
 from app.models.storage import StorageDeletion
@@ -16,6 +17,7 @@ __all__ = [
     "Base",
     "CacheGeneration",
     "DeployToken",
+    "ExternalIdentity",
     "Group",
     "InstanceSecret",
     "JobToken",
@@ -24,10 +26,13 @@ __all__ = [
     "PackageFile",
     "PersonalAccessToken",
     "Project",
+    "PublisherToken",
     "ReservedName",
     "SignInAttempt",
     "StorageDeletion",
+    "TrustedPublisher",
     "UpstreamFile",
     "UpstreamProject",
+    "UsedOidcToken",
     "User",
 ]

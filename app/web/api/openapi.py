@@ -183,6 +183,16 @@ SCHEMAS: dict[str, Schema] = {
         ]
     },
     "JobToken": _object({"token": STRING, "expires_at": TIME}, ("token", "expires_at")),
+    "TrustedPublisher": _object(
+        {
+            "id": INTEGER,
+            "project_id": INTEGER,
+            "issuer": STRING,
+            "claims": {"type": "object", "additionalProperties": STRING},
+            "created_at": TIME,
+        },
+        ("id", "project_id", "issuer", "claims", "created_at"),
+    ),
     "Package": _object(
         {
             "id": INTEGER,
@@ -836,6 +846,40 @@ def _upstream_paths() -> dict[str, Schema]:
     }  # fmt: skip
 
 
+def _trusted_publisher_paths() -> dict[str, Schema]:
+    """plugins/oidc_publishing.py: who may exchange a CI identity token (contract 9)."""
+    publishers = "/projects/{id}/trusted_publishers"
+    maintainer = "Maintainers, with a personal access token."
+    claims = {"type": "object", "minProperties": 1, "maxProperties": 20,
+              "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 255},
+              "description": "Claim name to the value the token must carry; one of them "
+                             "names the repository (project_path, repository, sub...)"}  # fmt: skip
+    return {
+        publishers: {
+            "get": _operation(
+                "List the project's trusted publishers", "projects",
+                ok=(200, "Publishers", _list_of("TrustedPublisher")), params=[NAMESPACE_ID],
+                description=maintainer,
+            ),
+            "post": _operation(
+                "Add a trusted publisher: an issuer and the claims its tokens must carry",
+                "projects", ok=(201, "Created", _ref("TrustedPublisher")),
+                params=[NAMESPACE_ID], description=maintainer,
+                body=_object({"issuer": {"type": "string", "format": "uri"}, "claims": claims},
+                             ("issuer", "claims")),
+            ),
+        },
+        publishers + "/{publisher_id}": {
+            "delete": _operation(
+                "Remove a trusted publisher", "projects", ok=_no_content("Removed"),
+                params=[NAMESPACE_ID, _param("publisher_id", "path",
+                                             {"type": "integer", "minimum": 1})],
+                description=maintainer,
+            ),
+        },
+    }  # fmt: skip
+
+
 def document() -> Schema:
     """The whole document; paths are relative to the server URL ``/api/v4``."""
     return {
@@ -873,6 +917,7 @@ def document() -> Schema:
             **_token_paths(),
             **_namespace_paths(),
             **_user_and_audit_paths(),
+            **_trusted_publisher_paths(),
         },
         "components": {
             "schemas": SCHEMAS,

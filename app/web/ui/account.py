@@ -9,15 +9,17 @@ from sqlalchemy import select
 from app.domain.access import PAT_SCOPES
 from app.domain.accounts import create_personal_token, create_user, revoke_personal_token
 from app.domain.errors import InvalidInput, NotFound, PackyardError
-from app.domain.sign_in import FAILED, end_sessions, start_session
+from app.domain.identity import SignInChoice
+from app.domain.sign_in import FAILED, end_sessions
 from app.domain.sign_in_limits import SignInLimits, TooManyAttempts, password_sign_in
 from app.domain.tokens import is_expired
 from app.extensions import db
 from app.models import PersonalAccessToken, User
+from app.runtime import plugin_manager
 from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import admin_user, safe_next, signed_in_user, viewer
-from app.web.ui.sessions import forget_sign_in, remember_sign_in
+from app.web.ui.sessions import forget_sign_in, start_browser_session
 
 TOKENS = "/-/profile/personal_access_tokens"
 
@@ -28,7 +30,9 @@ def sign_in() -> ResponseReturnValue:
     if request.method == "GET":
         if viewer().kind == "session":
             return redirect(target)
-        return render_template("account/sign_in.html", next=target)
+        return _sign_in_form(target, "", None)
+    if any(choice.replaces_password for choice in _other_choices(target)):
+        return _sign_in_form(target, "", "Password sign-in is turned off."), 403
     username, password = request.form.get("username", ""), request.form.get("password", "")
     limits = SignInLimits.from_config(current_app.config)
     try:
@@ -38,12 +42,21 @@ def sign_in() -> ResponseReturnValue:
         return _sign_in_form(target, username, exc.message), 429, headers
     if user is None:
         return _sign_in_form(target, username, FAILED), 401
-    remember_sign_in(start_session(db.session, user))
+    start_browser_session(user)
     return redirect(target, code=303)
 
 
-def _sign_in_form(target: str, username: str, error: str) -> str:
-    return render_template("account/sign_in.html", next=target, error=error, username=username)
+def _sign_in_form(target: str, username: str, error: str | None) -> str:
+    choices = _other_choices(target)
+    return render_template(
+        "account/sign_in.html", next=target, error=error, username=username, choices=choices,
+        passwords=not any(choice.replaces_password for choice in choices),
+    )  # fmt: skip
+
+
+def _other_choices(target: str) -> list[SignInChoice]:
+    """Other ways to sign in that plugins offer (single sign-on)."""
+    return list(plugin_manager().hook.sign_in_choices(next_url=target))
 
 
 @bp.post("/users/sign_out")

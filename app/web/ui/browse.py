@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Response, current_app, flash, redirect, render_template, request, url_for
+from markupsafe import Markup
 from sqlalchemy import select
 
 from app.domain.access import (
@@ -19,6 +20,7 @@ from app.domain.settings import update_settings
 from app.domain.upstream.policy import policy_for
 from app.extensions import db
 from app.models import Group, Project
+from app.runtime import plugin_manager
 from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import (
@@ -109,16 +111,20 @@ def group_upstream_settings(full_path: str) -> Response:
 
 @bp.get("/<namespace:full_path>/-/packages")
 def packages(full_path: str) -> str | Response:
-    project, _access = load_project(full_path)
+    project, access = load_project(full_path)
     if moved := canonical_redirect(project.full_path):
         return moved
     search, page = search_arg(), page_arg()
+    sections = plugin_manager().hook.project_page_sections(
+        project=project, access=access, session=db.session
+    )
     return render_template(
         "browse/project.html",
         project=project,
         groups=list(reversed(group_chain(db.session, project.group))),
         results=project_packages(db.session, project.id, search, page),
         search=search,
+        sections=[Markup(section) for section in reversed(sections)],
     )
 
 

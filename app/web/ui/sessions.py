@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from flask import request, session
 
-from app.domain.sign_in import SessionStamp
+from app.domain.sign_in import SessionStamp, start_session
+from app.extensions import db
+from app.models import User
 from app.web.ui import bp
 
 SIGNED_IN = "packyard.auth"  # the cookie's key: browsers signed in before stay signed in
@@ -21,6 +23,13 @@ def signed_in() -> SessionStamp | None:
     if request.blueprint != bp.name:
         return None
     return SessionStamp.from_cookie(session.get(SIGNED_IN))
+
+
+def start_browser_session(user: User) -> None:
+    """Sign the browser in as ``user``: a fresh session (and CSRF token) holding the
+    user's session stamp, which signing out everywhere invalidates.  Plugins that sign
+    people in (single sign-on) call it as ``packyard.start_browser_session``."""
+    remember_sign_in(start_session(db.session, user))
 
 
 def remember_sign_in(stamp: SessionStamp) -> None:
