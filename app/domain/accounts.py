@@ -52,7 +52,7 @@ def create_user(
     password = _text(password, "password", 1024) or None
     if find_user(session, username) is not None:
         raise Conflict("Username has already been taken")
-    if email and _email_taken(session, email):
+    if email and email_taken(session, email):
         raise Conflict("Email has already been taken")
     user = User(
         username=username,
@@ -77,7 +77,8 @@ def find_user(session: Session, username: str) -> User | None:
     ).scalar_one_or_none()
 
 
-def _email_taken(session: Session, email: str) -> bool:
+def email_taken(session: Session, email: str) -> bool:
+    """Whether a user has this email address, whatever its case."""
     found = session.execute(
         select(User.id).where(func.lower(User.email) == func.lower(email)).limit(1)
     )

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.domain.access import DEVELOPER, GUEST, MAINTAINER, OWNER, REPORTER
-from app.domain.accounts import create_user
+from app.domain.accounts import create_user, email_taken
 from app.domain.audit import record
 from app.domain.errors import Conflict, InvalidInput
 from app.models import ExternalIdentity, Group, Membership, User
@@ -68,6 +68,8 @@ def user_for_sign_in(session: Session, issuer: str, claims: Mapping[str, Any]) -
 
 def _create_user(session: Session, claims: Mapping[str, Any]) -> User:
     email = claims.get("email") if isinstance(claims.get("email"), str) else None
+    if email and email_taken(session, email):
+        email = None  # emails are unique: the account is linked, never merged by address
     for username in username_candidates(claims):
         taken = session.execute(
             select(User.id).where(func.lower(User.username) == username.lower())
