@@ -25,6 +25,7 @@ from app.extensions import db
 from app.migrations import upgrade
 from app.models import Group, Project, User
 from tests.dists import make_sdist, make_wheel
+from tests.s3server import S3Server, credentials_env
 from tests.services import postgres_database
 
 DATABASES = ["sqlite", "postgresql"]
@@ -170,3 +171,20 @@ def wheel() -> tuple[str, bytes]:
 @pytest.fixture
 def sdist() -> tuple[str, bytes]:
     return make_sdist("demo-pkg", "1.0", requires_python=">=3.8")
+
+
+# A real S3-compatible server, one per test module that asks for it.
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = S3Server(tmp_path_factory.mktemp("s3") / "root")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test server's credentials in the standard AWS variables, as boto3 reads them."""
+    for name, value in credentials_env().items():
+        monkeypatch.setenv(name, value)

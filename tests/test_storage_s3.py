@@ -24,24 +24,12 @@ from app.models import PackageFile
 from plugins.storage_s3 import PART_SIZE, S3Storage
 from tests.conftest import Registry, basic
 from tests.dists import make_wheel
-from tests.s3server import S3Server, credentials_env
+from tests.s3server import S3Server
 
 MIB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    server = S3Server(tmp_path_factory.mktemp("s3") / "root")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(autouse=True)
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in credentials_env().items():
-        monkeypatch.setenv(name, value)
+pytestmark = pytest.mark.usefixtures("aws_env")
 
 
 @pytest.fixture
