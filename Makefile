@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
 serve: install
-	$(BIN)/packyard serve
+	$(BIN)/packyard serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check .

@@ -40,6 +40,7 @@ BOOLEAN: Schema = {"type": "boolean"}
 TIME = _nullable("string", format="date-time")
 NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 255}
 VISIBILITY: Schema = {"type": "string", "enum": ["private", "internal", "public"]}
+USER_STATE: Schema = {"type": "string", "enum": ["active", "blocked"]}
 ACCESS_LEVEL: Schema = {"type": "integer", "enum": [10, 20, 30, 40, 50]}
 PAT_SCOPES: Schema = {
     "type": "array",
@@ -71,7 +72,7 @@ SCHEMAS: dict[str, Schema] = {
             "username": STRING,
             "name": STRING,
             "email": _nullable("string"),
-            "state": STRING,
+            "state": USER_STATE,
             "is_admin": BOOLEAN,
             "created_at": TIME,
             "web_url": STRING,
@@ -658,6 +659,42 @@ def _user_and_audit_paths() -> dict[str, Schema]:
                     {"username": NAME, "email": STRING, "password": STRING, "admin": BOOLEAN},
                     ("username",),
                 ),
+            ),
+            "get": _operation(
+                "List users (admins)", "users", ok=(200, "Users", _list_of("User")),
+                errors=(401, 403), paginated=True,
+                params=[
+                    _param("search", "query", STRING, "Part of the username or email"),
+                    _param("state", "query", USER_STATE),
+                ],
+            ),
+        },
+        "/users/{user_id}": {
+            "get": _operation(
+                "Get a user (the email only for admins and the user)", "users",
+                ok=(200, "The user", _ref("User")), params=[USER_ID],
+            ),
+            "put": _operation(
+                "Edit a user (admins); a new password ends their sessions", "users",
+                ok=(200, "The user", _ref("User")), errors=(400, 401, 403, 404, 409),
+                params=[USER_ID],
+                body=_object({"email": STRING, "password": STRING, "admin": BOOLEAN}, ()),
+            ),
+            "delete": _operation(
+                "Delete a user (admins); their packages stay, attributed", "users",
+                ok=_no_content("Deleted"), params=[USER_ID],
+            ),
+        },
+        "/users/{user_id}/block": {
+            "post": _operation(
+                "Block a user (admins): their sessions and tokens stop working at once",
+                "users", ok=(201, "Blocked", BOOLEAN), params=[USER_ID],
+            ),
+        },
+        "/users/{user_id}/unblock": {
+            "post": _operation(
+                "Unblock a user (admins)", "users", ok=(201, "Unblocked", BOOLEAN),
+                params=[USER_ID],
             ),
         },
         "/audit_events": {

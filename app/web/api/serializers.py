@@ -21,7 +21,7 @@ def user_json(user: User) -> dict[str, Any]:
         "username": user.username,
         "name": user.username,
         "email": user.email,
-        "state": "active",
+        "state": user.state,
         "is_admin": user.is_admin,
         "created_at": iso(user.created_at),
         "web_url": web_url(user.username),
