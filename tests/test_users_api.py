@@ -99,11 +99,12 @@ def test_blocking_ends_tokens_and_unblocking_restores_them(client, people, regis
         "basic": basic(people["alice_token"], "alice"),
         "job": {"JOB-TOKEN": job_token},
     }
+    where = f"/api/v4/projects/{people['project'].id}"
     for how in tokens.values():  # warm any identity cache first
-        assert client.get(f"/api/v4/projects/{people['project'].id}", headers=how).status_code == 200
+        assert client.get(where, headers=how).status_code == 200
     assert client.post(f"/api/v4/users/{alice.id}/block", headers=headers).status_code == 201
     for name, how in tokens.items():
-        refused = client.get(f"/api/v4/projects/{people['project'].id}", headers=how)
+        refused = client.get(where, headers=how)
         assert refused.status_code == 401, name
     shown = client.get(f"/api/v4/users/{alice.id}", headers=headers)
     assert shown.json["state"] == "blocked"
