@@ -1,0 +1,115 @@
+"""Management pages (issue 17), through the Flask test client: accounts, members, groups and
+projects, deploy tokens, package actions.  Each flow is checked as its intended user, as a
+user who must not have it, signed out, and without a CSRF token."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.domain.access import DEVELOPER, MAINTAINER
+from app.extensions import db
+from app.models import AuditEvent, User
+from tests.test_ui import PASSWORD, csrf_token, sign_in, text
+
+
+@pytest.fixture
+def people(registry):
+    root = registry.user("root", admin=True)
+    alice = registry.user("alice")
+    dev = registry.user("dev")
+    group = registry.group("team")
+    project = registry.project(group, "lib")
+    registry.member(alice, MAINTAINER, group=group)
+    registry.member(dev, DEVELOPER, project=project)
+    return {"root": root, "alice": alice, "dev": dev, "group": group, "project": project}
+
+
+def signed_in(app, username: str):
+    client = app.test_client()
+    assert sign_in(client, username).status_code == 303
+    return client
+
+
+def post(client, path: str, data: dict | None = None, page: str = "/"):
+    return client.post(path, data={**(data or {}), "csrf_token": csrf_token(client, page)})
+
+
+# --- accounts -------------------------------------------------------------------------
+
+
+def test_users_change_their_own_password_and_sign_in_again(app, people):
+    client = signed_in(app, "dev")
+    page = "/-/profile/password"
+    wrong = post(client, page, {"current_password": "nope", "password": "new-password-1",
+                                "password_confirmation": "new-password-1"}, page)  # fmt: skip
+    assert wrong.status_code == 400 and "current password is wrong" in text(wrong)
+    mismatch = post(client, page, {"current_password": PASSWORD, "password": "new-password-1",
+                                   "password_confirmation": "other-password"}, page)  # fmt: skip
+    assert mismatch.status_code == 400 and "do not match" in text(mismatch)
+    changed = post(client, page, {"current_password": PASSWORD, "password": "new-password-1",
+                                  "password_confirmation": "new-password-1"}, page)  # fmt: skip
+    assert changed.status_code == 303 and changed.headers["Location"].endswith("/users/sign_in")
+    assert client.get(page).status_code == 302  # the old session ended
+    assert sign_in(app.test_client(), "dev", PASSWORD).status_code == 401
+    assert sign_in(app.test_client(), "dev", "new-password-1").status_code == 303
+    assert app.test_client().get(page).status_code == 302  # signed out: sent to sign in
+    refused = client.post(page, data={"current_password": PASSWORD})
+    assert refused.status_code == 400 and "CSRF" in text(refused)
+
+
+def test_admins_search_reset_block_unblock_and_delete_users(app, people):
+    admin = signed_in(app, "root")
+    dev_id = people["dev"].id
+    found = admin.get("/-/admin/users?search=de")
+    assert f"/-/admin/users/{dev_id}" in text(found) and "alice" not in text(found)
+    page = f"/-/admin/users/{dev_id}"
+    dev_browser = signed_in(app, "dev")
+
+    reset = post(admin, f"{page}/password", {"password": "reset-password"}, page)
+    assert reset.status_code == 303
+    assert dev_browser.get("/-/profile/password").status_code == 302  # session ended
+    dev_browser = signed_in_with(app, "dev", "reset-password")
+
+    blocked = post(admin, f"{page}/block", page=page)
+    assert blocked.status_code == 303 and "blocked" in text(admin.get(page))
+    assert dev_browser.get("/-/profile/password").status_code == 302
+    assert sign_in(app.test_client(), "dev", "reset-password").status_code == 401
+    assert post(admin, f"{page}/unblock", page=page).status_code == 303
+    assert sign_in(app.test_client(), "dev", "reset-password").status_code == 303
+
+    unconfirmed = post(admin, f"{page}/delete", {"confirm": "someone"}, page)
+    assert unconfirmed.status_code == 400 and db.session.get(User, dev_id) is not None
+    deleted = post(admin, f"{page}/delete", {"confirm": "dev"}, page)
+    assert deleted.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(User, dev_id) is None
+    actions = {a for (a,) in db.session.query(AuditEvent.action).filter_by(entity_id=dev_id)}
+    assert {"user_password_changed", "user_blocked", "user_unblocked", "user_deleted"} <= actions
+
+
+def test_admins_cannot_block_or_delete_themselves_in_the_page(app, people):
+    admin = signed_in(app, "root")
+    page = f"/-/admin/users/{people['root'].id}"
+    refused = post(admin, f"{page}/block", page=page)
+    assert refused.status_code == 403 and "cannot block yourself" in text(refused)
+    refused = post(admin, f"{page}/delete", {"confirm": "root"}, page)
+    assert refused.status_code == 403
+
+
+def test_user_admin_pages_are_for_admins_only(app, people):
+    page = f"/-/admin/users/{people['dev'].id}"
+    alice = signed_in(app, "alice")
+    assert alice.get(page).status_code == 404
+    assert post(alice, f"{page}/block").status_code == 404
+    assert app.test_client().get(page).status_code == 302
+    admin = signed_in(app, "root")
+    no_csrf = admin.post(f"{page}/block")
+    assert no_csrf.status_code == 400
+    db.session.expire_all()
+    assert db.session.get(User, people["dev"].id).state == "active"
+
+
+def signed_in_with(app, username: str, password: str):
+    client = app.test_client()
+    assert sign_in(client, username, password).status_code == 303
+    return client
