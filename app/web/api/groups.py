@@ -14,7 +14,7 @@ from app.extensions import db
 from app.models import Group, Project, User
 from app.web.api import bp
 from app.web.api.common import api_user, body, int_param, paginate, required
-from app.web.api.serializers import deploy_token_json, group_json, project_json
+from app.web.api.serializers import deploy_token_json, group_json, member_json, project_json
 from app.web.auth import current_identity
 from app.web.loaders import group_for
 
@@ -130,9 +130,4 @@ def _user(params: dict[str, object]) -> User:
 
 
 def _member_json(user: User, access_level: int) -> dict[str, object]:
-    return {
-        "id": user.id,
-        "username": user.username,
-        "access_level": access_level,
-        "state": "active",
-    }
+    return member_json(user, access_level)

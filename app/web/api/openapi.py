@@ -116,7 +116,22 @@ SCHEMAS: dict[str, Schema] = {
         ("id", "name", "path", "path_with_namespace", "visibility"),
     ),
     "Member": _object(
-        {"id": INTEGER, "username": STRING, "access_level": ACCESS_LEVEL, "state": STRING},
+        {
+            "id": INTEGER,
+            "username": STRING,
+            "name": STRING,
+            "access_level": ACCESS_LEVEL,
+            "state": USER_STATE,
+            "web_url": STRING,
+            "membership_source": _object(
+                {
+                    "id": INTEGER,
+                    "full_path": STRING,
+                    "kind": {"type": "string", "enum": ["group", "project"]},
+                },
+                ("id", "full_path", "kind"),
+            ),
+        },
         ("id", "username", "access_level"),
     ),
     "PersonalAccessToken": _object(
@@ -644,6 +659,65 @@ def _namespace_paths() -> dict[str, Schema]:
     }  # fmt: skip
 
 
+def _merged(*parts: dict[str, Schema]) -> dict[str, Schema]:
+    """Paths from several parts, the operations of a path found in more than one combined."""
+    paths: dict[str, Schema] = {}
+    for part in parts:
+        for path, operations in part.items():
+            paths.setdefault(path, {}).update(operations)
+    return paths
+
+
+def _member_paths() -> dict[str, Schema]:
+    """GET, PUT and DELETE of members (POST is with the groups and projects)."""
+    paths: dict[str, Schema] = {}
+    for kind, tag in (("groups", "groups"), ("projects", "projects")):
+        where = kind[:-1]
+        paths[f"/{kind}/{{id}}/members"] = {
+            "get": _operation(
+                f"List the {where}'s own members",
+                tag,
+                ok=(200, "Members", _list_of("Member")),
+                params=[NAMESPACE_ID],
+                paginated=True,
+            ),
+        }
+        paths[f"/{kind}/{{id}}/members/all"] = {
+            "get": _operation(
+                f"List the {where}'s members with those inherited from its groups (each once, "
+                "with the highest role)",
+                tag,
+                ok=(200, "Members", _list_of("Member")),
+                params=[NAMESPACE_ID],
+                paginated=True,
+            ),
+        }
+        paths[f"/{kind}/{{id}}/members/{{user_id}}"] = {
+            "get": _operation(
+                f"Get a member of the {where}",
+                tag,
+                ok=(200, "The member", _ref("Member")),
+                params=[NAMESPACE_ID, USER_ID],
+            ),
+            "put": _operation(
+                "Change a member's role (maintainers; never above your own role, nor for a "
+                "member above it)",
+                tag,
+                ok=(200, "The member", _ref("Member")),
+                errors=(400, 401, 403, 404),
+                params=[NAMESPACE_ID, USER_ID],
+                body=_object({"access_level": ACCESS_LEVEL}, ("access_level",)),
+            ),
+            "delete": _operation(
+                "Remove a member (maintainers; a group keeps at least one owner)",
+                tag,
+                ok=_no_content("Removed"),
+                params=[NAMESPACE_ID, USER_ID],
+            ),
+        }
+    return paths
+
+
 def _user_and_audit_paths() -> dict[str, Schema]:
     return {
         "/user": {
@@ -765,7 +839,7 @@ def document() -> Schema:
         "paths": {
             **_package_paths(),
             **_token_paths(),
-            **_namespace_paths(),
+            **_merged(_namespace_paths(), _member_paths()),
             **_user_and_audit_paths(),
         },
         "components": {
