@@ -113,3 +113,53 @@ def signed_in_with(app, username: str, password: str):
     client = app.test_client()
     assert sign_in(client, username, password).status_code == 303
     return client
+
+
+# --- members ---------------------------------------------------------------------------
+
+
+def test_maintainers_add_change_and_remove_members_in_the_page(app, people, registry):
+    registry.user("newbie")
+    alice = signed_in(app, "alice")  # maintainer of the group
+    page = "/team/-/group_members"
+    shown = text(alice.get(page))
+    assert "Add member" in shown and "Owner</option>" not in shown  # no role above her own
+    added = post(alice, page, {"username": "NEWBIE", "access_level": "30"}, page)
+    assert added.status_code == 303
+    listing = text(alice.get(page))
+    assert "newbie" in listing and "Added newbie as Developer" in listing
+    newbie_id = db.session.query(User).filter_by(username="newbie").one().id
+    above = post(alice, page, {"username": "dev", "access_level": "50"}, page)
+    assert above.status_code == 403 and "only owners" in text(above)
+    unknown = post(alice, page, {"username": "ghost", "access_level": "30"}, page)
+    assert unknown.status_code == 400 and "No user is called" in text(unknown)
+    changed = post(alice, f"{page}/{newbie_id}", {"access_level": "20"}, page)
+    assert changed.status_code == 303 and "Reporter" in text(alice.get(page))
+    removed = post(alice, f"{page}/{newbie_id}/remove", page=page)
+    assert removed.status_code == 303 and "newbie" not in text(alice.get(page))
+    no_csrf = alice.post(page, data={"username": "newbie", "access_level": "30"})
+    assert no_csrf.status_code == 400
+
+
+def test_project_members_page_shows_inherited_members_with_their_source(app, people):
+    admin = signed_in(app, "root")
+    listing = text(admin.get("/team/lib/-/project_members"))
+    assert "alice" in listing and 'href="/team"' in listing  # inherited from the group
+    assert "dev" in listing and "direct" in listing
+
+
+def test_developers_see_members_but_no_maintainer_buttons(app, people):
+    dev = signed_in(app, "dev")
+    listing = dev.get("/team/lib/-/project_members")
+    assert listing.status_code == 200 and "alice" in text(listing)
+    assert "Add member" not in text(listing) and "Remove" not in text(listing)
+    assert "Settings" not in text(dev.get("/team/lib/-/packages"))
+    page = "/team/lib/-/project_members"
+    refused = post(dev, page, {"username": "root", "access_level": "10"}, page)
+    assert refused.status_code == 403
+
+
+def test_signed_out_visitors_are_sent_to_sign_in_from_members_pages(app, people):
+    visitor = app.test_client()
+    assert visitor.get("/team/-/group_members").status_code == 302
+    assert visitor.get("/team/lib/-/project_members").status_code == 302

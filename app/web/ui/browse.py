@@ -69,6 +69,7 @@ def group(full_path: str) -> str | Response:
     return render_template(
         "browse/group.html",
         group=found,
+        access=access,
         ancestors=list(reversed(group_chain(db.session, found)[1:])),
         subgroups=[g for g in subgroups if group_access(db.session, identity, g).visible],
         projects=[p for p in projects if project_access(db.session, identity, p).visible],
@@ -81,13 +82,14 @@ def group(full_path: str) -> str | Response:
 
 @bp.get("/<namespace:full_path>/-/packages")
 def packages(full_path: str) -> str | Response:
-    project, _access = load_project(full_path)
+    project, access = load_project(full_path)
     if moved := canonical_redirect(project.full_path):
         return moved
     search, page = search_arg(), page_arg()
     return render_template(
         "browse/project.html",
         project=project,
+        access=access,
         groups=list(reversed(group_chain(db.session, project.group))),
         results=project_packages(db.session, project.id, search, page),
         search=search,
