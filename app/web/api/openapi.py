@@ -668,6 +668,30 @@ def _merged(*parts: dict[str, Schema]) -> dict[str, Schema]:
     return paths
 
 
+def _deletion_paths() -> dict[str, Schema]:
+    """DELETE of groups and projects (owners): rows at once, stored files by the workers."""
+    accepted = (202, "Accepted: deleted; the workers remove its stored files", _ref("Error"))
+    return {
+        "/groups/{id}": {
+            "delete": _operation(
+                "Delete a group with its subgroups, projects and packages (owners; refused "
+                "while it holds anything the caller cannot see)",
+                "groups",
+                ok=accepted,
+                params=[NAMESPACE_ID],
+            ),
+        },
+        "/projects/{id}": {
+            "delete": _operation(
+                "Delete a project with its packages (owners)",
+                "projects",
+                ok=accepted,
+                params=[NAMESPACE_ID],
+            ),
+        },
+    }
+
+
 def _member_paths() -> dict[str, Schema]:
     """GET, PUT and DELETE of members (POST is with the groups and projects)."""
     paths: dict[str, Schema] = {}
@@ -839,7 +863,7 @@ def document() -> Schema:
         "paths": {
             **_package_paths(),
             **_token_paths(),
-            **_merged(_namespace_paths(), _member_paths()),
+            **_merged(_namespace_paths(), _member_paths(), _deletion_paths()),
             **_user_and_audit_paths(),
         },
         "components": {
