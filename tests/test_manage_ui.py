@@ -4,11 +4,14 @@ user who must not have it, signed out, and without a CSRF token."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.domain.access import DEVELOPER, MAINTAINER
 from app.extensions import db
-from app.models import AuditEvent, User
+from app.models import AuditEvent, DeployToken, User
+from tests.conftest import basic
 from tests.test_ui import PASSWORD, csrf_token, sign_in, text
 
 
@@ -163,3 +166,93 @@ def test_signed_out_visitors_are_sent_to_sign_in_from_members_pages(app, people)
     visitor = app.test_client()
     assert visitor.get("/team/-/group_members").status_code == 302
     assert visitor.get("/team/lib/-/project_members").status_code == 302
+
+
+# --- groups, projects, settings, deletion ----------------------------------------------
+
+
+def test_a_user_creates_a_group_subgroup_and_project_in_pages(app, people):
+    alice = signed_in(app, "alice")
+    assert "New group" in text(alice.get("/"))
+    made = post(alice, "/-/groups/new", {"name": "Rockets", "path": "rockets",
+                                        "visibility": "private"}, "/-/groups/new")  # fmt: skip
+    assert made.status_code == 303 and made.headers["Location"].endswith("/rockets")
+    group_page = text(alice.get("/rockets"))
+    assert "New subgroup" in group_page and "Settings" in group_page  # she owns it now
+    page = "/-/groups/new?parent=rockets"
+    sub = post(alice, "/-/groups/new", {"parent": "rockets", "name": "Stage", "path": "stage",
+                                        "visibility": "public"}, page)  # fmt: skip
+    assert sub.status_code == 400 and "visib" in text(sub).lower()  # never above its group
+    sub = post(alice, "/-/groups/new", {"parent": "rockets", "name": "Stage", "path": "stage",
+                                        "visibility": "private"}, page)  # fmt: skip
+    assert sub.status_code == 303
+    page = "/-/projects/new?namespace=rockets/stage"
+    fields = {"namespace": "rockets/stage", "name": "Engine", "visibility": "private"}
+    project = post(alice, "/-/projects/new", {**fields, "path": "engine"}, page)
+    assert project.status_code == 303
+    assert project.headers["Location"].endswith("/rockets/stage/engine/-/packages")
+    taken = post(alice, "/-/projects/new", {**fields, "path": "ENGINE"}, page)
+    assert taken.status_code == 409
+    dev = signed_in(app, "dev")
+    assert dev.get("/-/projects/new?namespace=team").status_code == 403
+    assert app.test_client().get("/-/groups/new").status_code == 302
+    no_csrf = alice.post("/-/groups/new", data={"name": "X", "path": "x"})
+    assert no_csrf.status_code == 400
+
+
+def test_owners_edit_settings_and_delete_a_project_and_a_group(app, people, registry):
+    alice = signed_in(app, "alice")  # maintainer: edits settings, but owners delete
+    page = "/team/lib/-/project_settings"
+    shown = text(alice.get(page))
+    assert "Save settings" in shown and "Delete project" not in shown
+    assert "Only owners change the visibility" in shown
+    assert post(alice, f"{page}/delete", {"confirm": "team/lib"}, page).status_code == 403
+    admin = signed_in(app, "root")
+    saved = post(admin, page, {"visibility": "private", "max_upload_size": "1000"}, page)
+    assert saved.status_code == 303
+    db.session.expire_all()
+    assert people["project"].max_upload_size == 1000
+    limits_by_maintainer = post(alice, "/team/-/group_settings", {"visibility": "private",
+                                "forwarding": "false"}, "/team/-/group_settings")  # fmt: skip
+    assert limits_by_maintainer.status_code == 303
+    db.session.expire_all()
+    assert people["group"].forwarding is False
+    unconfirmed = post(admin, f"{page}/delete", {"confirm": "lib"}, page)
+    assert unconfirmed.status_code == 400 and "to confirm" in text(unconfirmed)
+    deleted = post(admin, f"{page}/delete", {"confirm": "team/lib"}, page)
+    assert deleted.status_code == 303 and deleted.headers["Location"].endswith("/team")
+    group_page = "/team/-/group_settings"
+    assert post(admin, f"{group_page}/delete", {"confirm": "team"}, group_page).status_code == 303
+    actions = {a for (a,) in db.session.query(AuditEvent.action)}
+    assert {"project_deleted", "group_deleted", "settings_changed"} <= actions
+
+
+def test_developers_get_no_settings_or_token_pages(app, people):
+    dev = signed_in(app, "dev")
+    for page in ("/team/lib/-/project_settings", "/team/lib/-/project_deploy_tokens"):
+        assert dev.get(page).status_code == 403
+    assert "Deploy tokens" not in text(dev.get("/team/lib/-/packages"))
+
+
+# --- deploy tokens ---------------------------------------------------------------------
+
+
+def test_maintainers_create_list_and_revoke_deploy_tokens(app, people, client):
+    alice = signed_in(app, "alice")
+    page = "/team/-/group_deploy_tokens"
+    created = post(alice, page, {"name": "ci", "scopes": "read_package_registry"}, page)
+    assert created.status_code == 201
+    secret = re.search(r"(pyd-dt-[A-Za-z0-9_-]+)", text(created)).group(1)
+    username = re.search(r"Username: <code>([^<]+)</code>", text(created)).group(1)
+    index = "/api/v4/projects/team%2Flib/packages/pypi/simple/"
+    assert client.get(index, headers=basic(secret, username)).status_code == 200
+    assert secret not in text(alice.get(page))  # shown once
+    token_id = db.session.query(DeployToken).filter_by(name="ci").one().id
+    bad = post(alice, page, {"name": "x", "scopes": "api"}, page)
+    assert bad.status_code == 400 and "scopes" in text(bad)
+    revoked = post(alice, f"{page}/{token_id}/revoke", page=page)
+    assert revoked.status_code == 303
+    assert client.get(index, headers=basic(secret, username)).status_code == 401
+    assert "revoked" in text(alice.get(page))
+    other = "/team/lib/-/project_deploy_tokens"
+    assert post(alice, f"{other}/{token_id}/revoke", page=other).status_code == 404
