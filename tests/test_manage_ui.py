@@ -10,8 +10,9 @@ import pytest
 
 from app.domain.access import DEVELOPER, MAINTAINER
 from app.extensions import db
-from app.models import AuditEvent, DeployToken, User
+from app.models import AuditEvent, DeployToken, Package, User
 from tests.conftest import basic
+from tests.dists import make_sdist, make_wheel
 from tests.test_ui import PASSWORD, csrf_token, sign_in, text
 
 
@@ -256,3 +257,70 @@ def test_maintainers_create_list_and_revoke_deploy_tokens(app, people, client):
     assert "revoked" in text(alice.get(page))
     other = "/team/lib/-/project_deploy_tokens"
     assert post(alice, f"{other}/{token_id}/revoke", page=other).status_code == 404
+
+
+# --- package actions --------------------------------------------------------------------
+
+
+@pytest.fixture
+def released(registry, people):
+    token = registry.token(people["root"])
+    for version in ("1.0", "2.0"):
+        filename, content = make_wheel("rocket", version)
+        assert registry.upload(people["project"], filename, content, token=token).status_code == 201
+        filename, content = make_sdist("rocket", version)
+        assert registry.upload(people["project"], filename, content, token=token).status_code == 201
+    rows = db.session.query(Package).filter_by(normalized_name="rocket").all()
+    return {p.version: p.id for p in rows}
+
+
+def test_maintainers_yank_unyank_and_delete_from_the_package_page(app, people, released, client):
+    alice = signed_in(app, "alice")
+    page = f"/team/lib/-/packages/{released['2.0']}"
+    shown = text(alice.get(page))
+    assert "Yank…" in shown and "Delete release…" in shown
+    yanked = post(alice, f"{page}/yank", {"reason": "broken wheel"}, page)
+    assert yanked.status_code == 303
+    after = text(alice.get(page))
+    assert "This release is yanked: broken wheel" in after and "Unyank" in after
+    admin_token = registry_token(people["root"])
+    index = client.get("/api/v4/projects/team%2Flib/packages/pypi/simple/rocket/",
+                       headers={"PRIVATE-TOKEN": admin_token})  # fmt: skip
+    assert 'data-yanked="broken wheel"' in text(index)
+    assert post(alice, f"{page}/unyank", page=page).status_code == 303
+    assert "This release is yanked" not in text(alice.get(page))
+
+    package = db.session.get(Package, released["1.0"])
+    file_ids = [f.id for f in package.files]
+    old = f"/team/lib/-/packages/{released['1.0']}"
+    one = post(alice, f"{old}/files/{file_ids[0]}/delete", page=old)
+    assert one.status_code == 303 and one.headers["Location"].endswith(old)
+    unconfirmed = post(alice, f"{old}/delete", {"confirm": "2.0"}, old)
+    assert unconfirmed.status_code == 400 and "to confirm" in text(unconfirmed)
+    gone = post(alice, f"{old}/delete", {"confirm": "1.0"}, old)
+    assert gone.status_code == 303 and gone.headers["Location"].endswith("/team/lib/-/packages")
+    db.session.expire_all()
+    assert db.session.get(Package, released["1.0"]) is None
+    actions = {a for (a,) in db.session.query(AuditEvent.action)}
+    assert {"package_yanked", "package_unyanked", "package_file_deleted",
+            "package_deleted"} <= actions  # fmt: skip
+
+
+def test_developers_and_visitors_get_no_package_actions(app, people, released):
+    page = f"/team/lib/-/packages/{released['2.0']}"
+    dev = signed_in(app, "dev")
+    shown = text(dev.get(page))
+    assert "Yank" not in shown and "Delete" not in shown
+    assert post(dev, f"{page}/yank", {"reason": "x"}, page).status_code == 403
+    assert post(dev, f"{page}/delete", {"confirm": "2.0"}, page).status_code == 403
+    visitor = app.test_client()
+    assert visitor.post(f"{page}/yank", data={"csrf_token": csrf_token(visitor)}).status_code == 401
+    alice = signed_in(app, "alice")
+    assert alice.post(f"{page}/yank", data={"reason": "no csrf"}).status_code == 400
+    assert db.session.get(Package, released["2.0"]).yanked is False
+
+
+def registry_token(user) -> str:
+    from app.domain.accounts import create_personal_token
+
+    return create_personal_token(db.session, user, "t", ["api"], None)[1]

@@ -81,6 +81,7 @@ def init_app(app: Flask, token_blueprints: Iterable[Blueprint]) -> None:
         filters,
         manage,
         members,
+        package_actions,
         users,
     )
 

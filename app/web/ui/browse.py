@@ -98,7 +98,7 @@ def packages(full_path: str) -> str | Response:
 
 @bp.get("/<namespace:full_path>/-/packages/<int:package_id>")
 def package(full_path: str, package_id: int) -> str | Response:
-    project, _access = load_project(full_path)
+    project, access = load_project(full_path)
     if moved := canonical_redirect(project.full_path):
         return moved
     detail = package_detail(db.session, project.id, package_id)
@@ -109,6 +109,7 @@ def package(full_path: str, package_id: int) -> str | Response:
     return render_template(
         "browse/package.html",
         project=project,
+        access=access,
         groups=list(reversed(chain)),
         detail=detail,
         meta=meta,
