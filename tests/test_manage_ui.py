@@ -324,3 +324,17 @@ def registry_token(user) -> str:
     from app.domain.accounts import create_personal_token
 
     return create_personal_token(db.session, user, "t", ["api"], None)[1]
+
+
+def test_a_users_web_url_opens_their_page(app, people, client, registry):
+    token = registry.token(people["root"])
+    shown = client.get(f"/api/v4/users/{people['dev'].id}", headers={"PRIVATE-TOKEN": token})
+    path = shown.json["web_url"].removeprefix("http://localhost")
+    assert path == "/dev"
+    alice = signed_in(app, "alice")
+    page = alice.get(path)
+    assert page.status_code == 200 and "team/lib" in text(page) and "Developer" in text(page)
+    outsider = registry.user("outsider")
+    assert outsider.id
+    assert "team/lib" not in text(signed_in(app, "outsider").get(path))
+    assert app.test_client().get(path).status_code == 302  # signed out: sign in first

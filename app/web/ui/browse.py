@@ -28,6 +28,7 @@ from app.web.ui.common import (
     search_arg,
 )
 from app.web.ui.install import install_instructions
+from app.web.ui.members import user_page
 
 
 @bp.get("/")
@@ -55,6 +56,9 @@ def group(full_path: str) -> str | Response:
         project = project_at(db.session, full_path)
         if project is not None and project_access(db.session, identity, project).visible:
             return redirect(url_for("ui.packages", full_path=project.full_path))
+        signed_in = identity.user_id is not None
+        if signed_in and "/" not in full_path and (page := user_page(full_path)) is not None:
+            return page  # a user's web_url, as GitLab's
     if found is None or not access.visible:
         raise hidden(identity, "Group")
     if moved := canonical_redirect(found.full_path):

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy import select
 
-from app.domain.access import ROLE_NAMES, Access
+from app.domain.access import ROLE_NAMES, Access, group_access, project_access
 from app.domain.accounts import find_user
 from app.domain.errors import Forbidden, InvalidInput, NotFound, PackyardError
 from app.domain.members import all_members, change_role, find_membership, remove_member
 from app.domain.namespaces import add_member, group_chain
 from app.extensions import db
-from app.models import Group, Project
+from app.models import Group, Membership, Project
 from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import hidden, load_group, load_project
@@ -159,3 +160,24 @@ def _back(kind: str, target: Group | Project) -> ResponseReturnValue:
 
 _members_view("group")
 _members_view("project")
+
+
+def user_page(username: str) -> str | None:
+    """A user's profile (their API ``web_url``) for signed-in visitors: who they are and
+    the groups and projects the visitor can see them in."""
+    user = find_user(db.session, username)
+    if user is None:
+        return None
+    identity = current_identity()
+    rows = db.session.execute(select(Membership).where(Membership.user_id == user.id)).scalars()
+    places: list[tuple[Group | Project, str]] = []
+    for membership in rows:
+        place = (db.session.get(Group, membership.group_id) if membership.group_id
+                 else db.session.get(Project, membership.project_id))  # fmt: skip
+        if place is None:
+            continue
+        check = group_access if isinstance(place, Group) else project_access
+        if check(db.session, identity, place).visible:  # type: ignore[arg-type]
+            places.append((place, ROLE_NAMES.get(membership.access_level, "")))
+    places.sort(key=lambda item: item[0].full_path)
+    return render_template("account/user.html", user=user, places=places)
