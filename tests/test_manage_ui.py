@@ -338,3 +338,26 @@ def test_a_users_web_url_opens_their_page(app, people, client, registry):
     assert outsider.id
     assert "team/lib" not in text(signed_in(app, "outsider").get(path))
     assert app.test_client().get(path).status_code == 302  # signed out: sign in first
+
+
+def test_latest_skips_yanked_and_failed_releases_and_failed_ones_are_marked(
+    app, people, released, registry
+):
+    token = registry.token(people["root"])
+    broken = registry.upload(people["project"], "rocket-3.0.tar.gz", b"not a gzip archive",
+                             token=token, name="rocket", version="3.0")  # fmt: skip
+    assert broken.status_code == 201
+    alice = signed_in(app, "alice")
+    listed = text(alice.get("/"))
+    assert re.search(r'>rocket</a>\s*<span class="version">2.0</span>', listed)
+    page = f"/team/lib/-/packages/{released['2.0']}"
+    post(alice, f"{page}/yank", {"reason": "bad"}, page)
+    assert re.search(r'>rocket</a>\s*<span class="version">1.0</span>', text(alice.get("/")))
+    failed_id = (
+        db.session.query(Package).filter_by(normalized_name="rocket", version="3.0").one().id
+    )
+    failed_page = text(alice.get(f"/team/lib/-/packages/{failed_id}"))
+    assert "This release failed" in failed_page and "rocket-3.0.tar.gz:" in failed_page
+    assert "pip install" not in failed_page and "Delete release…" in failed_page
+    gone = post(alice, f"/team/lib/-/packages/{failed_id}/delete", {"confirm": "3.0"})
+    assert gone.status_code == 303
