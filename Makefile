@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint bench bench-tools bench-servers clean browser nginx
+.PHONY: install serve test lint bench bench-tools bench-servers clean browser nginx axe
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# axe-core (pinned in tests/axe/package.json) for the accessibility browser test.
+axe:
+	@command -v npm >/dev/null 2>&1 && cd tests/axe && npm install --no-audit --no-fund --silent \
+	  || echo "npm is missing: the accessibility test will be skipped"
+
 # Browser tests drive Debian's Chromium (Playwright's own download does not work here).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -38,7 +43,7 @@ nginx:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
 	  else echo "nginx is missing: install it (apt-get install nginx) for the scale-out test"; fi; }
 
-test: install browser nginx
+test: install browser nginx axe
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

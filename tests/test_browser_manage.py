@@ -6,14 +6,16 @@ Screenshots (1280 px and 390 px) go to ``tests/artifacts/screenshots/manage-*.pn
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
 from tests.dists import make_wheel
-from tests.services import BIN, LiveServer, packyard_env
+from tests.services import BIN, LiveServer, packyard_env, unavailable
 from tests.test_browser import PASSWORD, SCREENSHOTS, TIMEOUT, browser  # noqa: F401
 
 pytestmark = pytest.mark.e2e
@@ -153,3 +155,36 @@ def test_a_new_admin_runs_the_registry_from_the_browser(browser, server):  # noq
     visitor.goto(f"{url}/acme/tools/-/project_members")
     assert "/users/sign_in" in visitor.url
     visitor.context.close()
+
+
+AXE = Path(__file__).parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_PAGES = (
+    "/", "/acme", "/acme/tools/-/packages", "/acme/tools/-/project_members",
+    "/acme/tools/-/project_deploy_tokens", "/acme/tools/-/project_settings",
+    "/acme/-/group_settings", "/-/groups/new", "/-/admin/users", "/-/profile/password",
+    "/-/profile/personal_access_tokens", "/-/dashboard", "/users/sign_in",
+)  # fmt: skip
+
+
+def test_pages_have_no_serious_accessibility_violations(browser, server):  # noqa: F811
+    """axe-core (tests/axe, ``make axe``) finds no serious or critical violation, at
+    1280 px and at 390 px. Runs after the walk-through above, which made the rows."""
+    if not AXE.exists():
+        unavailable("axe-core is not installed: run `make axe` (needs npm)")
+    source = AXE.read_text()
+    found: dict[str, list[str]] = {}
+    for viewport in (WIDE, NARROW):
+        page = sign_in(browser, server, "root", viewport)
+        for path in (*AXE_PAGES, "/acme/tools/-/packages/1"):
+            page.goto(f"{server.url}{path}")
+            page.evaluate(source)  # through the devtools protocol: the page's CSP allows it
+            result = page.evaluate(
+                "axe.run(document, {resultTypes: ['violations']}).then(r => r.violations"
+                ".filter(v => ['serious', 'critical'].includes(v.impact))"
+                ".map(v => v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', ')))"
+            )
+            if result:
+                found[f"{path} @{viewport['width']}"] = result
+        page.context.close()
+    (SCREENSHOTS / "axe-violations.json").write_text(json.dumps(found, indent=1))
+    assert not found, found
