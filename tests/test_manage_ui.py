@@ -361,3 +361,17 @@ def test_latest_skips_yanked_and_failed_releases_and_failed_ones_are_marked(
     assert "pip install" not in failed_page and "Delete release…" in failed_page
     gone = post(alice, f"/team/lib/-/packages/{failed_id}/delete", {"confirm": "3.0"})
     assert gone.status_code == 303
+
+
+def test_maintainers_rename_a_project_and_the_api_too(app, people, registry, client):
+    alice = signed_in(app, "alice")
+    page = "/team/lib/-/project_settings"
+    assert post(alice, page, {"name": "Library", "visibility": "private"}, page).status_code == 303
+    assert "<h1>Library" in text(alice.get("/team/lib/-/packages"))
+    empty = post(alice, page, {"name": "  ", "visibility": "private"}, page)
+    assert empty.status_code == 400 and "name is invalid" in text(empty)
+    token = registry.token(people["alice"])
+    renamed = client.put("/api/v4/groups/team", json={"name": "The Team"},
+                         headers={"PRIVATE-TOKEN": token})  # fmt: skip
+    assert renamed.status_code == 200 and renamed.json["name"] == "The Team"
+    assert renamed.json["full_path"] == "team"

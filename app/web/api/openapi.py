@@ -558,6 +558,7 @@ def _namespace_paths() -> dict[str, Schema]:
         "max_upload_size": UPLOAD_LIMIT_SETTING,
         "storage_quota": SIZE_SETTING,
         "visibility": VISIBILITY,  # owners; never above the group's
+        "name": NAME,
     }
     member_body = _object(
         {"user_id": {"type": "integer", "minimum": 1}, "access_level": ACCESS_LEVEL},

@@ -154,7 +154,10 @@ def _managed(kind: str, full_path: str) -> tuple[Group | Project, Access]:
 def _settings_form(target: Group | Project, admin: bool) -> dict[str, Any]:
     """The fields the form shows; limits only for admins (an empty field inherits)."""
     form = request.form
-    params: dict[str, Any] = {"visibility": form.get("visibility", target.visibility)}
+    params: dict[str, Any] = {
+        "name": form.get("name", target.name),
+        "visibility": form.get("visibility", target.visibility),
+    }
     if isinstance(target, Group):
         params["forwarding"] = form.get("forwarding", "")
     if admin:
