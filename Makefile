@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint bench bench-mirror bench-tools bench-servers clean browser nginx
+.PHONY: install serve test lint bench bench-mirror bench-tools bench-servers clean browser nginx axe
 
 # The tests also load a third-party plugin by entry point, as an installed package.
 TEST_PLUGINS := tests/plugins/api_key
@@ -17,12 +17,20 @@ $(STAMP): pyproject.toml $(TEST_PLUGINS:%=%/pyproject.toml)
 
 install: $(STAMP)
 
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
 serve: install
-	$(BIN)/packyard serve
+	$(BIN)/packyard serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# axe-core (pinned in tests/axe/package.json) for the accessibility browser test.
+axe:
+	@command -v npm >/dev/null 2>&1 && cd tests/axe && npm install --no-audit --no-fund --silent \
+	  || echo "npm is missing: the accessibility test will be skipped"
 
 # Browser tests drive Debian's Chromium (Playwright's own download does not work here).
 browser:
@@ -38,7 +46,7 @@ nginx:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
 	  else echo "nginx is missing: install it (apt-get install nginx) for the scale-out test"; fi; }
 
-test: install browser nginx
+test: install browser nginx axe
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -21,6 +21,7 @@ from app.domain.errors import PackyardError
 from app.domain.storage import StorageError, backend_for_url
 from app.domain.storage_migration import describe, migrate_storage, problems, recorded_hashes
 from app.domain.upstream.records import cache_totals, files_query, purge
+from app.domain.users import set_password
 from app.extensions import db
 from app.migrations import MigrationRefused, upgrade
 from app.models import User
@@ -150,18 +151,34 @@ def _size(size: int | None) -> str:
 
 @main.command("create-admin")
 @click.argument("username")
-def create_admin(username: str) -> None:
+@click.option(
+    "--password", "with_password", is_flag=True,
+    help="Set a password to sign in with (prompted, or one line read from stdin).",
+)  # fmt: skip
+def create_admin(username: str, with_password: bool) -> None:
     """Create (or reuse) an admin and print a new api-scoped token as the last line."""
+    password = _read_password() if with_password else None
     app = create_app()
     with app.app_context():
         try:
             user = ensure_admin(db.session, username)
+            if password is not None:
+                set_password(db.session, user, password, SYSTEM)
         except PackyardError as exc:
             raise click.ClickException(exc.message) from None
         name = user.username  # as stored: found whatever the case given
         _token, secret = create_personal_token(db.session, user, "create-admin", ["api"], None)
     click.echo(f"admin user: {name}")
+    if password is not None:
+        click.echo(f"password set: sign in at /users/sign_in as {name}")
     click.echo(secret)
+
+
+def _read_password() -> str:
+    """Prompted twice on a terminal; otherwise the first line of stdin."""
+    if sys.stdin.isatty():
+        return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 @main.command("worker", context_settings={"ignore_unknown_options": True})
@@ -229,6 +246,10 @@ def _first_run_admin(app: Flask) -> None:
     _token, secret = create_personal_token(db.session, user, "first run", ["api"], None)
     click.echo(f"Created admin user {DEFAULT_ADMIN!r}; its api token (shown once):")
     click.echo(f"  {secret}")
+    click.echo(
+        f"To sign in to the web pages, give it a password: packyard create-admin "
+        f"{DEFAULT_ADMIN} --password"
+    )
 
 
 def _start_worker(app: Flask) -> subprocess.Popen[bytes]:

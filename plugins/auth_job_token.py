@@ -15,6 +15,8 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
     if token is None:
         return AuthResult.rejected(reason or "invalid token")
     user = session.get(User, token.user_id)
+    if user is None or user.is_blocked:
+        return AuthResult.rejected("user blocked")
     return AuthResult.ok(
         Identity(
             expires_at=token.expires_at,
@@ -22,7 +24,7 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
             name="gitlab-ci-token",
             user_id=token.user_id,
             # Acts with the permissions of the user the job runs for, as GitLab's does.
-            is_admin=bool(user is not None and user.is_admin),
+            is_admin=user.is_admin,
             project_id=token.project_id,
         ),
         identified_by=(),  # the credentials alone

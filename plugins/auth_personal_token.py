@@ -17,6 +17,8 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
     if token is None:
         return AuthResult.rejected(reason or "invalid token")
     user = token.user
+    if user.is_blocked:
+        return AuthResult.rejected("user blocked")
     return AuthResult.ok(
         Identity(
             expires_at=token.expires_at,

@@ -206,7 +206,7 @@ def test_token_twine_upload_processing_and_package_page(browser, site, tmp_path)
     expect(dana.locator(".classifiers")).to_contain_text("Intended Audience :: Developers")
     expect(dana.locator("table.files")).to_contain_text(wheel.name)
     command = dana.locator("#install-pip").inner_text().strip()
-    index = f"http://__token__:<your_personal_token>@{site.url.removeprefix('http://')}"
+    index = f"http://__token__:$PACKYARD_TOKEN@{site.url.removeprefix('http://')}"
     assert command == (
         f"pip install --index-url {index}/api/v4/projects/{site.project_id}/packages/pypi/simple/"
         " rocket==1.2.0"
@@ -220,8 +220,13 @@ def test_token_twine_upload_processing_and_package_page(browser, site, tmp_path)
     phone_page.screenshot(path=str(SCREENSHOTS / "package-phone.png"), full_page=True)
     phone.close()
 
-    # The command works once the token takes the placeholder's place.
-    args = shlex.split(command.replace("<your_personal_token>", token))
+    # The command works as pasted, with the token in $PACKYARD_TOKEN (the shell expands it).
+    expanded = subprocess.run(
+        ["sh", "-c", f"printf '%s' {command}"], env={"PACKYARD_TOKEN": token},
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert token in expanded
+    args = shlex.split(command.replace("$PACKYARD_TOKEN", token))
     python = fresh_venv(tmp_path, "install-venv")
     run([str(BIN / "uv"), "pip", "install", "--python", str(python), *args[2:]], tmp_path)
     check = run([str(python), "-c", "import rocket; print(rocket.VERSION)"], tmp_path)

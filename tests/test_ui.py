@@ -477,7 +477,9 @@ def test_package_page(app, world):
     assert '<a href="https://example.com/src" rel="nofollow noopener noreferrer">Source</a>' in page
     assert "Programming Language :: Python :: 3" in page and "requests&gt;=2" in page
     assert "&gt;=3.9" in page
-    index = f"http://__token__:&lt;your_personal_token&gt;@localhost/api/v4/projects/{lib.id}/packages/pypi/simple/"
+    index = (
+        f"http://__token__:$PACKYARD_TOKEN@localhost/api/v4/projects/{lib.id}/packages/pypi/simple/"
+    )
     assert f"pip install --index-url {index} widgets==2.0" in page
     team_index = f"localhost/api/v4/groups/{world['team'].id}/-/packages/pypi/simple/"
     assert team_index in page

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from packaging.version import InvalidVersion, Version
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.domain.names import normalize
@@ -93,8 +93,22 @@ def latest_packages(
 
     With ``search``, only names where the name or a version's summary contains it."""
     page = _bounded(page)
+    # "Latest" is the newest release that is neither yanked nor failed (every file in
+    # error); a name with no such release shows its newest, marked as it is.
+    failed = (
+        select(
+            PackageFile.package_id,
+            func.min(case((PackageFile.state == "error", 1), else_=0)).label("failed"),
+        )
+        .group_by(PackageFile.package_id)
+        .subquery()
+    )
+    usable = and_(Package.yanked.is_(False), func.coalesce(failed.c.failed, 0) == 0)
     latest = (
-        select(func.max(Package.id).label("id"))
+        select(
+            func.coalesce(func.max(case((usable, Package.id))), func.max(Package.id)).label("id")
+        )
+        .outerjoin(failed, failed.c.package_id == Package.id)
         .where(Package.project_id.in_(project_ids))
         .group_by(Package.project_id, Package.normalized_name)
     )

@@ -15,7 +15,11 @@ from app.domain.access import OWNER
 from app.domain.audit import record
 from app.domain.errors import Forbidden, InvalidInput
 from app.domain.identity import Identity
-from app.domain.namespaces import check_fits_group, check_holds_nothing_more_visible
+from app.domain.namespaces import (
+    MAX_NAME,
+    check_fits_group,
+    check_holds_nothing_more_visible,
+)
 from app.domain.upstream.policy import parse_mode, parse_patterns
 from app.models import Group, Project
 from app.models.namespaces import VISIBILITIES
@@ -62,6 +66,14 @@ def _visibility(name: str, value: Any) -> str:
     return str(value)
 
 
+def _name(name: str, value: Any) -> str:
+    """A display name: the path stays, so URLs and client settings keep working."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not text or len(text) > MAX_NAME:
+        raise InvalidInput(f"{name} is invalid (1 to {MAX_NAME} characters)")
+    return text
+
+
 # A zero upload limit would refuse every file: a quota of 0 is the way to freeze storage.
 PROJECT_SETTINGS = {
     "max_upload_size": _size(1),
@@ -70,6 +82,7 @@ PROJECT_SETTINGS = {
     "upstream_mode": parse_mode,
     "upstream_allow": parse_patterns,
     "upstream_deny": parse_patterns,
+    "name": _name,
 }
 # ``forwarding`` (true/false) is the older word for upstream_mode redirect/off.
 GROUP_SETTINGS = {**PROJECT_SETTINGS, "forwarding": _flag}

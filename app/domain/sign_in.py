@@ -59,7 +59,8 @@ def user_named(session: Session, username: str) -> User | None:
 def check_password(session: Session, username: str, password: str) -> User | None:
     """The user whose password this is, or None; unknown users cost a hash check too."""
     user = user_named(session, username)
-    stored = user.password_hash if user is not None and user.password_hash else None
+    signs_in = user is not None and user.password_hash and not user.is_blocked
+    stored = user.password_hash if user is not None and signs_in else None
     matches = check_password_hash(stored or _decoy_hash(), password or "")
     return user if matches and stored else None
 
@@ -85,6 +86,6 @@ def end_sessions(session: Session, user: User) -> None:
 def session_user(session: Session, stamp: SessionStamp) -> User | None:
     """The user a session stamp names, if its version is still current."""
     user = session.get(User, stamp.user_id)
-    if user is None or not user.session_nonce:
+    if user is None or not user.session_nonce or user.is_blocked:
         return None
     return user if hmac.compare_digest(session_version(user), stamp.version) else None

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, TimestampMixin
 
+ACTIVE, BLOCKED = "active", "blocked"
+
 
 class User(TimestampMixin, Base):
     __tablename__ = "users"
@@ -18,8 +20,14 @@ class User(TimestampMixin, Base):
     email: Mapped[str | None] = mapped_column(String(255))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # GitLab's states: "active" or "blocked" (a blocked user neither signs in nor uses tokens).
+    state: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
     # Changed to end every web session of the user (sign-out); see app.domain.sign_in.
     session_nonce: Mapped[str | None] = mapped_column(String(32))
+
+    @property
+    def is_blocked(self) -> bool:
+        return self.state == BLOCKED
 
 
 # Usernames and emails are unique whatever their case, as GitLab's are.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -122,13 +122,27 @@ def paginate(
     """GitLab offset pagination: page/per_page, X-* headers and a Link header.
 
     ``serialize`` gets each row's first column, or the whole row with ``whole_rows``."""
-    page = max(int_param(request.args.to_dict(), "page", 1) or 1, 1)
-    per_page = int_param(request.args.to_dict(), "per_page", 20) or 20
-    per_page = min(max(per_page, 1), MAX_PER_PAGE)
+    page, per_page = _page_params()
     total = db.session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     result = db.session.execute(query.limit(per_page).offset((page - 1) * per_page))
     rows = result.all() if whole_rows else result.scalars()
-    response = jsonify([serialize(row) for row in rows])
+    return _paged(jsonify([serialize(row) for row in rows]), page, per_page, total)
+
+
+def paginate_list(items: Sequence[Any], serialize: Callable[[Any], dict[str, Any]]) -> Response:
+    """``paginate`` for a list already in memory."""
+    page, per_page = _page_params()
+    shown = items[(page - 1) * per_page : page * per_page]
+    return _paged(jsonify([serialize(item) for item in shown]), page, per_page, len(items))
+
+
+def _page_params() -> tuple[int, int]:
+    page = max(int_param(request.args.to_dict(), "page", 1) or 1, 1)
+    per_page = int_param(request.args.to_dict(), "per_page", 20) or 20
+    return page, min(max(per_page, 1), MAX_PER_PAGE)
+
+
+def _paged(response: Response, page: int, per_page: int, total: int) -> Response:
     pages = max((total + per_page - 1) // per_page, 1)
     response.headers.update(
         {

@@ -9,14 +9,17 @@ from app.domain.access import OWNER, group_access, project_access
 from app.domain.accounts import create_deploy_token
 from app.domain.errors import Forbidden, NotFound
 from app.domain.namespaces import add_member, create_group, find_group
+from app.domain.removal import check_may_delete, delete_group
 from app.domain.settings import update_settings
 from app.extensions import db
 from app.models import Group, Project, User
 from app.web.api import bp
 from app.web.api.common import api_user, body, int_param, paginate, required
-from app.web.api.serializers import deploy_token_json, group_json, project_json
+from app.web.api.serializers import deploy_token_json, group_json, member_json, project_json
 from app.web.auth import current_identity
 from app.web.loaders import group_for
+from workers.dispatch import send
+from workers.tasks.cleanup import delete_stored_files
 
 
 def _visible_ids(model: type[Group] | type[Project]) -> list[int]:
@@ -130,9 +133,15 @@ def _user(params: dict[str, object]) -> User:
 
 
 def _member_json(user: User, access_level: int) -> dict[str, object]:
-    return {
-        "id": user.id,
-        "username": user.username,
-        "access_level": access_level,
-        "state": "active",
-    }
+    return member_json(user, access_level)
+
+
+@bp.delete("/groups/<ref:group_ref>")
+def delete_group_view(group_ref: str) -> tuple[Response, int]:
+    identity, _user_row = api_user(write=True)
+    group, access = group_for(group_ref, "manage")
+    check_may_delete(access, "group")
+    deletions = delete_group(db.session, group, identity)
+    if deletions:
+        send(delete_stored_files, deletions)
+    return jsonify({"message": "202 Accepted"}), 202

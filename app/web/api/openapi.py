@@ -40,6 +40,7 @@ BOOLEAN: Schema = {"type": "boolean"}
 TIME = _nullable("string", format="date-time")
 NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 255}
 VISIBILITY: Schema = {"type": "string", "enum": ["private", "internal", "public"]}
+USER_STATE: Schema = {"type": "string", "enum": ["active", "blocked"]}
 ACCESS_LEVEL: Schema = {"type": "integer", "enum": [10, 20, 30, 40, 50]}
 PAT_SCOPES: Schema = {
     "type": "array",
@@ -91,7 +92,7 @@ SCHEMAS: dict[str, Schema] = {
             "username": STRING,
             "name": STRING,
             "email": _nullable("string"),
-            "state": STRING,
+            "state": USER_STATE,
             "is_admin": BOOLEAN,
             "created_at": TIME,
             "web_url": STRING,
@@ -139,7 +140,22 @@ SCHEMAS: dict[str, Schema] = {
         ("id", "name", "path", "path_with_namespace", "visibility"),
     ),
     "Member": _object(
-        {"id": INTEGER, "username": STRING, "access_level": ACCESS_LEVEL, "state": STRING},
+        {
+            "id": INTEGER,
+            "username": STRING,
+            "name": STRING,
+            "access_level": ACCESS_LEVEL,
+            "state": USER_STATE,
+            "web_url": STRING,
+            "membership_source": _object(
+                {
+                    "id": INTEGER,
+                    "full_path": STRING,
+                    "kind": {"type": "string", "enum": ["group", "project"]},
+                },
+                ("id", "full_path", "kind"),
+            ),
+        },
         ("id", "username", "access_level"),
     ),
     "PersonalAccessToken": _object(
@@ -651,6 +667,7 @@ def _namespace_paths() -> dict[str, Schema]:
         "max_upload_size": UPLOAD_LIMIT_SETTING,
         "storage_quota": SIZE_SETTING,
         "visibility": VISIBILITY,  # owners; never above the group's
+        "name": NAME,
     }
     member_body = _object(
         {"user_id": {"type": "integer", "minimum": 1}, "access_level": ACCESS_LEVEL},
@@ -754,6 +771,89 @@ def _namespace_paths() -> dict[str, Schema]:
     }  # fmt: skip
 
 
+def _merged(*parts: dict[str, Schema]) -> dict[str, Schema]:
+    """Paths from several parts, the operations of a path found in more than one combined."""
+    paths: dict[str, Schema] = {}
+    for part in parts:
+        for path, operations in part.items():
+            paths.setdefault(path, {}).update(operations)
+    return paths
+
+
+def _deletion_paths() -> dict[str, Schema]:
+    """DELETE of groups and projects (owners): rows at once, stored files by the workers."""
+    accepted = (202, "Accepted: deleted; the workers remove its stored files", _ref("Error"))
+    return {
+        "/groups/{id}": {
+            "delete": _operation(
+                "Delete a group with its subgroups, projects and packages (owners; refused "
+                "while it holds anything the caller cannot see)",
+                "groups",
+                ok=accepted,
+                params=[NAMESPACE_ID],
+            ),
+        },
+        "/projects/{id}": {
+            "delete": _operation(
+                "Delete a project with its packages (owners)",
+                "projects",
+                ok=accepted,
+                params=[NAMESPACE_ID],
+            ),
+        },
+    }
+
+
+def _member_paths() -> dict[str, Schema]:
+    """GET, PUT and DELETE of members (POST is with the groups and projects)."""
+    paths: dict[str, Schema] = {}
+    for kind, tag in (("groups", "groups"), ("projects", "projects")):
+        where = kind[:-1]
+        paths[f"/{kind}/{{id}}/members"] = {
+            "get": _operation(
+                f"List the {where}'s own members",
+                tag,
+                ok=(200, "Members", _list_of("Member")),
+                params=[NAMESPACE_ID],
+                paginated=True,
+            ),
+        }
+        paths[f"/{kind}/{{id}}/members/all"] = {
+            "get": _operation(
+                f"List the {where}'s members with those inherited from its groups (each once, "
+                "with the highest role)",
+                tag,
+                ok=(200, "Members", _list_of("Member")),
+                params=[NAMESPACE_ID],
+                paginated=True,
+            ),
+        }
+        paths[f"/{kind}/{{id}}/members/{{user_id}}"] = {
+            "get": _operation(
+                f"Get a member of the {where}",
+                tag,
+                ok=(200, "The member", _ref("Member")),
+                params=[NAMESPACE_ID, USER_ID],
+            ),
+            "put": _operation(
+                "Change a member's role (maintainers; never above your own role, nor for a "
+                "member above it)",
+                tag,
+                ok=(200, "The member", _ref("Member")),
+                errors=(400, 401, 403, 404),
+                params=[NAMESPACE_ID, USER_ID],
+                body=_object({"access_level": ACCESS_LEVEL}, ("access_level",)),
+            ),
+            "delete": _operation(
+                "Remove a member (maintainers; a group keeps at least one owner)",
+                tag,
+                ok=_no_content("Removed"),
+                params=[NAMESPACE_ID, USER_ID],
+            ),
+        }
+    return paths
+
+
 def _user_and_audit_paths() -> dict[str, Schema]:
     return {
         "/user": {
@@ -769,6 +869,42 @@ def _user_and_audit_paths() -> dict[str, Schema]:
                     {"username": NAME, "email": STRING, "password": STRING, "admin": BOOLEAN},
                     ("username",),
                 ),
+            ),
+            "get": _operation(
+                "List users (admins)", "users", ok=(200, "Users", _list_of("User")),
+                errors=(401, 403), paginated=True,
+                params=[
+                    _param("search", "query", STRING, "Part of the username or email"),
+                    _param("state", "query", USER_STATE),
+                ],
+            ),
+        },
+        "/users/{user_id}": {
+            "get": _operation(
+                "Get a user (the email only for admins and the user)", "users",
+                ok=(200, "The user", _ref("User")), params=[USER_ID],
+            ),
+            "put": _operation(
+                "Edit a user (admins); a new password ends their sessions", "users",
+                ok=(200, "The user", _ref("User")), errors=(400, 401, 403, 404, 409),
+                params=[USER_ID],
+                body=_object({"email": STRING, "password": STRING, "admin": BOOLEAN}, ()),
+            ),
+            "delete": _operation(
+                "Delete a user (admins); their packages stay, attributed", "users",
+                ok=_no_content("Deleted"), params=[USER_ID],
+            ),
+        },
+        "/users/{user_id}/block": {
+            "post": _operation(
+                "Block a user (admins): their sessions and tokens stop working at once",
+                "users", ok=(201, "Blocked", BOOLEAN), params=[USER_ID],
+            ),
+        },
+        "/users/{user_id}/unblock": {
+            "post": _operation(
+                "Unblock a user (admins)", "users", ok=(201, "Unblocked", BOOLEAN),
+                params=[USER_ID],
             ),
         },
         "/audit_events": {
@@ -915,7 +1051,7 @@ def document() -> Schema:
             **_package_paths(),
             **_reserved_name_paths(),
             **_token_paths(),
-            **_namespace_paths(),
+            **_merged(_namespace_paths(), _member_paths(), _deletion_paths()),
             **_user_and_audit_paths(),
             **_trusted_publisher_paths(),
         },

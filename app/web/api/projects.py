@@ -9,6 +9,7 @@ from app.domain.access import group_access
 from app.domain.accounts import create_deploy_token, create_job_token
 from app.domain.errors import Forbidden, NotFound
 from app.domain.namespaces import add_member, create_project, find_group
+from app.domain.removal import check_may_delete, delete_project
 from app.domain.settings import update_settings
 from app.domain.tokens import as_utc
 from app.extensions import db
@@ -19,6 +20,8 @@ from app.web.api.groups import _member_json, _user, _visible_ids
 from app.web.api.serializers import deploy_token_json, project_json
 from app.web.auth import current_identity
 from app.web.loaders import project_for
+from workers.dispatch import send
+from workers.tasks.cleanup import delete_stored_files
 
 
 @bp.get("/projects")
@@ -104,3 +107,14 @@ def post_job_token(project_ref: str) -> tuple[Response, int]:
         db.session, project, user.id, body().get("expires_in"), actor=identity
     )
     return jsonify({"token": secret, "expires_at": iso(as_utc(token.expires_at))}), 201
+
+
+@bp.delete("/projects/<ref:project_ref>")
+def delete_project_view(project_ref: str) -> tuple[Response, int]:
+    identity, _user_row = api_user(write=True)
+    project, access = project_for(project_ref, "manage")
+    check_may_delete(access, "project")
+    deletions = delete_project(db.session, project, identity)
+    if deletions:
+        send(delete_stored_files, deletions)
+    return jsonify({"message": "202 Accepted"}), 202

@@ -21,7 +21,7 @@ def user_json(user: User) -> dict[str, Any]:
         "username": user.username,
         "name": user.username,
         "email": user.email,
-        "state": "active",
+        "state": user.state,
         "is_admin": user.is_admin,
         "created_at": iso(user.created_at),
         "web_url": web_url(user.username),
@@ -110,3 +110,25 @@ def deploy_token_json(token: DeployToken, secret: str | None = None) -> dict[str
     if secret is not None:
         data["token"] = secret
     return data
+
+
+def member_json(
+    user: User, access_level: int, source: Group | Project | None = None
+) -> dict[str, Any]:
+    """GitLab's member: the user, the role, and (for inherited listings) where it is held."""
+    data: dict[str, Any] = {
+        "id": user.id,
+        "username": user.username,
+        "name": user.username,
+        "state": user.state,
+        "access_level": access_level,
+        "web_url": web_url(user.username),
+    }
+    if source is not None:
+        data["membership_source"] = source_json(source)
+    return data
+
+
+def source_json(source: Group | Project) -> dict[str, Any]:
+    kind = "group" if isinstance(source, Group) else "project"
+    return {"id": source.id, "full_path": source.full_path, "kind": kind}

@@ -73,7 +73,17 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def init_app(app: Flask, token_blueprints: Iterable[Blueprint]) -> None:
     """Register the pages; ``token_blueprints`` take tokens, not cookies: no CSRF check."""
-    from app.web.ui import account, browse, dashboard, errors, filters  # noqa: F401
+    from app.web.ui import (  # noqa: F401
+        account,
+        browse,
+        dashboard,
+        errors,
+        filters,
+        manage,
+        members,
+        package_actions,
+        users,
+    )
 
     app.session_interface = SessionInterface()
     app.before_request(_forget_csrf_token)

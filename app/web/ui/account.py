@@ -13,12 +13,13 @@ from app.domain.identity import SignInChoice
 from app.domain.sign_in import FAILED, end_sessions
 from app.domain.sign_in_limits import SignInLimits, TooManyAttempts, password_sign_in
 from app.domain.tokens import is_expired
+from app.domain.users import users_query
 from app.extensions import db
 from app.models import PersonalAccessToken, User
 from app.runtime import plugin_manager
 from app.web.auth import current_identity
 from app.web.ui import bp
-from app.web.ui.common import admin_user, safe_next, signed_in_user, viewer
+from app.web.ui.common import admin_user, safe_next, search_arg, signed_in_user, viewer
 from app.web.ui.sessions import forget_sign_in, start_browser_session
 
 TOKENS = "/-/profile/personal_access_tokens"
@@ -147,8 +148,9 @@ def admin_users() -> str | tuple[str, int] | Response:
         else:
             flash(f"Created the user {created.username!r}.")
             return redirect(url_for("ui.admin_users"), code=303)
-    users = db.session.execute(select(User).order_by(User.username)).scalars().all()
-    page = render_template("account/admin_users.html", users=users, error=error)
+    search = search_arg()
+    users = db.session.execute(users_query(search).limit(500)).scalars().all()
+    page = render_template("account/admin_users.html", users=users, error=error, search=search)
     return (page, 400) if error else page
 
 

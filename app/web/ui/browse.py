@@ -32,6 +32,7 @@ from app.web.ui.common import (
     search_arg,
 )
 from app.web.ui.install import install_instructions
+from app.web.ui.members import user_page
 
 
 @bp.get("/")
@@ -59,6 +60,9 @@ def group(full_path: str) -> str | Response:
         project = project_at(db.session, full_path)
         if project is not None and project_access(db.session, identity, project).visible:
             return redirect(url_for("ui.packages", full_path=project.full_path))
+        signed_in = identity.user_id is not None
+        if signed_in and "/" not in full_path and (page := user_page(full_path)) is not None:
+            return page  # a user's web_url, as GitLab's
     if found is None or not access.visible:
         raise hidden(identity, "Group")
     if moved := canonical_redirect(found.full_path):
@@ -74,6 +78,7 @@ def group(full_path: str) -> str | Response:
         "browse/group.html",
         group=found,
         upstream=_upstream_settings(found) if access.manage else None,
+        access=access,
         ancestors=list(reversed(group_chain(db.session, found)[1:])),
         subgroups=[g for g in subgroups if group_access(db.session, identity, g).visible],
         projects=[p for p in projects if project_access(db.session, identity, p).visible],
@@ -121,6 +126,7 @@ def packages(full_path: str) -> str | Response:
     return render_template(
         "browse/project.html",
         project=project,
+        access=access,
         groups=list(reversed(group_chain(db.session, project.group))),
         results=project_packages(db.session, project.id, search, page),
         search=search,
@@ -130,7 +136,7 @@ def packages(full_path: str) -> str | Response:
 
 @bp.get("/<namespace:full_path>/-/packages/<int:package_id>")
 def package(full_path: str, package_id: int) -> str | Response:
-    project, _access = load_project(full_path)
+    project, access = load_project(full_path)
     if moved := canonical_redirect(project.full_path):
         return moved
     detail = package_detail(db.session, project.id, package_id)
@@ -141,6 +147,7 @@ def package(full_path: str, package_id: int) -> str | Response:
     return render_template(
         "browse/package.html",
         project=project,
+        access=access,
         groups=list(reversed(chain)),
         detail=detail,
         meta=meta,

@@ -1,8 +1,10 @@
 """Copy-ready client settings for a package: pip, uv, ``.pypirc`` and ``pip.conf``.
 
 URLs are absolute (``PACKYARD_BASE_URL`` or the request's host).  For anything that is not
-public they carry ``__token__:<your_personal_token>`` as credentials, as GitLab shows
-them: the visitor puts a token in its place (or in ``~/.netrc``).
+public, commands carry ``__token__:$PACKYARD_TOKEN`` as credentials: pasted into a shell
+they take the token from that variable, with no placeholder to edit (and nothing that a
+shell reads as a redirection).  Files (``pip.conf``, ``.pypirc``) hold no credential:
+pip reads ``~/.netrc``, twine ``TWINE_PASSWORD``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 from app.models import Group, Package, Project
 from app.web.ui.common import external_url
 
-TOKEN_PLACEHOLDER = "<your_personal_token>"
+TOKEN_VARIABLE = "PACKYARD_TOKEN"
+TOKEN_PLACEHOLDER = f"${TOKEN_VARIABLE}"  # expanded by the shell the command is pasted in
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class InstallInstructions:
     requirement: str
     indexes: list[IndexUrl]  # the project's, then each group's from nearest to root
     upload_url: str
+    plain_index_url: str  # the project's index without credentials, for files
 
     @property
     def index_url(self) -> str:
@@ -49,12 +53,12 @@ class InstallInstructions:
         return (
             "[distutils]\nindex-servers =\n    packyard\n\n[packyard]\n"
             f"repository = {self.upload_url}\nusername = __token__\n"
-            f"password = {TOKEN_PLACEHOLDER}\n"
+            f"# password: twine reads TWINE_PASSWORD (export TWINE_PASSWORD=${TOKEN_VARIABLE})\n"
         )
 
     @property
     def pip_conf(self) -> str:
-        return f"[global]\nindex-url = {self.index_url}\n"
+        return f"[global]\nindex-url = {self.plain_index_url}\n"
 
 
 def install_instructions(
@@ -84,6 +88,7 @@ def install_instructions(
         requirement=f"{package.name}=={package.version}",
         indexes=indexes,
         upload_url=external_url(f"api/v4/projects/{project.id}/packages/pypi"),
+        plain_index_url=external_url(f"api/v4/projects/{project.id}/packages/pypi/simple/"),
     )
 
 

@@ -1,0 +1,79 @@
+"""Maintainer actions on the package page: yank (with a reason) and unyank, delete a
+release or one of its files.  Each is a POST behind a confirmation step that works
+without JavaScript; the domain functions are the API's."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+
+from app.domain.errors import InvalidInput, NotFound
+from app.domain.packages import delete_file, delete_package, find_file, find_package, unyank, yank
+from app.extensions import db
+from app.models import Package, Project
+from app.web.auth import current_identity
+from app.web.ui import bp
+from app.web.ui.common import load_project
+from workers.dispatch import send
+from workers.tasks.cleanup import delete_stored_files
+
+PACKAGE = "/<namespace:full_path>/-/packages/<int:package_id>"
+
+
+@bp.post(PACKAGE + "/yank")
+def yank_release(full_path: str, package_id: int) -> ResponseReturnValue:
+    project, package = _package(full_path, package_id)
+    yank(db.session, package, request.form.get("reason", ""), current_identity())
+    flash(f"Yanked {package.name} {package.version}: installers skip it unless pinned.")
+    return _to_package(project, package)
+
+
+@bp.post(PACKAGE + "/unyank")
+def unyank_release(full_path: str, package_id: int) -> ResponseReturnValue:
+    project, package = _package(full_path, package_id)
+    unyank(db.session, package, current_identity())
+    flash(f"{package.name} {package.version} is no longer yanked.")
+    return _to_package(project, package)
+
+
+@bp.post(PACKAGE + "/delete")
+def delete_release(full_path: str, package_id: int) -> ResponseReturnValue:
+    project, package = _package(full_path, package_id)
+    if request.form.get("confirm", "").strip() != package.version:
+        raise InvalidInput(f"Not deleted: type the version, {package.version}, to confirm")
+    name, version = package.name, package.version
+    _remove_stored(delete_package(db.session, package, current_identity()))
+    flash(f"Deleted {name} {version}.")
+    return redirect(url_for("ui.packages", full_path=project.full_path), code=303)
+
+
+@bp.post(PACKAGE + "/files/<int:file_id>/delete")
+def delete_release_file(full_path: str, package_id: int, file_id: int) -> ResponseReturnValue:
+    project, package = _package(full_path, package_id)
+    package_file = find_file(db.session, package, file_id)
+    if package_file is None:
+        raise NotFound("404 Package File Not Found")
+    filename = package_file.filename
+    _remove_stored(delete_file(db.session, package_file, current_identity()))
+    flash(f"Deleted {filename}.")
+    if db.session.get(Package, package_id) is None:  # its last file: the release went too
+        return redirect(url_for("ui.packages", full_path=project.full_path), code=303)
+    return _to_package(project, package)
+
+
+def _package(full_path: str, package_id: int) -> tuple[Project, Package]:
+    project, _access = load_project(full_path, "delete")
+    package = find_package(db.session, project, package_id)
+    if package is None:
+        raise NotFound("404 Package Not Found")
+    return project, package
+
+
+def _remove_stored(deletion_ids: list[int]) -> None:
+    if deletion_ids:
+        send(delete_stored_files, deletion_ids)
+
+
+def _to_package(project: Project, package: Package) -> ResponseReturnValue:
+    target = url_for("ui.package", full_path=project.full_path, package_id=package.id)
+    return redirect(target, code=303)
