@@ -147,7 +147,7 @@ class LiveServer:
                 return line.strip()
         # Not the first run (a shared database): mint one the documented way.
         result = subprocess.run(
-            [str(BIN / "packyard"), "create-admin", "admin"],
+            [str(BIN / "packyard"), "create-admin", "root"],
             env=self.env, capture_output=True, text=True, check=True,
         )  # fmt: skip
         return result.stdout.strip().splitlines()[-1]
