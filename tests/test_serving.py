@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -13,9 +14,9 @@ import requests
 from flask import Flask, request
 from werkzeug.test import EnvironBuilder
 
-from app.serving import ChunkedInput, chunked_input, uwsgi_options
+from app.serving import ChunkedInput, chunked_input, uwsgi_command, uwsgi_options
 from tests.dists import make_wheel
-from tests.services import LiveServer, packyard_env
+from tests.services import LiveProcess, LiveServer, free_port, packyard_env
 
 
 def _reader(chunks: list[bytes]):
@@ -174,3 +175,25 @@ def test_each_response_says_the_connection_closes(served):
     server, _url = served
     response = requests.get(f"{server.url}/-/health", timeout=10)
     assert response.headers["Connection"] == "close"
+
+
+@pytest.mark.parametrize("path", ["/before-start", "/after-start"])
+def test_an_error_outside_any_view_is_answered_not_left_hanging(tmp_path, path):
+    """uWSGI answers nothing to a request whose app raises, and holds the connection for
+    its socket timeout (120 s): the client hangs. The adapted app answers 500 at once."""
+    port = free_port()
+    command = uwsgi_command("127.0.0.1", port, 1, "tests.failing_wsgi:create()")
+    server = LiveProcess(command, packyard_env(tmp_path), tmp_path / "uwsgi.log")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+                break
+            except requests.ConnectionError:  # not listening yet
+                assert time.monotonic() < deadline, server.output()
+                time.sleep(0.2)
+        assert response.status_code == 500
+        assert response.text == "500 Internal Server Error\n"
+    finally:
+        server.stop()
