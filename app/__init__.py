@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.config import load_config
 from app.domain.generation import GenerationReader  # (also registers the write hooks)
 from app.domain.storage import backend_for_url
-from app.extensions import db
+from app.extensions import db, init_database
 from app.plugin_manager import get_plugin_manager, storage_factories
 from app.web import register_web
 from app.web.cache import ProcessCache, ResponseCache
@@ -24,7 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None, plugins: Iterable[object
     app = Flask(__name__)
     app.request_class = SpoolingRequest
     load_config(app, config)
-    db.init_app(app)
+    init_database(app)
     pm = get_plugin_manager(app.config["LOAD_ENTRYPOINT_PLUGINS"], extra_plugins=plugins)
     app.extensions["packyard.plugins"] = pm
     with app.app_context():  # the engine is the app's

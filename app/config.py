@@ -10,10 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.engine import make_url
 
 DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
 DEFAULT_UPSTREAM_URL = "https://pypi.org/simple/"
 EMBEDDED_BROKER = "embedded"
+# Seconds a new PostgreSQL connection may take: a request must not wait longer on a
+# database that is unreachable (libpq's default is to wait as long as TCP does).
+CONNECT_TIMEOUT = 3
+LIBPQ = ("psycopg", "psycopg2")  # drivers that take libpq's connect_timeout
 
 
 def load_env_file(path: Path | None = None) -> None:
@@ -69,7 +74,7 @@ def _derive(config: dict[str, Any]) -> None:
     config["FORWARDING"] = _as_bool(config["FORWARDING"])
     config["UPSTREAM_URL"] = str(config["UPSTREAM_URL"] or "").strip()
     config["SECRET_KEY"] = config["SECRET_KEY"] or _secret_key(data_dir)
-    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    config["SQLALCHEMY_DATABASE_URI"] = database_uri(config["DATABASE_URL"])
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
     # Text fields (a long description) may be large; files are streamed, not held.
     config.setdefault("MAX_FORM_MEMORY_SIZE", 16 * 1024 * 1024)
@@ -82,6 +87,16 @@ def _as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def database_uri(url: str) -> str:
+    """The SQLAlchemy URL, with a connect timeout for libpq unless the URL sets its own."""
+    parsed = make_url(url)
+    libpq = parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in LIBPQ
+    if not libpq or "connect_timeout" in parsed.query:
+        return url
+    timeout = {"connect_timeout": str(CONNECT_TIMEOUT)}
+    return parsed.update_query_dict(timeout).render_as_string(hide_password=False)
 
 
 def engine_options(url: str) -> dict[str, Any]:

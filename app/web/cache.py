@@ -24,12 +24,14 @@ from typing import Any, TypeVar
 from flask import current_app, request
 from werkzeug.http import parse_accept_header, parse_etags
 
+from app.domain.errors import DATABASE_OUTAGES
 from app.domain.generation import GenerationReader
 from app.domain.tokens import is_expired
 
 T = TypeVar("T")
 MAX_ENTRIES = 20_000
 _SYNCED = "packyard.cache_synced"
+_SYNC_FAILED = "packyard.cache_sync_failed"
 _CACHEABLE = "packyard.response_cacheable"
 # Repeats of index pages are gzipped for clients that accept it (pip and uv do): a
 # 200-version page shrinks from 151 KB to 31 KB for 2 ms of level-6 work, once per page.
@@ -49,10 +51,19 @@ class ProcessCache:
         self._lock = threading.Lock()
 
     def sync(self, environ: dict[str, Any]) -> None:
-        """Drop everything if the generation moved; read once per request (WSGI environ)."""
+        """Drop everything if the generation moved; read once per request (WSGI environ).
+
+        A read that failed because the database is down fails again at once for the rest
+        of the request: one attempt per request, not one per cache lookup."""
         if environ.get(_SYNCED):
             return
-        generation = self._read_generation()
+        if (failure := environ.get(_SYNC_FAILED)) is not None:
+            raise failure
+        try:
+            generation = self._read_generation()
+        except DATABASE_OUTAGES as error:
+            environ[_SYNC_FAILED] = error
+            raise
         environ[_SYNCED] = True
         if generation != self._generation:
             with self._lock:
@@ -147,7 +158,11 @@ class ResponseCache:
         key = self._key(environ)
         if key is None:
             return self.wsgi_app(environ, start_response)
-        self.cache.sync(environ)
+        try:
+            self.cache.sync(environ)
+        except DATABASE_OUTAGES:
+            # Nothing cached can be proven current: Flask answers (503, with Retry-After).
+            return self.wsgi_app(environ, start_response)
         generation = self.cache.generation
         hit: FinishedResponse | None = self.cache.peek(key)
         if hit is not None and not is_expired(hit.expires_at):
