@@ -26,7 +26,7 @@ from sqlalchemy import select
 from app import create_app
 from app.config import CONNECT_TIMEOUT, database_uri
 from app.domain.generation import GenerationReader
-from app.domain.processing import claim_stalled
+from app.domain.processing import claim_stalled, claim_unsent, mark_unsent
 from app.extensions import db
 from app.migrations import upgrade
 from app.models import PackageFile
@@ -42,15 +42,20 @@ from tests.services import (
     postgres_database,
     unavailable,
 )
+from workers.sweeper import send_unsent, sweep_once
 
 
-def _queued_files(registry, count: int) -> list[PackageFile]:
+def _use_broker(registry, url: str) -> None:
+    celery = registry.app.extensions["celery"]
+    celery.conf.task_always_eager = False
+    registry.app.config["BROKER_URL"] = celery.conf.broker_url = url
+
+
+def _queued_files(registry, count: int, broker: str = "memory://") -> list[PackageFile]:
     """``count`` uploads whose tasks went nowhere (no worker consumes the memory broker)."""
     admin = registry.user("root", admin=True)
     project = registry.project(registry.group("team"), "lib")
-    registry.app.extensions["celery"].conf.task_always_eager = False
-    registry.app.config["BROKER_URL"] = "memory://"
-    registry.app.extensions["celery"].conf.broker_url = "memory://"
+    _use_broker(registry, broker)
     token = registry.token(admin)
     for index in range(count):
         response = registry.upload(project, *make_wheel(f"p{index}", "1.0"), token=token)
@@ -107,6 +112,34 @@ def test_a_file_a_worker_is_still_on_is_not_resent(registry):
     assert claim_stalled(db.session, timedelta(seconds=60)) == [busy.id]
 
 
+def _nothing_listens() -> str:
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+def test_an_upload_the_broker_could_not_take_is_marked_unsent(registry):
+    (row,) = _queued_files(registry, 1, broker=_nothing_listens())  # still 201
+    assert row.state == "processing" and row.enqueued_at is None
+    assert claim_stalled(db.session, timedelta(seconds=60)) == [row.id]  # at once, not in 60 s
+
+
+def test_unsent_files_are_claimed_once_and_nothing_else_is(registry):
+    unsent, sent = _queued_files(registry, 2)
+    mark_unsent(db.session, [unsent.id])
+    assert claim_unsent(db.session) == [unsent.id]
+    assert claim_unsent(db.session) == []  # claimed: sent once, not by every sweeper
+    assert sent.enqueued_at is not None
+
+
+def test_a_sweep_that_cannot_send_leaves_the_file_unsent(registry):
+    (row,) = _queued_files(registry, 1, broker=_nothing_listens())
+    _sent(row, 5)  # and it looks lost
+    db.session.commit()
+    for sweep in (sweep_once, send_unsent):
+        assert sweep(registry.app) == []
+        db.session.expire_all()
+        assert row.enqueued_at is None  # not taken for sent: the next look sends it
+
+
 class PrivateRedis:
     """A redis-server of the test's own, on a free port, that the test may stop."""
 
@@ -139,17 +172,28 @@ class PrivateRedis:
         if self.process:
             self.process.stop(signal.SIGKILL)
 
+    def freeze(self) -> None:
+        """Hung, not down: connections are accepted, and nothing answers."""
+        assert self.process
+        os.kill(self.process.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process
+        os.kill(self.process.proc.pid, signal.SIGCONT)
+
+
+FAST_SWEEPER = {"REDELIVER_AFTER": "3", "SWEEP_INTERVAL": "1", "VISIBILITY_TIMEOUT": "10"}
+
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict]:
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
+    """Redis, PostgreSQL and ``serve --no-worker``; settings by indirect parametrization."""
+    settings = getattr(request, "param", FAST_SWEEPER)
     redis = PrivateRedis(tmp_path)
     with postgres_database() as database_url:
-        env = packyard_env(
-            tmp_path, DATABASE_URL=database_url, BROKER_URL=redis.url,
-            REDELIVER_AFTER="3", SWEEP_INTERVAL="1", VISIBILITY_TIMEOUT="10",
-        )  # fmt: skip
-        subprocess.run([str(BIN / "packyard"), "db", "upgrade"], env=env, check=True)
-        server = LiveServer(tmp_path, env, worker=False)
+        migrate(database_url, tmp_path / "migrate")
+        env = packyard_env(tmp_path, DATABASE_URL=database_url, BROKER_URL=redis.url, **settings)
+        server = LiveServer(tmp_path, env, worker=False, web_workers=1)
         group = server.api("POST", "/groups", data={"path": "team"}).json()
         project = server.api("POST", "/projects", data={"path": "lib", "namespace_id": group["id"]})
         workers: list[LiveProcess] = []
@@ -215,15 +259,23 @@ def test_a_worker_killed_holding_the_task_does_not_lose_the_file(stack):
 
 
 @pytest.mark.e2e
-def test_an_upload_accepted_while_redis_is_down_is_processed_when_it_is_back(stack):
+@pytest.mark.parametrize("outage", ["down", "hung"])
+@pytest.mark.parametrize("stack", [{}], indirect=True, ids=["sweeper-defaults"])
+def test_an_upload_accepted_while_redis_is_out_is_processed_soon_after_it_is_back(stack, outage):
+    """With the sweeper's defaults (a lost task is resent after 60 s), a task that could not
+    be sent at all is sent as soon as the broker is back: processed within 15 s. A broker
+    that hangs rather than refuses holds the upload only a few seconds."""
+    server, project, redis = stack["server"], stack["project"], stack["redis"]
     stack["start_worker"]("steady")
-    time.sleep(3)
-    stack["redis"].stop()
-    upload(stack["server"], stack["project"], "patient")  # still 201: the row is the truth
-    time.sleep(1)
-    stack["redis"].start()
-    waited = wait_listed_with_metadata(stack["server"], stack["project"], "patient", 120)
-    assert waited < 120
+    upload(server, project, "early")
+    wait_listed_with_metadata(server, project, "early", 30)  # the worker consumes
+    redis.stop() if outage == "down" else redis.freeze()
+    started = time.monotonic()
+    upload(server, project, "patient")  # still 201: the row is the truth
+    assert time.monotonic() - started < 10  # sending gives up
+    time.sleep(10)  # long enough for the worker to back off between reconnections
+    redis.start() if outage == "down" else redis.thaw()
+    assert wait_listed_with_metadata(server, project, "patient", 15) < 15
 
 
 # --- the database down or restarting -------------------------------------------------------

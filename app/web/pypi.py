@@ -33,8 +33,7 @@ from app.web.auth import current_identity
 from app.web.cache import cache_this_response, request_cache
 from app.web.loaders import IndexScope, group_index_scope, project_for, project_index_scope
 from app.web.uploads import HashingSpool
-from workers.dispatch import send
-from workers.tasks.files import process_file
+from workers.tasks.files import enqueue
 
 bp = Blueprint("pypi", __name__)
 
@@ -77,7 +76,7 @@ def upload(project_ref: str) -> tuple[str, int]:
         uploader=current_identity().name,
         actor=current_identity(),
     )
-    send(process_file, package_file.id)
+    enqueue(package_file.id)
     return "201 Created\n", 201
 
 
