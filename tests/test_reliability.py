@@ -268,7 +268,7 @@ def test_an_upload_accepted_while_redis_is_out_is_processed_soon_after_it_is_bac
     server, project, redis = stack["server"], stack["project"], stack["redis"]
     stack["start_worker"]("steady")
     upload(server, project, "early")
-    wait_listed_with_metadata(server, project, "early", 30)  # the worker consumes
+    wait_listed_with_metadata(server, project, "early", 60)  # the worker is up and consumes
     redis.stop() if outage == "down" else redis.freeze()
     started = time.monotonic()
     upload(server, project, "patient")  # still 201: the row is the truth

@@ -26,6 +26,7 @@ from celery.signals import worker_ready, worker_shutdown
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from app.domain.errors import DATABASE_OUTAGES
 from app.domain.packages import purge_deletions, stale_deletions
 from app.domain.processing import claim_stalled, claim_unsent, mark_unsent
 from app.extensions import db
@@ -91,7 +92,10 @@ def _run(app: Flask) -> None:
         for sweep in sweeps:
             try:
                 sweep(app)
-            except Exception:  # the database may be down: try again next round
+            except DATABASE_OUTAGES as error:  # every 2 s while it lasts: no traceback
+                reason = getattr(error, "orig", None) or error
+                log.warning("sweep skipped, the database is unavailable: %s", reason)
+            except Exception:
                 log.exception("sweep failed")
 
 
