@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import caching
 from app.config import load_config
 from app.domain.storage import backend_for_url
-from app.extensions import db
+from app.extensions import init_database
 from app.plugin_manager import credential_headers, get_plugin_manager, storage_factories
 from app.web import register_web
 from app.web.auth import CREDENTIAL_HEADERS
@@ -24,7 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None, plugins: Iterable[object
     app = Flask(__name__)
     app.request_class = StreamingRequest
     load_config(app, config)
-    db.init_app(app)
+    init_database(app)
     pm = get_plugin_manager(app.config["LOAD_ENTRYPOINT_PLUGINS"], extra_plugins=plugins)
     app.extensions["packyard.plugins"] = pm
     app.extensions["packyard.storage"] = backend_for_url(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.engine import make_url
 
 DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
 # Text form fields (a long description) are held in memory, files are streamed.
@@ -14,6 +15,10 @@ DEFAULT_MAX_FORM_FIELD_SIZE = 4 * 1024 * 1024
 DEFAULT_UPSTREAM_URL = "https://pypi.org/simple/"
 UPSTREAM_MODES = ("off", "redirect", "cache")
 EMBEDDED_BROKER = "embedded"
+# Seconds a new PostgreSQL connection may take: a request must not wait longer on a
+# database that is unreachable (libpq's default is to wait as long as TCP does).
+CONNECT_TIMEOUT = 3
+LIBPQ = ("psycopg", "psycopg2")  # drivers that take libpq's connect_timeout
 
 
 def load_env_file(path: Path | None = None) -> None:
@@ -90,7 +95,7 @@ def _derive(config: dict[str, Any]) -> None:
         config[name] = _number(config, name, minimum, int)
     for name in ("UPSTREAM_TIMEOUT", "UPSTREAM_READ_TIMEOUT"):
         config[name] = _number(config, name, 0.1, float)
-    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    config["SQLALCHEMY_DATABASE_URI"] = database_uri(config["DATABASE_URL"])
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
     config["MAX_FORM_MEMORY_SIZE"] = int(config["MAX_FORM_MEMORY_SIZE"])
     # The upload view resizes this per request from the project's effective limit.
@@ -131,6 +136,16 @@ def _number(config: Mapping[str, Any], name: str, minimum: float, kind: type) ->
     if isinstance(config[name], bool) or number is None or number < minimum:
         raise ValueError(f"PACKYARD_{name} must be a number of at least {minimum}")
     return number
+
+
+def database_uri(url: str) -> str:
+    """The SQLAlchemy URL, with a connect timeout for libpq unless the URL sets its own."""
+    parsed = make_url(url)
+    libpq = parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in LIBPQ
+    if not libpq or "connect_timeout" in parsed.query:
+        return url
+    timeout = {"connect_timeout": str(CONNECT_TIMEOUT)}
+    return parsed.update_query_dict(timeout).render_as_string(hide_password=False)
 
 
 def engine_options(url: str) -> dict[str, Any]:

@@ -4,11 +4,14 @@ uWSGI was picked by measurement (``bench/servers.py``, figures in ``bench/SERVER
 Its HTTP socket hands a request body sent with ``Transfer-Encoding: chunked`` to the app
 as an empty ``wsgi.input``; the chunks can only be read through ``uwsgi.chunked_read``.
 Without ``chunked_input`` such an upload would look as if it had no file at all.
+And when the app raises instead of answering, uWSGI sends nothing and keeps the client's
+connection open until its socket timeout: ``answer_errors`` answers 500 instead.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import subprocess
@@ -23,6 +26,8 @@ from app import create_app
 
 ReadChunk = Callable[[], bytes]
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+log = logging.getLogger(__name__)
+INTERNAL_ERROR = b"500 Internal Server Error\n"
 
 
 class ChunkedInput(io.RawIOBase):
@@ -74,13 +79,40 @@ def plain_http(wsgi_app: WSGIApp) -> WSGIApp:
     return adapted
 
 
-def create_uwsgi_app() -> Flask:
-    """The app for uWSGI's processes (``--module app.serving:create_uwsgi_app()``)."""
+def answer_errors(wsgi_app: WSGIApp) -> WSGIApp:
+    """``wsgi_app``, answering 500 when it raises instead of returning its response.
+
+    Flask answers its views' errors itself; this catches what escapes it (middleware
+    around it, its teardown). uWSGI's HTTP socket would answer such a request with nothing
+    at all and hold the connection for its socket timeout (120 s): the client would hang.
+    """
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            return wsgi_app(environ, start_response)
+        except Exception:
+            log.exception("unhandled error on %s %s", environ.get("REQUEST_METHOD"),
+                          environ.get("PATH_INFO"))  # fmt: skip
+            headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(INTERNAL_ERROR)))]
+            # Nothing is sent yet, so this replaces any status the app had set. (uWSGI fails
+            # the exc_info form of this call with a SystemError, and then sends nothing.)
+            start_response("500 Internal Server Error", headers)
+            return [INTERNAL_ERROR]
+
+    return guarded
+
+
+def for_uwsgi(wsgi_app: WSGIApp) -> WSGIApp:
+    """``wsgi_app`` as uWSGI needs it: chunked bodies readable, escaped errors answered."""
     import uwsgi  # only inside uWSGI's processes
 
+    return answer_errors(chunked_input(wsgi_app, uwsgi.chunked_read))
+
+
+def create_uwsgi_app() -> Flask:
+    """The app for uWSGI's processes (``--module app.serving:create_uwsgi_app()``)."""
     app = create_app()
-    adapted = plain_http(chunked_input(app.wsgi_app, uwsgi.chunked_read))
-    app.wsgi_app = adapted  # type: ignore[method-assign]
+    app.wsgi_app = plain_http(for_uwsgi(app.wsgi_app))  # type: ignore[method-assign]
     return app
 
 

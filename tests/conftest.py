@@ -26,7 +26,7 @@ from app.migrations import upgrade
 from app.models import Group, Project, User
 from tests.dists import make_sdist, make_wheel
 from tests.s3server import S3Server, credentials_env
-from tests.services import postgres_database
+from tests.services import postgres_database, private_postgres  # noqa: F401  (a fixture)
 
 DATABASES = ["sqlite", "postgresql"]
 

@@ -5,11 +5,15 @@ A service that is not reachable skips its tests with the reason, or fails them w
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -167,3 +171,92 @@ def packyard_env(data_dir: Path, **settings: str) -> dict[str, str]:
     env["PACKYARD_DATA_DIR"] = str(data_dir)
     env.update({f"PACKYARD_{k}": v for k, v in settings.items()})
     return env
+
+
+PG_BIN = Path(os.environ.get("PACKYARD_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own, that the test may stop and start again.
+
+    ``initdb`` in a temporary directory (which also holds its unix socket), listening on
+    127.0.0.1 on a free port. PostgreSQL refuses to run as root, so as root it runs as the
+    ``postgres`` user. The shared server on 5432 is never touched.
+    """
+
+    def __init__(self) -> None:
+        if not (PG_BIN / "initdb").exists():
+            unavailable(f"PostgreSQL's initdb is not installed in {PG_BIN}")
+        self._run_as = self._run_as_prefix()
+        self.root = Path(tempfile.mkdtemp(prefix="packyard-pg-"))
+        self.data = self.root / "data"
+        self.port = free_port()
+        if self._run_as:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                 "-E", "UTF8", "--no-sync")  # fmt: skip
+        self.start()
+
+    @staticmethod
+    def _run_as_prefix() -> list[str]:
+        if os.geteuid() != 0:
+            return []
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            unavailable("running as root, and there is no postgres user to run PostgreSQL as")
+        return ["runuser", "-u", "postgres", "--"]
+
+    def _pg(self, binary: str, *args: str) -> None:
+        subprocess.run(
+            [*self._run_as, str(PG_BIN / binary), *args],
+            check=True, capture_output=True, cwd=self.root,
+        )  # fmt: skip
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
+                 "-o", options, "-w", "-t", "30", "start")  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop``: signals the postmaster by the PID in its data directory."""
+        self._pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
+
+    def create_database(self, name: str) -> str:
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(self.url(), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        return self.url(name)
+
+    def connections(self, database: str) -> int:
+        """Client connections to ``database`` (this query's own excluded)."""
+        import sqlalchemy as sa
+
+        admin = sa.create_engine(self.url(), poolclass=sa.NullPool)
+        with admin.connect() as conn:
+            query = "SELECT count(*) FROM pg_stat_activity WHERE datname = :name"
+            return int(conn.execute(sa.text(query), {"name": database}).scalar_one())
+
+    def close(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server the test may stop (``.stop()``) and start (``.start()``)."""
+    server = PrivatePostgres()
+    try:
+        yield server
+    finally:
+        server.close()

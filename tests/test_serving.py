@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -15,10 +16,10 @@ from werkzeug.test import EnvironBuilder
 
 from app import create_app
 from app.extensions import db
-from app.serving import ChunkedInput, chunked_input, uwsgi_options
+from app.serving import ChunkedInput, chunked_input, uwsgi_command, uwsgi_options
 from tests.conftest import Registry
 from tests.dists import make_wheel
-from tests.services import LiveServer, packyard_env
+from tests.services import LiveProcess, LiveServer, free_port, packyard_env
 
 
 def _reader(chunks: list[bytes]):
@@ -233,5 +234,27 @@ def test_packyard_serve_behind_a_proxy_takes_the_scheme_it_forwards_and_no_other
         # A header the proxy passes on from its client, which PROXY_COUNT does not cover.
         passed_on = {"X-Forwarded-Ssl": "on"}
         assert not _cookie_is_secure(requests.get(sign_in, headers=passed_on, timeout=10))
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("path", ["/before-start", "/after-start"])
+def test_an_error_outside_any_view_is_answered_not_left_hanging(tmp_path, path):
+    """uWSGI answers nothing to a request whose app raises, and holds the connection for
+    its socket timeout (120 s): the client hangs. The adapted app answers 500 at once."""
+    port = free_port()
+    command = uwsgi_command("127.0.0.1", port, 1, "tests.failing_wsgi:create()")
+    server = LiveProcess(command, packyard_env(tmp_path), tmp_path / "uwsgi.log")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+                break
+            except requests.ConnectionError:  # not listening yet
+                assert time.monotonic() < deadline, server.output()
+                time.sleep(0.2)
+        assert response.status_code == 500
+        assert response.text == "500 Internal Server Error\n"
     finally:
         server.stop()

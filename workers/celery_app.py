@@ -10,6 +10,10 @@ from flask import Flask
 from app.config import EMBEDDED_BROKER, broker_url
 from workers import embedded  # noqa: F401  (registers the embedded broker's URL scheme)
 
+# Seconds a broker may take to answer: more than kombu's 1 s BRPOP timeout, which a
+# synchronous read waits out; a broker that hangs instead of refusing fails as fast.
+BROKER_SOCKET_TIMEOUT = 2.0
+
 TASK_MODULES = [
     "workers.tasks.files",
     "workers.tasks.cleanup",
@@ -36,14 +40,23 @@ def make_celery(flask_app: Flask) -> Celery:
         task_send_sent_event=True,
         worker_send_task_events=True,
         broker_connection_retry_on_startup=True,
+        # A worker reconnects every few seconds, for as long as the broker is away.
+        worker_consumer="workers.consumer:Consumer",
+        broker_connection_max_retries=None,
         # Sending must never hang an upload when the broker is down; the sweeper resends.
         broker_transport_options={
             "max_retries": 2,
             "interval_start": 0.1,
             "interval_step": 0.2,
+            # Without them, a broker that hangs (rather than refuses) holds a publish forever.
+            "socket_timeout": BROKER_SOCKET_TIMEOUT,
+            "socket_connect_timeout": BROKER_SOCKET_TIMEOUT,
             # Redis redelivers a task whose worker died after this long (default: 1 hour).
             "visibility_timeout": flask_app.config["VISIBILITY_TIMEOUT"],
         },
+        # One retry replaces a pooled connection the broker has closed; more would only make
+        # the upload wait for a broker that is out (its file is marked unsent instead).
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
         task_default_queue="packyard",
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )

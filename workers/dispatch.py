@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Task
@@ -10,9 +11,24 @@ from celery import Task
 log = logging.getLogger(__name__)
 
 
-def send(task: Task, *args: Any) -> None:
-    """Send now (the caller has committed); a broker outage is logged, not raised."""
+def send(task: Task, *args: Any) -> bool:
+    """Send now (the caller has committed); a broker outage is logged, not raised.
+
+    Returns whether the task was sent. Publishing retries briefly (``celery_app``'s
+    transport options), so a broker that is down costs the caller well under a second.
+    """
     try:
         task.apply_async(args=args)
     except Exception:  # the broker is down: the periodic sweep resends it
         log.exception("could not enqueue %s%r; it will be swept up later", task.name, args)
+        return False
+    return True
+
+
+def send_each(task: Task, ids: Sequence[int]) -> list[int]:
+    """Send ``task(id)`` for each id; returns those not sent. The first failure ends it:
+    the broker is down, and each further attempt would only wait for it again."""
+    for index, item in enumerate(ids):
+        if not send(task, item):
+            return list(ids[index:])
+    return []

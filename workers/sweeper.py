@@ -1,13 +1,17 @@
-"""The sweeper: a thread in every worker that resends tasks that were lost, removes
-stored files whose deletion task was lost, and (hourly) cached upstream files unused for
-``PACKYARD_UPSTREAM_KEEP_DAYS``.
+"""The sweeper: a thread in every worker that resends tasks that were lost or never sent,
+removes stored files whose deletion task was lost, and (hourly) cached upstream files
+unused for ``PACKYARD_UPSTREAM_KEEP_DAYS``.
 
-A task can be lost when the broker was down as the web process sent it, or when a
-worker died holding it (an embedded-broker worker keeps unacknowledged messages in
-memory; Redis only redelivers after its visibility timeout).  Files are the source of
-truth: a file still ``processing`` long after its task was sent, which the workers have
-passed or stopped making progress on, gets a new task (``claim_stalled``).
-Processing is idempotent, so a duplicate costs one cheap no-op.
+A task can be lost when a worker died holding it (an embedded-broker worker keeps
+unacknowledged messages in memory; Redis only redelivers after its visibility timeout).
+Files are the source of truth: a file still ``processing`` long after its task was sent,
+which the workers have passed or stopped making progress on, gets a new task
+(``claim_stalled``, every ``SWEEP_INTERVAL``). Processing is idempotent, so a duplicate
+costs one cheap no-op.
+
+A task that could not be sent at all (the broker was out) is known as such: its file is
+marked unsent (``mark_unsent``). The sweeper looks for those every ``UNSENT_EVERY`` seconds
+and sends them, so they go out as soon as the broker is reachable again.
 """
 
 from __future__ import annotations
@@ -15,39 +19,57 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 from flask import Flask
+from sqlalchemy.orm import Session
 
+from app.domain.errors import DATABASE_OUTAGES
 from app.domain.packages import purge_deletions, stale_deletions
-from app.domain.processing import claim_stalled
+from app.domain.processing import claim_stalled, claim_unsent, mark_unsent
 from app.domain.upstream.records import expire_unused
 from app.extensions import db
 from app.runtime import storage
-from workers.dispatch import send
+from workers.dispatch import send_each
 from workers.tasks.files import process_file
 
 log = logging.getLogger(__name__)
+UNSENT_EVERY = 2.0  # seconds
 _stop = threading.Event()
 EXPIRE_EVERY = 3600.0  # seconds between two looks for unused upstream files
 _NEXT_EXPIRY = "packyard.next_upstream_expiry"
 
 
 def sweep_once(app: Flask) -> list[int]:
-    """Claim and resend stalled files; returns their ids."""
+    """Claim and resend stalled (and unsent) files; returns the ids sent."""
+    older_than = timedelta(seconds=app.config["REDELIVER_AFTER"])
+    sent = _send_claimed(app, lambda session: claim_stalled(session, older_than))
+    if sent:
+        log.warning("sweeper resent %d stalled file(s): %s", len(sent), sent[:20])
+    return sent
+
+
+def send_unsent(app: Flask) -> list[int]:
+    """Send the files whose task could not be sent before; returns the ids sent."""
+    sent = _send_claimed(app, claim_unsent)
+    if sent:
+        log.warning("sweeper sent %d file(s) the broker could not take: %s", len(sent), sent[:20])
+    return sent
+
+
+def _send_claimed(app: Flask, claim: Callable[[Session], list[int]]) -> list[int]:
     with app.app_context():
-        older_than = timedelta(seconds=app.config["REDELIVER_AFTER"])
         try:
-            file_ids = claim_stalled(db.session, older_than)
+            file_ids = claim(db.session)
+            unsent = send_each(process_file, file_ids)
+            if unsent:  # the broker is out: sent as soon as it is back
+                mark_unsent(db.session, unsent)
         finally:
             db.session.remove()
-        for file_id in file_ids:
-            send(process_file, file_id)
-    if file_ids:
-        log.warning("sweeper resent %d stalled file(s): %s", len(file_ids), file_ids[:20])
-    return file_ids
+    return file_ids[: len(file_ids) - len(unsent)]  # send_each stops at the first failure
 
 
 def sweep_deletions(app: Flask) -> int:
@@ -81,11 +103,19 @@ def sweep_upstream_cache(app: Flask, now: float | None = None) -> int:
 
 def _run(app: Flask) -> None:
     interval = float(app.config["SWEEP_INTERVAL"])
-    while not _stop.wait(interval):
-        for sweep in (sweep_once, sweep_deletions, sweep_upstream_cache):
+    next_sweep = time.monotonic() + interval
+    while not _stop.wait(min(UNSENT_EVERY, interval)):
+        sweeps: tuple[Callable[[Flask], Any], ...] = (send_unsent,)
+        if time.monotonic() >= next_sweep:
+            sweeps = (sweep_once, sweep_deletions, sweep_upstream_cache)
+            next_sweep = time.monotonic() + interval
+        for sweep in sweeps:
             try:
                 sweep(app)
-            except Exception:  # the database may be down: try again next round
+            except DATABASE_OUTAGES as error:  # every 2 s while it lasts: no traceback
+                reason = getattr(error, "orig", None) or error
+                log.warning("sweep skipped, the database is unavailable: %s", reason)
+            except Exception:
                 log.exception("sweep failed")
 
 

@@ -20,6 +20,7 @@ from itertools import chain
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.pool import NullPool
 
@@ -66,7 +67,9 @@ class GenerationReader:
     are as many connections as reads ever ran at once, and they do not belong to threads,
     which some servers retire when idle (granian after 30 s) and start anew under load.
     The connections are in autocommit mode, so every read sees the latest commit.
-    Any database error drops the connection and falls back to a pooled read.
+    A query that fails drops its connection and falls back to a pooled read (a database
+    that restarted has closed them all: the pool reconnects). A connection that cannot be
+    opened raises SQLAlchemy's error, as a pooled read would: the database is down.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -122,7 +125,11 @@ class GenerationReader:
 
     def _connect(self) -> Any:
         assert self._direct is not None
-        fairy = self._direct.raw_connection()
+        dbapi = self._direct.dialect.loaded_dbapi
+        try:
+            fairy = self._direct.raw_connection()
+        except dbapi.Error as error:  # raw_connection() does not wrap it, connect() would
+            raise DBAPIError.instance(None, None, error, dbapi.Error) from error
         connection = fairy.dbapi_connection
         fairy.detach()
         if isinstance(connection, sqlite3.Connection):

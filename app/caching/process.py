@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 from flask import current_app, request
 
 from app.caching.generation import GenerationReader
+from app.domain.errors import DATABASE_OUTAGES
 
 T = TypeVar("T")
 MAX_ENTRIES = 20_000
 _SYNCED = "packyard.cache_synced"
+_SYNC_FAILED = "packyard.cache_sync_failed"
 
 
 class ProcessCache:
@@ -32,10 +34,19 @@ class ProcessCache:
         self._lock = threading.Lock()
 
     def sync(self, environ: dict[str, Any]) -> None:
-        """Drop everything if the generation moved; read once per request (WSGI environ)."""
+        """Drop everything if the generation moved; read once per request (WSGI environ).
+
+        A read that failed because the database is down fails again at once for the rest
+        of the request: one attempt per request, not one per cache lookup."""
         if environ.get(_SYNCED):
             return
-        generation = self._read_generation()
+        if (failure := environ.get(_SYNC_FAILED)) is not None:
+            raise failure
+        try:
+            generation = self._read_generation()
+        except DATABASE_OUTAGES as error:
+            environ[_SYNC_FAILED] = error
+            raise
         environ[_SYNCED] = True
         if generation != self._generation:
             with self._lock:

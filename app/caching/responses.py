@@ -24,6 +24,7 @@ from flask import request
 from werkzeug.http import parse_accept_header, parse_etags
 
 from app.caching.process import ProcessCache
+from app.domain.errors import DATABASE_OUTAGES
 from app.domain.identity import AuthResult
 from app.domain.tokens import as_utc, is_expired
 
@@ -97,7 +98,11 @@ class ResponseCache:
         key = self._key(environ)
         if key is None:
             return self.wsgi_app(environ, start_response)
-        self.cache.sync(environ)
+        try:
+            self.cache.sync(environ)
+        except DATABASE_OUTAGES:
+            # Nothing cached can be proven current: Flask answers (503, with Retry-After).
+            return self.wsgi_app(environ, start_response)
         generation = self.cache.generation
         hit: FinishedResponse | None = self.cache.peek(key)
         if hit is not None and not is_expired(hit.expires_at):

@@ -1,5 +1,13 @@
 """Typed domain errors; app.web.errors maps them to HTTP answers in one place."""
 
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+# A database that is down, restarting or out of connections: an outage to retry after,
+# not a bug. (SQLAlchemy's OperationalError is the DBAPI's: disconnects, refused or timed
+# out connections, a server shutting down, a locked SQLite file.)
+DATABASE_OUTAGES = (OperationalError, PoolTimeout)
+
 
 class PackyardError(Exception):
     """Base class. ``status`` is the HTTP status the web layer answers with."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, false, or_, select, update
+from sqlalchemy import ColumnElement, and_, false, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.archives import ArchiveLimits
@@ -77,8 +77,20 @@ def _verify_stored_digest(fh: object, package_file: PackageFile) -> None:
         raise InvalidInput("Stored file is corrupted: its sha256 no longer matches the upload")
 
 
+def mark_unsent(session: Session, file_ids: list[int]) -> None:
+    """Their task could not be sent (the broker is out): ``enqueued_at`` NULL says so, and
+    the workers send it as soon as they can (``claim_unsent``), not when it looks lost."""
+    session.execute(
+        update(PackageFile)
+        .where(PackageFile.id.in_(file_ids), PackageFile.state == "processing")
+        .values(enqueued_at=None)
+    )
+    session.commit()
+
+
 def claim_stalled(session: Session, older_than: timedelta, limit: int = 500) -> list[int]:
-    """Files still ``processing`` whose task looks lost; the caller sends them again.
+    """Files still ``processing`` whose task looks lost, or was never sent (``enqueued_at``
+    NULL, see ``mark_unsent``); the caller sends them again.
 
     A file qualifies when its task was sent longer ago than ``older_than``, no worker has
     started it within ``older_than`` either, and the workers have passed it (a file whose
@@ -89,8 +101,7 @@ def claim_stalled(session: Session, older_than: timedelta, limit: int = 500) -> 
     Each is claimed by moving its ``enqueued_at`` to now with a conditional UPDATE, so
     several sweepers running at once resend a file once.
     """
-    now = utcnow()
-    cutoff = now - older_than
+    cutoff = utcnow() - older_than
     lost = PackageFile.enqueued_at < cutoff
     if _progressed_since(session, cutoff):
         front = _processing_front(session)
@@ -100,15 +111,25 @@ def claim_stalled(session: Session, older_than: timedelta, limit: int = 500) -> 
         or_(PackageFile.started_at.is_(None), PackageFile.started_at < cutoff),
         or_(PackageFile.enqueued_at.is_(None), lost),
     )
-    candidates = (
-        session.execute(select(PackageFile.id).where(stale).order_by(PackageFile.id).limit(limit))
-        .scalars()
-        .all()
-    )
+    return _claim(session, stale, limit)
+
+
+def claim_unsent(session: Session, limit: int = 500) -> list[int]:
+    """Files whose task could not be sent (``mark_unsent``); the caller sends them now.
+    Cheap enough to ask every few seconds: one query on the few ``processing`` rows."""
+    unsent = and_(PackageFile.state == "processing", PackageFile.enqueued_at.is_(None))
+    return _claim(session, unsent, limit)
+
+
+def _claim(session: Session, condition: ColumnElement[bool], limit: int) -> list[int]:
+    """Move the ``enqueued_at`` of the files meeting ``condition`` to now, each with a
+    conditional UPDATE: of several sweepers running at once, one claims each file."""
+    now = utcnow()
+    query = select(PackageFile.id).where(condition).order_by(PackageFile.id).limit(limit)
     claimed = []
-    for file_id in candidates:
+    for file_id in session.execute(query).scalars().all():
         result = session.execute(
-            update(PackageFile).where(PackageFile.id == file_id, stale).values(enqueued_at=now)
+            update(PackageFile).where(PackageFile.id == file_id, condition).values(enqueued_at=now)
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
             claimed.append(file_id)

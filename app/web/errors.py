@@ -9,8 +9,10 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from app.domain.errors import PackyardError
+from app.domain.errors import DATABASE_OUTAGES, PackyardError
 from app.web.auth import REALM
+
+RETRY_AFTER_SECONDS = 5  # a restarting database is usually back by then
 
 
 def _wants_json() -> bool:
@@ -37,6 +39,16 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(PackyardError)
     def packyard_error(error: PackyardError) -> Response:
         return error_response(error.status, error.message)
+
+    def database_unavailable(error: Exception) -> Response:
+        reason = getattr(error, "orig", None) or error
+        app.logger.warning("database unavailable (%s %s): %s", request.method, request.path, reason)
+        response = error_response(503, "The database is unavailable; try again shortly")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    for outage in DATABASE_OUTAGES:
+        app.register_error_handler(outage, database_unavailable)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(error: RequestEntityTooLarge) -> Response:

@@ -59,7 +59,7 @@ from app.web.loaders import IndexScope, group_index_scope, project_for, project_
 from app.web.uploads import HashingSink
 from workers.dispatch import send
 from workers.tasks.cleanup import delete_stored_files
-from workers.tasks.files import process_file
+from workers.tasks.files import enqueue
 from workers.tasks.upstream import refresh_upstream_page
 
 bp = Blueprint("pypi", __name__)
@@ -107,7 +107,7 @@ def upload(project_ref: str) -> tuple[str, int]:
         uploader=actor_name(current_identity()),
         actor=current_identity(),
     )
-    send(process_file, accepted.package_file.id)
+    enqueue(accepted.package_file.id)
     if accepted.storage_deletions:  # a failed file's bytes, replaced by this upload
         send(delete_stored_files, accepted.storage_deletions)
     return "201 Created\n", 201

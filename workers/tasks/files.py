@@ -7,10 +7,13 @@ import logging
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
+from app.domain.errors import DATABASE_OUTAGES
+from app.domain.processing import mark_unsent
 from app.domain.processing import process_file as process
 from app.domain.storage import StorageError
 from app.extensions import db
 from app.runtime import plugin_manager, storage
+from workers.dispatch import send
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,21 @@ def process_file(file_id: int) -> str | None:
     if state in ("default", "error"):
         _notify_processed(file_id, state)
     return state
+
+
+def enqueue(file_id: int) -> None:
+    """Send the file's task, after the commit that made it ``processing``.
+
+    When the broker is out the file is marked unsent, and the workers' sweeper sends it
+    within seconds of the broker being reachable again, not after ``REDELIVER_AFTER``.
+    """
+    if send(process_file, file_id):
+        return
+    try:
+        mark_unsent(db.session, [file_id])
+    except DATABASE_OUTAGES:  # then it looks lost after REDELIVER_AFTER, and is resent
+        db.session.rollback()
+        log.exception("could not mark file %s unsent", file_id)
 
 
 def _notify_processed(file_id: int, state: str) -> None:

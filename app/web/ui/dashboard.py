@@ -33,9 +33,8 @@ from app.models.packages import FILE_STATES
 from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import admin_user
-from workers.dispatch import send
 from workers.monitoring import queue_depths, workers_online
-from workers.tasks.files import process_file
+from workers.tasks.files import enqueue
 
 SECTIONS = ("workers", "queues", "counts", "chart", "upstream", "recent", "failed")
 
@@ -114,6 +113,6 @@ def retry(file_id: int) -> Response:
     except InvalidInput as exc:
         flash(exc.message, "error")
     else:
-        send(process_file, package_file.id)  # after the commit, as uploads do
+        enqueue(package_file.id)  # after the commit, as uploads do
         flash(f"Retrying {package_file.filename}.")
     return redirect(url_for("ui.dashboard") + "#failed", code=303)
