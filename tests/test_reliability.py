@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-from app.domain.generation import GenerationReader
 from flask import Flask
 from sqlalchemy import select
 
 from app import create_app
+from app.caching.generation import GenerationReader
 from app.config import CONNECT_TIMEOUT, database_uri
 from app.domain.processing import claim_stalled, claim_unsent, mark_unsent
 from app.extensions import db
