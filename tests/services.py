@@ -126,10 +126,10 @@ class LiveServer:
         )
         try:
             self._wait_ready()
+            self.admin_token = self._admin_token()
         except BaseException:
-            self.process.stop()  # a server that never became ready must not outlive the test
+            self.process.stop()  # a server the test never got must not outlive it
             raise
-        self.admin_token = self._admin_token()
 
     def _wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
