@@ -28,6 +28,7 @@ from app.models import User
 from app.plugin_manager import storage_factories
 from app.runtime import plugin_manager, storage
 from app.serving import ServerFailed, run_server
+from app.web.ui.filters import filesize
 
 DEFAULT_ADMIN = "root"  # GitLab's; "admin" is a reserved top-level route
 
@@ -111,11 +112,11 @@ def upstream_list(name: str | None, limit: int) -> None:
         used = row.last_used_at or row.created_at
         state = "stored" if row.stored else f"not stored ({row.failures} failed)"
         click.echo(
-            f"{row.normalized_name:30} {row.filename:60} {_size(row.size):>10} "
+            f"{row.normalized_name:30} {row.filename:60} {filesize(row.size):>10} "
             f"{row.hit_count:6} hits  last used {used:%Y-%m-%d %H:%M}  {state}"
         )
     click.echo(
-        f"{totals.fetches} files fetched ({_size(totals.bytes_stored)} kept), "
+        f"{totals.fetches} files fetched ({filesize(totals.bytes_stored)} kept), "
         f"{totals.hits} answered from the cache, {totals.failures} failures, "
         f"{totals.pages} pages kept"
     )
@@ -135,18 +136,7 @@ def upstream_purge(name: str | None, yes: bool) -> None:
         ).scalar_one()
         with click.progressbar(length=total, label="Purging", show_pos=True) as bar:
             purged = purge(db.session, storage(), name, SYSTEM, progress=bar.update)
-    click.echo(f"purged {purged.files} files ({_size(purged.bytes)}) and {purged.pages} pages")
-
-
-def _size(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024:
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
+    click.echo(f"purged {purged.files} files ({filesize(purged.bytes)}) and {purged.pages} pages")
 
 
 @main.command("create-admin")
