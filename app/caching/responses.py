@@ -125,7 +125,9 @@ class ResponseCache:
         headers = started[1]
         etag = next((v for k, v in headers if k.lower() == "etag"), None)
         assert caller is not None and caller.identity is not None  # _keyed_on
-        expires_at = _sooner(caller.identity.expires_at, fresh_until)
+        expires_at = caller.identity.expires_at  # is_expired reads it as UTC
+        if fresh_until is not None:  # only kept upstream pages have one
+            expires_at = _sooner(expires_at, fresh_until)
         finished = FinishedResponse(list(headers), body, etag, expires_at)
         self.cache.put(key, finished, generation)
         return [body]
@@ -167,9 +169,8 @@ class ResponseCache:
         return [body]
 
 
-def _sooner(*moments: datetime | None) -> datetime | None:
-    known = [as_utc(m) for m in moments if m is not None]
-    return min(known) if known else None
+def _sooner(moment: datetime | None, other: datetime) -> datetime:
+    return other if moment is None else min(as_utc(moment), as_utc(other))  # type: ignore[type-var]
 
 
 def _environ_key(header: str) -> str:

@@ -210,8 +210,7 @@ def _deploy_token_username(session: Session, username: object) -> str:
         raise InvalidInput("username is invalid: use letters, digits, '.', '+', '_' or '-'")
     if name.lower().startswith(DEFAULT_DEPLOY_USERNAME):
         raise InvalidInput(f"username is invalid: {DEFAULT_DEPLOY_USERNAME}N is a default name")
-    taken_by_user = select(User.id).where(func.lower(User.username) == name.lower())
-    if _deploy_token_name(session, name) or session.execute(taken_by_user).first():
+    if _deploy_token_name(session, name) or find_user(session, name) is not None:
         raise InvalidInput(f"username {name!r} is taken by a user or another deploy token")
     return name
 

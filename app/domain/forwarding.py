@@ -28,8 +28,7 @@ def exists_locally(session: Session, normalized: str) -> bool:
     return session.execute(query).first() is not None
 
 
-def upstream_location(upstream_url: str, normalized: str) -> str | None:
-    """Where ``redirect`` mode sends a client for a name that may go upstream; None: 404."""
-    if not upstream_url:
-        return None
+def upstream_location(upstream_url: str, normalized: str) -> str:
+    """Where ``redirect`` mode sends a client for a name that may go upstream (the caller
+    has an ``upstream_url``: with none, the name is a 404)."""
     return f"{upstream_url.rstrip('/')}/{quote(normalized)}/"

@@ -79,13 +79,12 @@ def _check(name: str, path: str, full_path: str, visibility: str, *, top_level: 
 def _check_path_free(session: Session, full_path: str, what: str) -> None:
     """A group and a project of one group share the URL space: one path, either kind,
     whatever its case (GitLab's rule; the database's unique indexes hold it per kind)."""
-    for kind, model in (("group", Group), ("project", Project)):
-        taken = session.execute(
-            select(model.full_path).where(func.lower(model.full_path) == func.lower(full_path))
-        ).scalar_one_or_none()
+    for kind, find in (("group", group_at), ("project", project_at)):
+        taken = find(session, full_path)
         if taken is not None:
             raise Conflict(
-                f"Failed to save {what}: {full_path} has already been taken (by {kind} {taken})"
+                f"Failed to save {what}: {full_path} has already been taken "
+                f"(by {kind} {taken.full_path})"
             )
 
 

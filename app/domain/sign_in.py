@@ -59,8 +59,7 @@ def user_named(session: Session, username: str) -> User | None:
 def check_password(session: Session, username: str, password: str) -> User | None:
     """The user whose password this is, or None; unknown users cost a hash check too."""
     user = user_named(session, username)
-    signs_in = user is not None and user.password_hash and not user.is_blocked
-    stored = user.password_hash if user is not None and signs_in else None
+    stored = user.password_hash if user is not None and not user.is_blocked else None
     matches = check_password_hash(stored or _decoy_hash(), password or "")
     return user if matches and stored else None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from math import ceil
 from typing import Any
 
@@ -25,6 +25,7 @@ from app.domain.audit import record
 from app.domain.errors import PackyardError
 from app.domain.identity import ANONYMOUS
 from app.domain.sign_in import check_password, user_named
+from app.domain.tokens import as_utc
 from app.models import SignInAttempt, User
 from app.models.base import utcnow
 
@@ -136,9 +137,7 @@ def _wait(
     ).scalar()
     if nth_newest is None:
         return 0
-    if nth_newest.tzinfo is None:  # SQLite keeps no offset; every stored time is UTC
-        nth_newest = nth_newest.replace(tzinfo=UTC)
-    left = nth_newest + window - attempt.at
+    left = as_utc(nth_newest) + window - attempt.at  # type: ignore[operator]
     return max(ceil(left.total_seconds()), 1)
 
 
