@@ -58,7 +58,7 @@ from app.web.auth import current_caller, current_identity
 from app.web.loaders import IndexScope, group_index_scope, project_for, project_index_scope
 from app.web.uploads import HashingSink
 from workers.dispatch import send
-from workers.tasks.cleanup import delete_stored_files
+from workers.tasks.cleanup import remove_stored_files
 from workers.tasks.files import enqueue
 from workers.tasks.upstream import refresh_upstream_page
 
@@ -108,8 +108,7 @@ def upload(project_ref: str) -> tuple[str, int]:
         actor=current_identity(),
     )
     enqueue(accepted.package_file.id)
-    if accepted.storage_deletions:  # a failed file's bytes, replaced by this upload
-        send(delete_stored_files, accepted.storage_deletions)
+    remove_stored_files(accepted.storage_deletions)  # a replaced failed file's bytes
     return "201 Created\n", 201
 
 

@@ -9,6 +9,7 @@ from app.domain.packages import purge_deletions
 from app.domain.storage import StorageError
 from app.extensions import db
 from app.runtime import storage
+from workers.dispatch import send
 
 
 @shared_task(
@@ -23,3 +24,10 @@ from app.runtime import storage
 def delete_stored_files(deletion_ids: list[int]) -> int:
     """Delete the files of these pending storage deletions; idempotent."""
     return purge_deletions(db.session, storage(), deletion_ids)
+
+
+def remove_stored_files(deletion_ids: list[int]) -> None:
+    """Hand committed deletions to the workers; if the broker is down, the sweeper removes
+    the files later (the deletions are rows)."""
+    if deletion_ids:
+        send(delete_stored_files, deletion_ids)

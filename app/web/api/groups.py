@@ -18,8 +18,7 @@ from app.web.api.common import api_user, body, int_param, paginate, required
 from app.web.api.serializers import deploy_token_json, group_json, member_json, project_json
 from app.web.auth import current_identity
 from app.web.loaders import group_for
-from workers.dispatch import send
-from workers.tasks.cleanup import delete_stored_files
+from workers.tasks.cleanup import remove_stored_files
 
 
 def _visible_ids(model: type[Group] | type[Project]) -> list[int]:
@@ -142,6 +141,5 @@ def delete_group_view(group_ref: str) -> tuple[Response, int]:
     group, access = group_for(group_ref, "manage")
     check_may_delete(access, "group")
     deletions = delete_group(db.session, group, identity)
-    if deletions:
-        send(delete_stored_files, deletions)
+    remove_stored_files(deletions)
     return jsonify({"message": "202 Accepted"}), 202

@@ -32,8 +32,7 @@ from app.web.api import bp
 from app.web.api.common import body, iso, paginate
 from app.web.auth import current_identity
 from app.web.loaders import group_for, project_for, readable_project_ids_in
-from workers.dispatch import send
-from workers.tasks.cleanup import delete_stored_files
+from workers.tasks.cleanup import remove_stored_files
 
 PACKAGE = "/projects/<ref:project_ref>/packages/<int:package_id>"
 FILE_ORDER = {"id": PackageFile.id, "file_name": PackageFile.filename}
@@ -66,7 +65,7 @@ def get_package(project_ref: str, package_id: int) -> Response:
 @bp.delete(PACKAGE)
 def remove_package(project_ref: str, package_id: int) -> tuple[str, int]:
     package = _package(project_ref, package_id, "delete")
-    _remove_stored(delete_package(db.session, package, current_identity()))
+    remove_stored_files(delete_package(db.session, package, current_identity()))
     return "", 204
 
 
@@ -93,7 +92,7 @@ def remove_package_file(project_ref: str, package_id: int, file_id: int) -> tupl
     package_file = find_file(db.session, package, file_id)
     if package_file is None:
         raise NotFound("404 Package File Not Found")
-    _remove_stored(delete_file(db.session, package_file, current_identity()))
+    remove_stored_files(delete_file(db.session, package_file, current_identity()))
     return "", 204
 
 
@@ -112,13 +111,6 @@ def unyank_package(project_ref: str, package_id: int) -> Response:
     package = _package(project_ref, package_id, "delete")
     unyank(db.session, package, current_identity())
     return jsonify(package_json(package))
-
-
-def _remove_stored(deletion_ids: list[int]) -> None:
-    """Hand the committed deletions to the worker; if the broker is down, the sweeper
-    removes the files later (the deletions are rows)."""
-    if deletion_ids:
-        send(delete_stored_files, deletion_ids)
 
 
 def _package(project_ref: str, package_id: int, permission: str) -> Package:

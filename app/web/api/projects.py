@@ -20,8 +20,7 @@ from app.web.api.groups import _member_json, _user, _visible_ids
 from app.web.api.serializers import deploy_token_json, project_json
 from app.web.auth import current_identity
 from app.web.loaders import project_for
-from workers.dispatch import send
-from workers.tasks.cleanup import delete_stored_files
+from workers.tasks.cleanup import remove_stored_files
 
 
 @bp.get("/projects")
@@ -115,6 +114,5 @@ def delete_project_view(project_ref: str) -> tuple[Response, int]:
     project, access = project_for(project_ref, "manage")
     check_may_delete(access, "project")
     deletions = delete_project(db.session, project, identity)
-    if deletions:
-        send(delete_stored_files, deletions)
+    remove_stored_files(deletions)
     return jsonify({"message": "202 Accepted"}), 202

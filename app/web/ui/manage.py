@@ -22,8 +22,7 @@ from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import signed_in_user
 from app.web.ui.members import crumbs, load_target, require_manage
-from workers.dispatch import send
-from workers.tasks.cleanup import delete_stored_files
+from workers.tasks.cleanup import remove_stored_files
 
 SETTINGS = {"group": "/<namespace:full_path>/-/group_settings",
             "project": "/<namespace:full_path>/-/project_settings"}  # fmt: skip
@@ -134,8 +133,7 @@ def _settings_views(kind: str) -> None:
         except PackyardError as exc:
             db.session.rollback()
             return _settings_page(kind, full_path, exc.message, exc.status)
-        if deletions:
-            send(delete_stored_files, deletions)
+        remove_stored_files(deletions)
         flash(f"Deleted the {kind} {full_path}; its files are being removed.")
         parent = target.full_path.rpartition("/")[0]
         return redirect(url_for("ui.group", full_path=parent) if parent else "/", code=303)

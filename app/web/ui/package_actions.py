@@ -14,8 +14,7 @@ from app.models import Package, Project
 from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import load_project
-from workers.dispatch import send
-from workers.tasks.cleanup import delete_stored_files
+from workers.tasks.cleanup import remove_stored_files
 
 PACKAGE = "/<namespace:full_path>/-/packages/<int:package_id>"
 
@@ -42,7 +41,7 @@ def delete_release(full_path: str, package_id: int) -> ResponseReturnValue:
     if request.form.get("confirm", "").strip() != package.version:
         raise InvalidInput(f"Not deleted: type the version, {package.version}, to confirm")
     name, version = package.name, package.version
-    _remove_stored(delete_package(db.session, package, current_identity()))
+    remove_stored_files(delete_package(db.session, package, current_identity()))
     flash(f"Deleted {name} {version}.")
     return redirect(url_for("ui.packages", full_path=project.full_path), code=303)
 
@@ -54,7 +53,7 @@ def delete_release_file(full_path: str, package_id: int, file_id: int) -> Respon
     if package_file is None:
         raise NotFound("404 Package File Not Found")
     filename = package_file.filename
-    _remove_stored(delete_file(db.session, package_file, current_identity()))
+    remove_stored_files(delete_file(db.session, package_file, current_identity()))
     flash(f"Deleted {filename}.")
     if db.session.get(Package, package_id) is None:  # its last file: the release went too
         return redirect(url_for("ui.packages", full_path=project.full_path), code=303)
@@ -67,11 +66,6 @@ def _package(full_path: str, package_id: int) -> tuple[Project, Package]:
     if package is None:
         raise NotFound("404 Package Not Found")
     return project, package
-
-
-def _remove_stored(deletion_ids: list[int]) -> None:
-    if deletion_ids:
-        send(delete_stored_files, deletion_ids)
 
 
 def _to_package(project: Project, package: Package) -> ResponseReturnValue:
