@@ -130,6 +130,7 @@ class Registry:
         token: str | None,
         name: str | None = None,
         version: str | None = None,
+        headers: dict[str, str] | None = None,
         **fields: str,
     ) -> Any:
         ref = project if isinstance(project, str) else str(project.id)
@@ -146,7 +147,7 @@ class Registry:
         return self.client.post(
             f"/api/v4/projects/{ref}/packages/pypi",
             data=data,
-            headers=basic(token) if token else {},
+            headers=headers or (basic(token) if token else {}),
             content_type="multipart/form-data",
         )
 

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Select, and_, delete, exists, false, not_,
 from sqlalchemy.orm import Session, selectinload
 
 from app.domain.audit import Actor, record
-from app.domain.errors import InvalidInput
+from app.domain.errors import Forbidden, InvalidInput
 from app.domain.names import normalize, release_key
 from app.domain.storage import StorageBackend
 from app.models import Package, PackageFile, Project, StorageDeletion
@@ -49,6 +49,21 @@ class PackageQuery:
     order_by: str = "created_at"
     sort: str = "asc"
     include_versionless: bool = False  # every PyPI package has a version: no effect
+
+
+def check_packages_enabled(project: Project) -> None:
+    """Uploads to a project whose Packages switch is off are refused (403)."""
+    if not project.packages_enabled:
+        raise Forbidden(
+            f"403 Forbidden: packages are disabled in the project {project.full_path}"
+            " (its packages_enabled setting)"
+        )
+
+
+def with_packages_enabled(session: Session, project_ids: Iterable[int]) -> list[int]:
+    """The given projects whose packages are enabled: only those reach a group index."""
+    query = select(Project.id).where(Project.id.in_(list(project_ids)), Project.packages_enabled)
+    return sorted(session.execute(query).scalars())
 
 
 def parse_package_query(params: Mapping[str, Any], *, group: bool = False) -> PackageQuery:

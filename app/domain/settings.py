@@ -1,5 +1,5 @@
 """Per-namespace settings set through the API: upload limit, storage quota, upstream,
-visibility.
+visibility, the duplicate policy, and (projects) whether packages are enabled.
 
 ``None`` (JSON null, or an empty form field) clears a setting: it inherits again.
 """
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.access import OWNER
 from app.domain.audit import record
+from app.domain.duplicates import parse_regex
 from app.domain.errors import Forbidden, InvalidInput
 from app.domain.identity import Identity
 from app.domain.namespaces import (
@@ -60,6 +61,14 @@ def _flag(name: str, value: Any) -> bool | None:
     raise InvalidInput(f"{name} must be true, false or null")
 
 
+def _switch(name: str, value: Any) -> bool:
+    """A setting that is on or off, never inherited."""
+    flag = _flag(name, value)
+    if flag is None:
+        raise InvalidInput(f"{name} must be true or false")
+    return flag
+
+
 def _visibility(name: str, value: Any) -> str:
     if value not in VISIBILITIES:
         raise InvalidInput(f"{name} must be one of {', '.join(VISIBILITIES)}")
@@ -83,9 +92,12 @@ PROJECT_SETTINGS = {
     "upstream_allow": parse_patterns,
     "upstream_deny": parse_patterns,
     "name": _name,
+    "pypi_duplicates_allowed": _flag,
+    "pypi_duplicate_exception_regex": parse_regex,
 }
 # ``forwarding`` (true/false) is the older word for upstream_mode redirect/off.
 GROUP_SETTINGS = {**PROJECT_SETTINGS, "forwarding": _flag}
+PROJECT_SETTINGS["packages_enabled"] = _switch
 
 
 # Limits protect the instance's disk: maintainers may not lift what an admin set.

@@ -1,14 +1,18 @@
 """Accepting an uploaded distribution: validate, record, publish the file atomically.
 
-A filename is taken once per project, unless its earlier upload ended in ``error``: the
-new upload then replaces the failed file, in the same transaction (its stored bytes go
-once that commits), so a broken upload never blocks its filename.
+A filename is taken once per project, unless its earlier upload ended in ``error``, or
+the project's duplicate policy (``app.domain.duplicates``) allows it again: the new upload
+then replaces the earlier file, in the same transaction (its stored bytes go once that
+commits), so a broken upload never blocks its filename.  A replacement is stored under a
+new key and has a new row: every index, ETag and cache moves with the one commit, and a
+page never links a sha256 to other bytes (the old link answers 404 once replaced).
 """
 
 from __future__ import annotations
 
 import hmac
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from packaging.version import Version
@@ -18,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.archives import check_signature
 from app.domain.audit import Actor, record
+from app.domain.duplicates import duplicate_policy
 from app.domain.errors import DigestMismatch, FileExists, InvalidFilename, InvalidInput
 from app.domain.hashing import MultiDigest
 from app.domain.limits import check_storage_quota
@@ -64,7 +69,7 @@ class ReceivedFile:
 @dataclass(frozen=True)
 class AcceptedUpload:
     package_file: PackageFile
-    # Stored files to remove now that the upload is committed (a replaced failed file's).
+    # Stored files to remove now that the upload is committed (a replaced file's).
     storage_deletions: list[int] = field(default_factory=list)
 
 
@@ -102,8 +107,10 @@ def accept_upload(
     requires_python = validate_requires_python(form.requires_python)
     _verify_digests(form, received.digest)
     check_signature(dist.filename, received.head)
-    replaced_id, deletions = _remove_failed_file(session, project, dist.filename)
-    check_storage_quota(session, project, received.digest.size)  # without the failed file
+    replaced, deletions = _remove_replaced_file(
+        session, project, dist.filename, lambda: _duplicate_allowed(session, project, form)
+    )
+    check_storage_quota(session, project, received.digest.size)  # without the replaced file
 
     package = _get_or_create_package(session, project, name, form.version.strip(), version)
     reserve(session, package.normalized_name)  # never forwarded upstream from now on
@@ -132,7 +139,7 @@ def accept_upload(
         "PackageFile", package_file.id,
         f"{project.full_path}/{package.name}/{package.version}/{dist.filename}",
         {"package_id": package.id, "sha256": package_file.sha256, "size": package_file.size,
-         **({"replaced_file_id": replaced_id} if replaced_id is not None else {})},
+         **replaced},
     )  # fmt: skip
     try:
         received.writer.commit()  # the storage failing here (503) keeps no row either
@@ -145,35 +152,41 @@ def accept_upload(
     return AcceptedUpload(package_file, deletions)
 
 
-def _remove_failed_file(
-    session: Session, project: Project, filename: str
-) -> tuple[int | None, list[int]]:
-    """Delete the row of this filename if its processing failed, and schedule its stored
-    bytes for removal; returns its id and the storage deletions, or (None, []).
+def _duplicate_allowed(session: Session, project: Project, form: UploadForm) -> bool:
+    return duplicate_policy(session, project).allows(form.name.strip(), form.version.strip())
+
+
+def _remove_replaced_file(
+    session: Session, project: Project, filename: str, duplicate_allowed: Callable[[], bool]
+) -> tuple[dict[str, object], list[int]]:
+    """Delete the row of this filename if its processing failed, or if the duplicate
+    policy allows a new upload of it, and schedule its stored bytes for removal; returns
+    what the audit event says of it (its id and sha256) and the storage deletions.
 
     The DELETE is conditional, so a replacement racing this one (or a retry that set the
     file processing again) leaves it 0 rows: the insert that follows then fails as
     ``File already exists``, and this transaction keeps nothing.
     """
-    failed = session.execute(
+    existing = session.execute(
         select(PackageFile).where(
-            PackageFile.project_id == project.id,
-            PackageFile.filename == filename,
-            PackageFile.state == "error",
+            PackageFile.project_id == project.id, PackageFile.filename == filename
         )
     ).scalar_one_or_none()
-    if failed is None:
-        return None, []
+    if existing is None:
+        return {}, []
+    condition = PackageFile.id == existing.id
+    if existing.state == "error":  # unless a retry set it processing meanwhile
+        condition &= PackageFile.state == "error"
+    elif not duplicate_allowed():
+        return {}, []
     removed = session.execute(
-        delete(PackageFile)
-        .where(PackageFile.id == failed.id, PackageFile.state == "error")
-        .execution_options(synchronize_session=False)
+        delete(PackageFile).where(condition).execution_options(synchronize_session=False)
     )
     if removed.rowcount != 1:  # type: ignore[attr-defined]
-        return None, []
-    deletions = schedule_deletions(session, [failed])
-    session.expunge(failed)
-    return failed.id, deletions
+        return {}, []
+    deletions = schedule_deletions(session, [existing])
+    session.expunge(existing)
+    return {"replaced_file_id": existing.id, "replaced_sha256": existing.sha256}, deletions
 
 
 def _verify_digests(form: UploadForm, digest: MultiDigest) -> None:

@@ -8,6 +8,7 @@ from app.models.instance import InstanceSecret
 from app.models.namespaces import Group, Membership, Project
 from app.models.oidc import ExternalIdentity, PublisherToken, TrustedPublisher, UsedOidcToken
 from app.models.packages import Package, PackageFile, ReservedName
+from app.models.protection import PackageProtectionRule
 from app.models.sign_in import SignInAttempt
 from app.models.storage import StorageDeletion
 from app.models.upstream import UpstreamFile, UpstreamProject
@@ -24,6 +25,7 @@ __all__ = [
     "Membership",
     "Package",
     "PackageFile",
+    "PackageProtectionRule",
     "PersonalAccessToken",
     "Project",
     "PublisherToken",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -12,6 +13,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -43,7 +45,17 @@ class UpstreamSettings:
             self.upstream_mode = "redirect" if value else "off"
 
 
-class Group(UpstreamSettings, TimestampMixin, Base):
+class DuplicateSettings:
+    """Whether a filename may be uploaded again, replacing its file (``app.domain.duplicates``).
+
+    Null inherits (the parent group, then the instance's default: refused); the exception
+    regex inherits on its own."""
+
+    pypi_duplicates_allowed: Mapped[bool | None] = mapped_column(Boolean)
+    pypi_duplicate_exception_regex: Mapped[str | None] = mapped_column(String(255))
+
+
+class Group(UpstreamSettings, DuplicateSettings, TimestampMixin, Base):
     __tablename__ = "groups"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -60,7 +72,7 @@ class Group(UpstreamSettings, TimestampMixin, Base):
     parent: Mapped[Group | None] = relationship(remote_side=[id])
 
 
-class Project(UpstreamSettings, TimestampMixin, Base):
+class Project(UpstreamSettings, DuplicateSettings, TimestampMixin, Base):
     __tablename__ = "projects"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -71,6 +83,8 @@ class Project(UpstreamSettings, TimestampMixin, Base):
     visibility: Mapped[str] = mapped_column(String(16), default="private")
     max_upload_size: Mapped[int | None] = mapped_column(BigInteger)
     storage_quota: Mapped[int | None] = mapped_column(BigInteger)
+    # GitLab's Packages switch: off hides the project's packages and refuses uploads.
+    packages_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     group: Mapped[Group] = relationship()
 

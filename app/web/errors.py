@@ -28,7 +28,8 @@ def error_response(status: int, message: str) -> Response:
     response.status_code = status
     # twine prints the reason phrase: make it carry the reason (as PyPI does).
     phrase = " ".join(message.encode("ascii", "replace").decode().split())[:200]
-    if status in (400, 413) and phrase:
+    phrase = phrase.removeprefix(f"{status} ")  # "403 Forbidden: why" -> "Forbidden: why"
+    if (status in (400, 413) and phrase) or (status == 403 and ":" in phrase):
         response.status = f"{status} {phrase}"
     if status == 401:
         response.headers["WWW-Authenticate"] = REALM

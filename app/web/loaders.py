@@ -15,6 +15,7 @@ from app.domain.access import (
 )
 from app.domain.errors import NotFound, Unauthenticated
 from app.domain.namespaces import find_group, find_project
+from app.domain.packages import with_packages_enabled
 from app.extensions import db
 from app.models import Group, Project
 from app.web.auth import current_identity
@@ -62,6 +63,8 @@ class IndexScope:
 def project_index_scope(ref: str) -> IndexScope:
     def compute() -> IndexScope:
         project, _ = project_for(ref, "read")
+        if not project.packages_enabled:  # its files are kept, and served again once on
+            raise NotFound("404 Not Found: packages are disabled in this project")
         public = effective_visibility(db.session, project) == "public"
         return IndexScope(project.full_path, (project.id,), project.group_id, public, project.id)
 
@@ -71,7 +74,7 @@ def project_index_scope(ref: str) -> IndexScope:
 def group_index_scope(ref: str) -> IndexScope:
     def compute() -> IndexScope:
         group, _ = group_for(ref, "read")
-        ids = tuple(readable_project_ids_in(group))
+        ids = tuple(with_packages_enabled(db.session, readable_project_ids_in(group)))
         # Only what is public reaches an anonymous caller: shared caches may keep it.
         return IndexScope(group.full_path, ids, group.id, current_identity().is_anonymous)
 

@@ -42,6 +42,8 @@ from app.domain.indexes import (
 )
 from app.domain.limits import effective_upload_limit
 from app.domain.names import normalize
+from app.domain.packages import check_packages_enabled
+from app.domain.protection import PUSH, caller_level, check_not_protected
 from app.domain.storage import StorageBackend
 from app.domain.uploads import UploadForm, accept_upload
 from app.domain.upstream.client import Upstream
@@ -80,7 +82,8 @@ CONTENT_TYPES = {
 
 @bp.post(PROJECT + "/", strict_slashes=False)  # twine does not follow redirects on POST
 def upload(project_ref: str) -> tuple[str, int]:
-    project, _access = project_for(project_ref, "write")
+    project, access = project_for(project_ref, "write")
+    check_packages_enabled(project)  # before the body is read
     limit = effective_upload_limit(db.session, project, current_app.config["MAX_UPLOAD_SIZE"])
     request.prepare_upload(limit, project.id)  # type: ignore[attr-defined]
     content = request.files.get("content")
@@ -98,14 +101,17 @@ def upload(project_ref: str) -> tuple[str, int]:
         fields={k: v for k, v in form.items() if not k.startswith(":")},
         **{k: form.get(k, "") for k in UPLOAD_FIELDS},
     )
+    identity = current_identity()
+    level = caller_level(identity, access)
+    check_not_protected(db.session, project, upload_form.name, PUSH, level)
     accepted = accept_upload(
         db.session,
         storage(),
         project,
         upload_form,
         received,
-        uploader=actor_name(current_identity()),
-        actor=current_identity(),
+        uploader=actor_name(identity),
+        actor=identity,
     )
     enqueue(accepted.package_file.id)
     remove_stored_files(accepted.storage_deletions)  # a replaced failed file's bytes

@@ -11,6 +11,7 @@ from app.web.api import (  # noqa: E402,F401  (registers routes)
     openapi,
     packages,
     projects,
+    protection,
     reserved_names,
     tokens,
     upstream,

@@ -80,6 +80,23 @@ UPSTREAM_SETTINGS: dict[str, Schema] = {
     "upstream_deny": {**PATTERNS_SETTING, "description": "Matching names never go upstream; "
                       + PATTERNS_SETTING["description"]},
 }  # fmt: skip
+DUPLICATE_SETTINGS: dict[str, Schema] = {
+    "pypi_duplicates_allowed": _nullable(
+        "boolean", description="Whether a filename may be uploaded again, replacing its file;"
+        " null inherits (the parent group, then false)"),
+    "pypi_duplicate_exception_regex": _nullable(
+        "string", maxLength=255, description="Python regular expression: a package whose name or"
+        " version it finds is the exception to pypi_duplicates_allowed; null or empty inherits"),
+}  # fmt: skip
+PACKAGES_ENABLED: Schema = {
+    "type": "boolean",
+    "description": "false: uploads answer 403, the project's index 404, and its packages leave"
+    " every group index (files are kept)",
+}
+PROTECTION_LEVEL: Schema = {
+    "type": ["string", "null"],
+    "enum": ["maintainer", "owner", "admin", None],
+}
 UPLOAD_LIMIT_SETTING = _nullable(
     "integer", minimum=1, description="Bytes; null inherits (the parent group, then the instance)"
 )
@@ -116,6 +133,7 @@ SCHEMAS: dict[str, Schema] = {
                 "boolean", description="Read from upstream_mode: false for off, else true"
             ),
             **UPSTREAM_SETTINGS,
+            **DUPLICATE_SETTINGS,
         },
         ("id", "name", "path", "full_path", "visibility"),
     ),
@@ -132,12 +150,24 @@ SCHEMAS: dict[str, Schema] = {
             "visibility": VISIBILITY,
             "created_at": TIME,
             "web_url": STRING,
-            "packages_enabled": BOOLEAN,
+            "packages_enabled": PACKAGES_ENABLED,
             "max_upload_size": SIZE_SETTING,
             "storage_quota": SIZE_SETTING,
             **UPSTREAM_SETTINGS,
+            **DUPLICATE_SETTINGS,
         },
         ("id", "name", "path", "path_with_namespace", "visibility"),
+    ),
+    "PackageProtectionRule": _object(
+        {
+            "id": INTEGER,
+            "project_id": INTEGER,
+            "package_name_pattern": STRING,
+            "package_type": {"type": "string", "enum": ["pypi"]},
+            "minimum_access_level_for_push": PROTECTION_LEVEL,
+            "minimum_access_level_for_delete": PROTECTION_LEVEL,
+        },
+        ("id", "project_id", "package_name_pattern", "package_type"),
     ),
     "Member": _object(
         {
@@ -699,7 +729,8 @@ def _namespace_paths() -> dict[str, Schema]:
                 "Change a group's settings (maintainers; visibility: owners; limits and quotas: "
                 "admins)", "groups",
                 ok=(200, "The group", _ref("Group")), params=[NAMESPACE_ID],
-                body=_object({**settings, **UPSTREAM_SETTINGS, "forwarding": _nullable(
+                body=_object({**settings, **UPSTREAM_SETTINGS, **DUPLICATE_SETTINGS,
+                              "forwarding": _nullable(
                     "boolean", description="true: upstream_mode redirect (kept if cache);"
                     " false: off; null: inherit")}),
             ),
@@ -750,7 +781,8 @@ def _namespace_paths() -> dict[str, Schema]:
                 "Change a project's settings (maintainers; visibility: owners; limits and "
                 "quotas: admins)", "projects",
                 ok=(200, "The project", _ref("Project")), params=[NAMESPACE_ID],
-                body=_object({**settings, **UPSTREAM_SETTINGS}),
+                body=_object({**settings, **UPSTREAM_SETTINGS, **DUPLICATE_SETTINGS,
+                              "packages_enabled": PACKAGES_ENABLED}),
             ),
         },
         "/projects/{id}/members": {
@@ -982,6 +1014,57 @@ def _upstream_paths() -> dict[str, Schema]:
     }  # fmt: skip
 
 
+def _protection_paths() -> dict[str, Schema]:
+    """app/web/api/protection.py: GitLab's package protection rules."""
+    rules = "/projects/{id}/packages/protection/rules"
+    pattern = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": r"^[A-Za-z0-9._*-]+$",
+        "description": "Normalized names; * matches any run of characters",
+    }
+    fields = {
+        "package_name_pattern": pattern,
+        "package_type": {"type": "string", "enum": ["pypi"]},
+        "minimum_access_level_for_push": PROTECTION_LEVEL,
+        "minimum_access_level_for_delete": PROTECTION_LEVEL,
+    }
+    rule_id = _param("rule_id", "path", {"type": "integer", "minimum": 1})
+    about = (
+        "Maintainers. Uploads (push), and deletes and yanks (delete), of a matching name by"
+        " a caller below the level answer 403 naming the rule; deploy tokens and trusted"
+        " publishers count as developers, job tokens as their user."
+    )
+    return {
+        rules: {
+            "get": _operation(
+                "List the project's package protection rules", "projects",
+                ok=(200, "Rules", _list_of("PackageProtectionRule")), params=[NAMESPACE_ID],
+                paginated=True, description=about,
+            ),
+            "post": _operation(
+                "Add a package protection rule (one level at least)", "projects",
+                ok=(201, "Created", _ref("PackageProtectionRule")), params=[NAMESPACE_ID],
+                errors=(400, 401, 403, 404, 409), description=about,
+                body=_object(fields, ("package_name_pattern", "package_type")),
+            ),
+        },
+        rules + "/{rule_id}": {
+            "patch": _operation(
+                "Change a package protection rule", "projects",
+                ok=(200, "The rule", _ref("PackageProtectionRule")),
+                params=[NAMESPACE_ID, rule_id], errors=(400, 401, 403, 404, 409),
+                body=_object(fields), description=about,
+            ),
+            "delete": _operation(
+                "Delete a package protection rule", "projects", ok=_no_content("Deleted"),
+                params=[NAMESPACE_ID, rule_id], description=about,
+            ),
+        },
+    }  # fmt: skip
+
+
 def _trusted_publisher_paths() -> dict[str, Schema]:
     """plugins/oidc_publishing.py: who may exchange a CI identity token (contract 9)."""
     publishers = "/projects/{id}/trusted_publishers"
@@ -1054,6 +1137,7 @@ def document() -> Schema:
             **_merged(_namespace_paths(), _member_paths(), _deletion_paths()),
             **_user_and_audit_paths(),
             **_trusted_publisher_paths(),
+            **_protection_paths(),
         },
         "components": {
             "schemas": SCHEMAS,

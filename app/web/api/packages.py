@@ -26,6 +26,7 @@ from app.domain.packages import (
     unyank,
     yank,
 )
+from app.domain.protection import DELETE, caller_level, check_not_protected
 from app.extensions import db
 from app.models import Package, PackageFile, Project
 from app.web.api import bp
@@ -114,10 +115,14 @@ def unyank_package(project_ref: str, package_id: int) -> Response:
 
 
 def _package(project_ref: str, package_id: int, permission: str) -> Package:
-    project, _ = project_for(project_ref, permission)
+    """The package; for ``delete`` (also yank), only if no protection rule forbids it."""
+    project, access = project_for(project_ref, permission)
     package = find_package(db.session, project, package_id)
     if package is None:
         raise NotFound("404 Package Not Found")
+    if permission == "delete":
+        level = caller_level(current_identity(), access)
+        check_not_protected(db.session, project, package.name, DELETE, level)
     return package
 
 

@@ -44,6 +44,7 @@ def group_json(group: Group) -> dict[str, Any]:
         "storage_quota": group.storage_quota,
         "forwarding": group.forwarding,  # true for redirect and cache: see upstream_mode
         **upstream_settings_json(group),
+        **duplicate_settings_json(group),
     }
 
 
@@ -62,10 +63,11 @@ def project_json(project: Project) -> dict[str, Any]:
         "visibility": project.visibility,
         "created_at": iso(project.created_at),
         "web_url": web_url(project.full_path),
-        "packages_enabled": True,
+        "packages_enabled": project.packages_enabled,
         "max_upload_size": project.max_upload_size,
         "storage_quota": project.storage_quota,
         **upstream_settings_json(project),
+        **duplicate_settings_json(project),
     }
 
 
@@ -75,6 +77,14 @@ def upstream_settings_json(target: Group | Project) -> dict[str, Any]:
         "upstream_mode": target.upstream_mode,
         "upstream_allow": target.upstream_allow,
         "upstream_deny": target.upstream_deny,
+    }
+
+
+def duplicate_settings_json(target: Group | Project) -> dict[str, Any]:
+    """Own settings (null inherits): ``app.domain.duplicates``."""
+    return {
+        "pypi_duplicates_allowed": target.pypi_duplicates_allowed,
+        "pypi_duplicate_exception_regex": target.pypi_duplicate_exception_regex,
     }
 
 

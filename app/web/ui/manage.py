@@ -1,8 +1,10 @@
 """Pages to create groups, subgroups and projects, edit their settings, delete them, and
-manage their deploy tokens.  Thin: the domain functions are the API's."""
+manage their deploy tokens and (projects) package protection rules.  Thin: the domain
+functions are the API's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
@@ -12,11 +14,19 @@ from app.domain.access import DEPLOY_TOKEN_SCOPES, OWNER, Access, group_access
 from app.domain.accounts import create_deploy_token, deploy_tokens_query, revoke_deploy_token
 from app.domain.errors import InvalidInput, NotFound, PackyardError
 from app.domain.namespaces import add_member, create_group, create_project, group_at
+from app.domain.protection import (
+    LEVELS,
+    create_rule,
+    delete_rule,
+    find_rule,
+    rules_query,
+    update_rule,
+)
 from app.domain.removal import check_may_delete, delete_group, delete_project
 from app.domain.settings import update_settings
 from app.domain.tokens import is_expired
 from app.extensions import db
-from app.models import DeployToken, Group, Project
+from app.models import DeployToken, Group, PackageProtectionRule, Project
 from app.models.namespaces import VISIBILITIES
 from app.web.auth import current_identity
 from app.web.ui import bp
@@ -157,6 +167,11 @@ def _settings_form(target: Group | Project, admin: bool) -> dict[str, Any]:
         "visibility": form.get("visibility", target.visibility),
     }
     params["upstream_mode"] = form.get("upstream_mode", "")
+    for name in ("pypi_duplicates_allowed", "pypi_duplicate_exception_regex"):
+        current = getattr(target, name)
+        params[name] = form.get(name, "" if current is None else str(current).lower())
+    if isinstance(target, Project):
+        params["packages_enabled"] = form.get("packages_enabled", str(target.packages_enabled))
     if admin:
         params["max_upload_size"] = form.get("max_upload_size", "").strip()
         params["storage_quota"] = form.get("storage_quota", "").strip()
@@ -167,10 +182,66 @@ def _settings_page(
     kind: str, full_path: str, error: str | None = None, status: int = 200
 ) -> ResponseReturnValue:
     target, access = _managed(kind, full_path)
+    rules = db.session.execute(rules_query(target)).scalars() if kind == "project" else []
     return render_template(
         "manage/settings.html", kind=kind, target=target, access=access, groups=crumbs(target),
         visibilities=VISIBILITIES, error=error, is_owner=access.role >= OWNER,
+        rules=list(rules), levels=list(LEVELS),
     ), status  # fmt: skip
+
+
+# --- package protection rules (project settings) ---------------------------------------
+
+RULES = SETTINGS["project"] + "/protection_rules"
+
+
+@bp.post(RULES)
+def create_protection_rule(full_path: str) -> ResponseReturnValue:
+    project, _access = _managed("project", full_path)
+    return _save_rule(
+        project, lambda: create_rule(db.session, project, _rule_form(), current_identity())
+    )
+
+
+@bp.post(RULES + "/<int:rule_id>")
+def update_protection_rule(full_path: str, rule_id: int) -> ResponseReturnValue:
+    project, rule = _managed_rule(full_path, rule_id)
+    return _save_rule(
+        project, lambda: update_rule(db.session, project, rule, _rule_form(), current_identity())
+    )
+
+
+@bp.post(RULES + "/<int:rule_id>/delete")
+def delete_protection_rule(full_path: str, rule_id: int) -> ResponseReturnValue:
+    project, rule = _managed_rule(full_path, rule_id)
+    return _save_rule(project, lambda: delete_rule(db.session, project, rule, current_identity()))
+
+
+def _managed_rule(full_path: str, rule_id: int) -> tuple[Project, PackageProtectionRule]:
+    project, _access = _managed("project", full_path)
+    assert isinstance(project, Project)
+    rule = find_rule(db.session, project, rule_id)
+    if rule is None:
+        raise NotFound("404 Package Protection Rule Not Found")
+    return project, rule
+
+
+def _rule_form() -> dict[str, Any]:
+    """The rule's fields as the API takes them; the type is always pypi."""
+    form = request.form
+    fields = ("package_name_pattern", "minimum_access_level_for_push",
+              "minimum_access_level_for_delete")  # fmt: skip
+    return {"package_type": "pypi", **{name: form[name] for name in fields if name in form}}
+
+
+def _save_rule(project: Group | Project, change: Callable[[], object]) -> ResponseReturnValue:
+    try:
+        change()
+    except PackyardError as exc:
+        db.session.rollback()
+        return _settings_page("project", project.full_path, exc.message, exc.status)
+    flash("Saved the package protection rules.")
+    return redirect(url_for("ui.project_settings", full_path=project.full_path), code=303)
 
 
 # --- deploy tokens ---------------------------------------------------------------------

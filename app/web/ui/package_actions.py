@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.packages import delete_file, delete_package, find_file, find_package, unyank, yank
+from app.domain.protection import DELETE, caller_level, check_not_protected
 from app.extensions import db
 from app.models import Package, Project
 from app.web.auth import current_identity
@@ -61,10 +62,12 @@ def delete_release_file(full_path: str, package_id: int, file_id: int) -> Respon
 
 
 def _package(full_path: str, package_id: int) -> tuple[Project, Package]:
-    project, _access = load_project(full_path, "delete")
+    project, access = load_project(full_path, "delete")
     package = find_package(db.session, project, package_id)
     if package is None:
         raise NotFound("404 Package Not Found")
+    level = caller_level(current_identity(), access)
+    check_not_protected(db.session, project, package.name, DELETE, level)
     return project, package
 
 
