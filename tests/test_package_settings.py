@@ -479,3 +479,16 @@ def test_the_settings_page_manages_rules_and_package_settings(app, registry, tea
         {"package_name_pattern": "x*", "minimum_access_level_for_push": "owner"},
     )
     assert refused.status_code == 403
+
+
+def test_a_download_whose_blob_was_removed_meanwhile_answers_404_not_500(registry, client, team):
+    """The race a replacement leaves: a request found the old row just before the commit,
+    and the worker removed its blob before the file was opened."""
+    project, admin = team["project"], team["admin"]
+    filename, content = make_wheel("gone-demo", "1.0")
+    assert registry.upload(project, filename, content, token=admin).status_code == 201
+    url = f"{project_index(project.id)}/files/{hashlib.sha256(content).hexdigest()}/{filename}"
+    assert client.get(url, headers=basic(admin)).status_code == 200  # found and cached
+    for blob in stored_files(registry.app):
+        blob.unlink()
+    assert client.get(url, headers=basic(admin)).status_code == 404

@@ -361,17 +361,22 @@ def _send_stored(
         if redirected is not None:
             return redirected
     path = store.local_path(storage_key)
-    source = str(path) if path is not None else store.open(storage_key)
-    response = send_file(
-        source,
-        mimetype=_content_type(filename),
-        as_attachment=True,
-        download_name=filename,
-        etag=sha256,
-        conditional=path is not None,
-        max_age=365 * 24 * 3600,
-        last_modified=last_modified,
-    )
+    try:
+        source = str(path) if path is not None else store.open(storage_key)
+        response = send_file(
+            source,
+            mimetype=_content_type(filename),
+            as_attachment=True,
+            download_name=filename,
+            etag=sha256,
+            conditional=path is not None,
+            max_age=365 * 24 * 3600,
+            last_modified=last_modified,
+        )
+    except FileNotFoundError:
+        # Replaced (or deleted) since this request found its row: the blob's removal
+        # won the race. The link is gone, as it is for the next request.
+        raise NotFound("404 Package Not Found") from None
     if path is None and size is not None:  # a stream: its length and ranges come from the row
         response.content_length = size
         response.make_conditional(request, accept_ranges=True, complete_length=size)
