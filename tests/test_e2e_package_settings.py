@@ -16,7 +16,15 @@ import requests
 
 from tests.dists import make_wheel
 from tests.services import BIN, LiveServer, packyard_env
-from tests.test_e2e_clients import JSON, Deployment, client_env, fresh_venv, run, write
+from tests.test_e2e_clients import (
+    JSON,
+    Deployment,
+    client_env,
+    fresh_venv,
+    production,  # noqa: F401  (a fixture)
+    run,
+    write,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -127,7 +135,10 @@ class Reader(threading.Thread):
             self.seen.add(sha)
 
 
-def test_an_allowed_reupload_replaces_the_file_for_every_reader_at_once(server, tmp_path):
+@pytest.mark.parametrize("setup", ["server", "production"])
+def test_an_allowed_reupload_replaces_the_file_for_every_reader_at_once(request, setup, tmp_path):
+    """Also with PostgreSQL, and a separate ``packyard worker`` removing the old blobs."""
+    server = request.getfixturevalue(setup)
     project_id, upload_url = new_project(server, "rebuilt", pypi_duplicates_allowed=True)
     builds = [make_wheel("rebuilt-pkg", "1.0", payload=f"build {n}".encode()) for n in range(4)]
     path = tmp_path / builds[0][0]
