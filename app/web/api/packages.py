@@ -2,7 +2,8 @@
 
 Reading needs read access to the project (reporter, or a public project); deleting a
 package or a file, yanking and unyanking need ``delete`` (maintainer): GitLab has no
-yank, and a yank changes what every installer resolves, like a delete.
+yank, and a yank changes what every installer resolves, like a delete.  A package
+protection rule on the name may ask for more (``app.domain.protection``).
 """
 
 from __future__ import annotations
