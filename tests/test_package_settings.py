@@ -12,6 +12,9 @@ from sqlalchemy import select
 
 from app.domain.access import DEVELOPER, MAINTAINER, OWNER
 from app.domain.accounts import create_job_token
+from app.domain.duplicates import DuplicatePolicy
+from app.domain.names import normalize
+from app.domain.protection import pattern_regex
 from app.extensions import db
 from app.models import PackageFile, StorageDeletion
 from tests.conftest import basic
@@ -64,6 +67,44 @@ def project_index(project_id: int) -> str:
 
 def group_index(group_id: int) -> str:
     return f"/api/v4/groups/{group_id}/-/packages/pypi"
+
+
+# --- plain functions -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("acme-*", "acme-core", True),
+        ("acme-*", "Acme_Core", True),  # names are compared normalized
+        ("Acme.*", "acme-core", True),
+        ("acme-*", "acme", False),
+        ("acme-*", "my-acme-core", False),  # anchored at both ends
+        ("*-internal", "billing_internal", True),
+        ("acme", "acme", True),
+        ("acme", "acmes", False),
+        ("a*c*e", "a-b-c-d-e", True),
+        ("*", "anything", True),
+    ],
+)
+def test_rule_patterns_match_normalized_names_with_star_wildcards(pattern, name, matches):
+    assert (pattern_regex(pattern).fullmatch(normalize(name)) is not None) == matches
+
+
+@pytest.mark.parametrize(
+    ("policy", "version", "allowed"),
+    [
+        (DuplicatePolicy(), "1.0", False),
+        (DuplicatePolicy(allowed=True), "1.0", True),
+        (DuplicatePolicy(False, r"\.dev\d+$"), "1.0.dev2", True),
+        (DuplicatePolicy(False, r"\.dev\d+$"), "1.0", False),
+        (DuplicatePolicy(True, r"\.dev\d+$"), "1.0.dev2", False),
+        (DuplicatePolicy(True, r"\.dev\d+$"), "1.0", True),
+        (DuplicatePolicy(False, "^scratch"), "1.0", True),  # the name matches
+    ],
+)
+def test_the_exception_regex_is_searched_in_the_name_and_the_version(policy, version, allowed):
+    assert policy.allows("scratch-pkg", version) is allowed
 
 
 # --- packages_enabled ------------------------------------------------------------------
