@@ -509,6 +509,7 @@ def test_the_settings_page_manages_rules_and_package_settings(app, registry, tea
         settings,
     )
     assert saved.status_code == 303
+    assert "Packages are disabled" in text(browser.get("/team/sub/lib/-/packages"))
     project = api(app.test_client(), "GET", f"/projects/{team['project'].id}", team["admin"]).json
     assert project["packages_enabled"] is False and project["pypi_duplicates_allowed"] is True
     assert project["pypi_duplicate_exception_regex"] == r"^1\.0$"
