@@ -265,15 +265,9 @@ def rules_path(project) -> str:
 
 def test_maintainers_create_list_change_and_delete_rules(client, team):
     path = rules_path(team["project"])
-    created = api(
-        client,
-        "POST",
-        path,
-        team["maintainer"],
-        package_name_pattern="acme-*",
-        package_type="pypi",
-        minimum_access_level_for_push="maintainer",
-    )
+    acme = {"package_name_pattern": "acme-*", "package_type": "pypi"}
+    created = api(client, "POST", path, team["maintainer"], **acme,
+                  minimum_access_level_for_push="maintainer")  # fmt: skip
     assert created.status_code == 201, created.json
     rule = created.json
     assert rule == {
@@ -286,15 +280,8 @@ def test_maintainers_create_list_change_and_delete_rules(client, team):
     }
     listed = api(client, "GET", path, team["maintainer"])
     assert listed.json == [rule] and listed.headers["X-Total"] == "1"
-    again = api(
-        client,
-        "POST",
-        path,
-        team["maintainer"],
-        package_name_pattern="acme-*",
-        package_type="pypi",
-        minimum_access_level_for_push="owner",
-    )
+    again = api(client, "POST", path, team["maintainer"], **acme,
+                minimum_access_level_for_push="owner")  # fmt: skip
     assert again.status_code == 409
 
     changed = api(
@@ -451,44 +438,27 @@ def test_deleting_and_yanking_a_protected_name_need_the_rules_level(registry, cl
 # --- the settings page -----------------------------------------------------------------
 
 
+def rule_form(pattern: str, push: str, delete: str = "") -> dict[str, str]:
+    return {"package_name_pattern": pattern, "minimum_access_level_for_push": push,
+            "minimum_access_level_for_delete": delete}  # fmt: skip
+
+
 def test_the_settings_page_manages_rules_and_package_settings(app, registry, team):
     settings = "/team/sub/lib/-/project_settings"
+    rules = f"{settings}/protection_rules"
     browser = signed_in(app, "mia")
     shown = browser.get(settings)
     assert shown.status_code == 200 and "Package protection rules" in text(shown)
-    added = post(
-        browser,
-        f"{settings}/protection_rules",
-        {
-            "package_name_pattern": "acme-*",
-            "minimum_access_level_for_push": "owner",
-            "minimum_access_level_for_delete": "",
-        },
-        settings,
-    )
-    assert added.status_code == 303
+    assert post(browser, rules, rule_form("acme-*", "owner"), settings).status_code == 303
     listed = api(app.test_client(), "GET", rules_path(team["project"]), team["admin"]).json
     assert [(r["package_name_pattern"], r["minimum_access_level_for_push"]) for r in listed] == [
         ("acme-*", "owner")
     ]
     rule_id = listed[0]["id"]
-    bad = post(
-        browser,
-        f"{settings}/protection_rules/{rule_id}",
-        {"package_name_pattern": "acme-*", "minimum_access_level_for_push": "guest"},
-        settings,
-    )
+    bad = post(browser, f"{rules}/{rule_id}", rule_form("acme-*", "guest"), settings)
     assert bad.status_code == 400 and "minimum_access_level_for_push" in text(bad)
-    edited = post(
-        browser,
-        f"{settings}/protection_rules/{rule_id}",
-        {
-            "package_name_pattern": "acme-core",
-            "minimum_access_level_for_push": "maintainer",
-            "minimum_access_level_for_delete": "admin",
-        },
-        settings,
-    )
+    edited = post(browser, f"{rules}/{rule_id}", rule_form("acme-core", "maintainer", "admin"),
+                  settings)  # fmt: skip
     assert edited.status_code == 303
     assert "acme-core" in text(browser.get(settings))
     no_csrf = browser.post(f"{settings}/protection_rules/{rule_id}/delete")
