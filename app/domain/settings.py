@@ -1,5 +1,5 @@
 """Per-namespace settings set through the API: upload limit, storage quota, upstream,
-visibility.
+visibility, name and description.
 
 ``None`` (JSON null, or an empty form field) clears a setting: it inherits again.
 """
@@ -19,6 +19,7 @@ from app.domain.namespaces import (
     MAX_NAME,
     check_fits_group,
     check_holds_nothing_more_visible,
+    parse_description,
 )
 from app.domain.upstream.policy import parse_mode, parse_patterns
 from app.models import Group, Project
@@ -83,6 +84,7 @@ PROJECT_SETTINGS = {
     "upstream_allow": parse_patterns,
     "upstream_deny": parse_patterns,
     "name": _name,
+    "description": parse_description,
 }
 # ``forwarding`` (true/false) is the older word for upstream_mode redirect/off.
 GROUP_SETTINGS = {**PROJECT_SETTINGS, "forwarding": _flag}

@@ -39,6 +39,9 @@ INTEGER: Schema = {"type": "integer"}
 BOOLEAN: Schema = {"type": "boolean"}
 TIME = _nullable("string", format="date-time")
 NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 255}
+DESCRIPTION: Schema = _nullable(
+    "string", maxLength=2000, description="Plain text; empty or null clears it"
+)
 VISIBILITY: Schema = {"type": "string", "enum": ["private", "internal", "public"]}
 USER_STATE: Schema = {"type": "string", "enum": ["active", "blocked"]}
 ACCESS_LEVEL: Schema = {"type": "integer", "enum": [10, 20, 30, 40, 50]}
@@ -106,6 +109,7 @@ SCHEMAS: dict[str, Schema] = {
             "path": STRING,
             "full_path": STRING,
             "full_name": STRING,
+            "description": STRING,
             "parent_id": _nullable("integer"),
             "visibility": VISIBILITY,
             "created_at": TIME,
@@ -126,6 +130,7 @@ SCHEMAS: dict[str, Schema] = {
             "path": STRING,
             "path_with_namespace": STRING,
             "name_with_namespace": STRING,
+            "description": STRING,
             "namespace": _object(
                 {"id": INTEGER, "full_path": STRING, "kind": STRING}, ("id", "full_path")
             ),
@@ -668,6 +673,7 @@ def _namespace_paths() -> dict[str, Schema]:
         "storage_quota": SIZE_SETTING,
         "visibility": VISIBILITY,  # owners; never above the group's
         "name": NAME,
+        "description": DESCRIPTION,
     }
     member_body = _object(
         {"user_id": {"type": "integer", "minimum": 1}, "access_level": ACCESS_LEVEL},
@@ -685,7 +691,7 @@ def _namespace_paths() -> dict[str, Schema]:
                 ok=(201, "Created", _ref("Group")), errors=(400, 401, 403, 404, 409),
                 body=_object(
                     {"name": NAME, "path": STRING, "parent_id": {"type": "integer", "minimum": 1},
-                     "visibility": VISIBILITY},
+                     "visibility": VISIBILITY, "description": DESCRIPTION},
                     ("path",),
                 ),
             ),
@@ -736,7 +742,8 @@ def _namespace_paths() -> dict[str, Schema]:
                 ok=(201, "Created", _ref("Project")), errors=(400, 401, 403, 404, 409),
                 body=_object(
                     {"name": NAME, "path": STRING,
-                     "namespace_id": {"type": "integer", "minimum": 1}, "visibility": VISIBILITY},
+                     "namespace_id": {"type": "integer", "minimum": 1}, "visibility": VISIBILITY,
+                     "description": DESCRIPTION},
                     ("namespace_id",),
                 ),
             ),
