@@ -429,3 +429,29 @@ def test_descriptions_through_the_api(app, people, registry, client):
     assert client.get("/api/v4/groups/team", headers=headers).json["description"] == ""
     events = db.session.query(AuditEvent).filter_by(action="settings_changed").all()
     assert any((e.details or {}).get("description") == "Docs, all" for e in events)
+
+
+def test_members_leave_from_the_page_but_not_the_last_owner(app, people):
+    dev = signed_in(app, "dev")
+    page = "/team/lib/-/project_members"
+    shown = text(dev.get(page))
+    assert "Leave project" in shown and "You are Developer here" in shown
+    assert dev.post(f"{page}/leave").status_code == 400  # no CSRF token
+    left = post(dev, f"{page}/leave", page=page)
+    assert left.status_code == 303 and left.headers["Location"] == "/"
+    assert "You left team/lib" in text(dev.get("/"))
+    assert dev.get(page).status_code == 404  # private: hidden from her now
+    assert app.test_client().post(f"{page}/leave").status_code in (302, 400)
+    alice = signed_in(app, "alice")
+    made = post(alice, "/-/groups/new", {"name": "Solo", "path": "solo",
+                "visibility": "private"}, "/-/groups/new")  # fmt: skip
+    assert made.status_code == 303
+    solo = "/solo/-/group_members"
+    refused = post(alice, f"{solo}/leave", page=solo)
+    assert refused.status_code == 403 and "at least one owner" in text(refused)
+    team = "/team/-/group_members"
+    assert post(alice, f"{team}/leave", page=team).status_code == 303
+    root = signed_in(app, "root")  # admins see everything but belong nowhere: no button
+    assert "Leave group" not in text(root.get(team))
+    actions = [a for (a,) in db.session.query(AuditEvent.action).filter_by(action="member_left")]
+    assert len(actions) == 2

@@ -852,7 +852,8 @@ def _member_paths() -> dict[str, Schema]:
                 body=_object({"access_level": ACCESS_LEVEL}, ("access_level",)),
             ),
             "delete": _operation(
-                "Remove a member (maintainers; a group keeps at least one owner)",
+                "Remove a member (maintainers), or leave (your own user_id; any member); a group "
+                "keeps at least one owner",
                 tag,
                 ok=_no_content("Removed"),
                 params=[NAMESPACE_ID, USER_ID],
