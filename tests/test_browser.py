@@ -265,7 +265,7 @@ def test_a_broken_archive_fails_offers_no_retry_and_is_deleted(browser, site, tm
     )
     assert response.status_code == 201, response.text
     failed = task_row(ops, "broken-0.1.tar.gz", "failed")
-    expect(failed.locator(".badge")).to_have_text("error")
+    expect(failed.locator("[data-label=State] .badge")).to_have_text("error")
     expect(failed.locator(".attempts")).to_have_text("1")
     expect(failed.locator(".error-reason")).not_to_be_empty()
 
