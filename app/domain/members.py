@@ -105,22 +105,22 @@ def remove_member(
     actor: Actor,
 ) -> None:
     _check_may_manage(membership, granter_role)
-    if membership.access_level == OWNER:
-        _check_not_last_owner(session, target, membership)
-    details = {"user_id": membership.user_id, "access_level": membership.access_level}
-    record(session, actor, "member_removed", target, "Member", membership.id,
-           _username(session, membership), details)  # fmt: skip
-    session.delete(membership)
-    session.commit()
+    _end(session, target, membership, "member_removed", actor)
 
 
 def leave(session: Session, target: Group | Project, membership: Membership, actor: Actor) -> None:
     """A member ends their own membership, whatever their role; a group's last owner
     cannot (someone must be able to manage it)."""
+    _end(session, target, membership, "member_left", actor)
+
+
+def _end(
+    session: Session, target: Group | Project, membership: Membership, action: str, actor: Actor
+) -> None:
     if membership.access_level == OWNER:
         _check_not_last_owner(session, target, membership)
     details = {"user_id": membership.user_id, "access_level": membership.access_level}
-    record(session, actor, "member_left", target, "Member", membership.id,
+    record(session, actor, action, target, "Member", membership.id,
            _username(session, membership), details)  # fmt: skip
     session.delete(membership)
     session.commit()
