@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,8 +76,10 @@ def test_a_new_admin_runs_the_registry_from_the_browser(browser, server):  # noq
     root.get_by_role("link", name="New group").click()
     root.get_by_label("Name").fill("Acme")
     root.get_by_label("Path").fill("acme")
+    root.get_by_label("Description").fill("Acme's packages <b>& tools</b>")
     root.get_by_role("button", name="Create group").click()
     expect(root.locator(".flash")).to_contain_text("Created the group acme")
+    expect(root.locator(".namespace-description")).to_have_text("Acme's packages <b>& tools</b>")
     root.get_by_role("link", name="New project").click()
     root.get_by_label("Name").fill("Tools")
     root.get_by_label("Path").fill("tools")
@@ -165,12 +168,33 @@ AXE_PAGES = (
 )  # fmt: skip
 
 
+def fail_a_file(server: LiveServer) -> None:
+    """A broken archive, settled failed by the worker, so the dashboard lists it."""
+    uploaded = requests.post(
+        f"{server.url}/api/v4/projects/acme%2Ftools/packages/pypi",
+        auth=("__token__", server.admin_token),
+        data={":action": "file_upload", "name": "broken", "version": "0.1"},
+        files={"content": ("broken-0.1.tar.gz", b"\x1f\x8b but not gzip")},
+        timeout=30,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    headers = {"PRIVATE-TOKEN": server.admin_token}
+    for _ in range(150):
+        found = requests.get(f"{server.url}/api/v4/projects/acme%2Ftools/packages?status=error",
+                             headers=headers, timeout=30).json()  # fmt: skip
+        if found:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the broken archive did not fail")
+
+
 def test_pages_have_no_serious_accessibility_violations(browser, server):  # noqa: F811
     """axe-core (tests/axe, ``make axe``) finds no serious or critical violation, at
     1280 px and at 390 px. Runs after the walk-through above, which made the rows."""
     if not AXE.exists():
         unavailable("axe-core is not installed: run `make axe` (needs npm)")
     source = AXE.read_text()
+    fail_a_file(server)  # the dashboard's failed rows too: their badge and confirmation
     found: dict[str, list[str]] = {}
     for viewport in (WIDE, NARROW):
         page = sign_in(browser, server, "root", viewport)
@@ -223,3 +247,17 @@ def test_no_part_of_a_table_is_off_screen(browser, server, viewport):  # noqa: F
             shot(page, "table-390-" + path.strip("/").replace("/", "_").replace("-_", ""))
     page.context.close()
     assert not off, off
+
+
+def test_a_developer_leaves_the_project_from_its_page(browser, server):  # noqa: F811
+    """Last in this module: dana, the walk-through's developer, leaves acme/tools."""
+    from playwright.sync_api import expect
+
+    dana = sign_in(browser, server, "dana")
+    dana.goto(f"{server.url}/acme/tools/-/project_members")
+    expect(dana.get_by_role("button", name="Leave project")).to_be_hidden()  # folded
+    dana.locator("summary", has_text="Leave this project").click()
+    dana.get_by_role("button", name="Leave project").click()
+    expect(dana.locator(".flash")).to_contain_text("You left acme/tools")
+    assert dana.goto(f"{server.url}/acme/tools/-/packages").status == 404  # private
+    dana.context.close()
