@@ -13,12 +13,14 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from flask import Flask
 
@@ -136,7 +138,12 @@ def run_server(host: str, port: int, workers: int | None, app: str = UWSGI_APP) 
     measures the candidates, ``bench/SERVERS.md`` has the figures. uWSGI runs as a child
     process (pyuwsgi ends its process with exit(), which would skip the caller's clean-up).
     """
-    server = subprocess.Popen(uwsgi_command(host, port, workers, app))
+    server = subprocess.Popen(
+        uwsgi_command(host, port, workers, app), stderr=subprocess.PIPE, text=True, bufsize=1
+    )
+    assert server.stderr is not None
+    relay = threading.Thread(target=quiet, args=(server.stderr, sys.stderr), daemon=True)
+    relay.start()
     forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -144,8 +151,35 @@ def run_server(host: str, port: int, workers: int | None, app: str = UWSGI_APP) 
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    relay.join(timeout=5)  # the last lines, a failure's reason among them
     if returncode != 0:
         raise ServerFailed(f"uWSGI exited with status {returncode}")
+
+
+# uWSGI's start-up banner and the lines it repeats for each process (``running as root``
+# three times, ``spawned``, ``ready``, ``buried``): facts about uWSGI, not about Packyard,
+# which prints its own one-line start. Everything else (errors, tracebacks, the access log
+# when it goes to stdio, the app's own logging) passes.
+UWSGI_NOISE = re.compile(
+    r"\*\*\* (Starting uWSGI|WARNING: you are running uWSGI as root|Operational MODE)"
+    r"|compiled with version|os: |nodename: |machine: |clock source: |pcre jit"
+    r"|detected (number of CPU cores|binary path|max file descriptor)"
+    r"|current working directory: |uWSGI running as root|your (processes number limit"
+    r"|memory page size|server socket listen backlog|mercy for graceful)"
+    r"|lock engine: |thunder lock: |uwsgi socket \d+ bound to |Python version: "
+    r"|--- Python VM already initialized|Python main interpreter initialized"
+    r"|python threads support enabled|mapped \d+ bytes|spawned uWSGI (master|worker)"
+    r"|WSGI app \d+ \(mountpoint=.*\) ready in|SIGINT/SIGTERM received|worker \d+ buried"
+    r"|goodbye to uWSGI|\*\*\* uWSGI is running in multiple interpreter mode"
+)
+
+
+def quiet(lines: Iterable[str], out: TextIO) -> None:
+    """Copy uWSGI's log lines to ``out``, leaving out its banner and per-process noise."""
+    for line in lines:
+        if not UWSGI_NOISE.match(line):
+            out.write(line)
+            out.flush()
 
 
 def uwsgi_command(host: str, port: int, workers: int | None, app: str = UWSGI_APP) -> list[str]:

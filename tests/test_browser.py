@@ -250,7 +250,7 @@ def test_token_twine_upload_processing_and_package_page(browser, site, tmp_path)
     ops.context.close()
 
 
-def test_a_broken_archive_fails_and_retry_runs_it_again(browser, site, tmp_path):
+def test_a_broken_archive_fails_offers_no_retry_and_is_deleted(browser, site, tmp_path):
     from playwright.sync_api import expect
 
     site.start_worker()
@@ -265,7 +265,7 @@ def test_a_broken_archive_fails_and_retry_runs_it_again(browser, site, tmp_path)
     )
     assert response.status_code == 201, response.text
     failed = task_row(ops, "broken-0.1.tar.gz", "failed")
-    expect(failed.locator(".badge")).to_have_text("error")
+    expect(failed.locator("[data-label=State] .badge")).to_have_text("error")
     expect(failed.locator(".attempts")).to_have_text("1")
     expect(failed.locator(".error-reason")).not_to_be_empty()
 
@@ -291,10 +291,9 @@ def test_a_broken_archive_fails_and_retry_runs_it_again(browser, site, tmp_path)
     )
     expect(task_row(ops, sdist.name).locator(".badge")).to_have_text("done")
 
-    failed.get_by_role("button", name="Retry").click()
-    expect(ops.get_by_text("Retrying broken-0.1.tar.gz.")).to_be_visible()
-    failed = task_row(ops, "broken-0.1.tar.gz", "failed")
-    expect(failed.locator(".attempts")).to_have_text("2")
+    # A broken archive cannot pass on a retry: none is offered, and it can be deleted.
+    expect(failed.locator(".permanent")).to_have_text("Retry cannot fix")
+    assert failed.get_by_role("button", name="Retry").count() == 0
     expect(ops.locator('[data-section="chart"] svg rect.failed').first).to_be_attached()
     ops.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
     phone = ops.context.browser.new_context(
@@ -304,6 +303,11 @@ def test_a_broken_archive_fails_and_retry_runs_it_again(browser, site, tmp_path)
     phone_page.goto(f"{site.url}/-/dashboard")
     phone_page.screenshot(path=str(SCREENSHOTS / "dashboard-phone.png"), full_page=True)
     phone.close()
+    failed.locator("summary", has_text="Delete").click()
+    ops.wait_for_timeout(2500)  # a live refresh passes: the open confirmation stays
+    failed.get_by_role("button", name="Delete broken-0.1.tar.gz").click()
+    expect(ops.get_by_text("Deleted the failed file.")).to_be_visible()
+    expect(ops.locator('[data-section="failed"]')).to_contain_text("No failed tasks.")
     ops.context.close()
 
 

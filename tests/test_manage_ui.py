@@ -381,3 +381,77 @@ def test_maintainers_rename_a_project_and_the_api_too(app, people, registry, cli
                          headers={"PRIVATE-TOKEN": token})  # fmt: skip
     assert renamed.status_code == 200 and renamed.json["name"] == "The Team"
     assert renamed.json["full_path"] == "team"
+
+
+EVIL = 'Rockets & <script>alert("x")</script>\nSecond line'
+
+
+def test_descriptions_of_groups_and_projects_in_pages_escaped(app, people):
+    alice = signed_in(app, "alice")
+    made = post(alice, "/-/groups/new", {"name": "Rockets", "path": "rockets",
+                "visibility": "private", "description": EVIL}, "/-/groups/new")  # fmt: skip
+    assert made.status_code == 303
+    page = text(alice.get("/rockets"))
+    assert "Rockets &amp; &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;\nSecond line" in page
+    assert "<script>alert" not in page
+    settings = "/team/lib/-/project_settings"
+    assert 'name="description"' in text(alice.get(settings))
+    saved = post(alice, settings, {"name": "Lib", "visibility": "private",
+                 "description": "  Shared <b>code</b>  "}, settings)  # fmt: skip
+    assert saved.status_code == 303
+    assert "Shared &lt;b&gt;code&lt;/b&gt;</p>" in text(alice.get("/team/lib/-/packages"))
+    too_long = post(alice, settings, {"name": "Lib", "description": "x" * 2001}, settings)
+    assert too_long.status_code == 400 and "description is invalid" in text(too_long)
+    cleared = post(alice, settings, {"name": "Lib", "description": ""}, settings)
+    assert cleared.status_code == 303
+    db.session.expire_all()
+    assert people["project"].description is None
+
+
+def test_descriptions_through_the_api(app, people, registry, client):
+    headers = {"PRIVATE-TOKEN": registry.token(people["alice"])}
+    group = client.post("/api/v4/groups", json={"path": "docs", "description": "All the docs"},
+                        headers=headers)  # fmt: skip
+    assert group.status_code == 201 and group.json["description"] == "All the docs"
+    fields = {"path": "guide", "namespace_id": group.json["id"], "description": "The guide"}
+    project = client.post("/api/v4/projects", json=fields, headers=headers)
+    assert project.status_code == 201 and project.json["description"] == "The guide"
+    assert client.get("/api/v4/projects/docs%2Fguide", headers=headers).json["description"] == (
+        "The guide"
+    )
+    changed = client.put("/api/v4/groups/docs", json={"description": "Docs, all"}, headers=headers)
+    assert changed.status_code == 200 and changed.json["description"] == "Docs, all"
+    cleared = client.put("/api/v4/projects/docs%2Fguide", json={"description": None},
+                         headers=headers)  # fmt: skip
+    assert cleared.status_code == 200 and cleared.json["description"] == ""
+    bad = client.put("/api/v4/groups/docs", json={"description": ["a", "b"]}, headers=headers)
+    assert bad.status_code == 400 and "description" in bad.json["message"]
+    assert client.get("/api/v4/groups/team", headers=headers).json["description"] == ""
+    events = db.session.query(AuditEvent).filter_by(action="settings_changed").all()
+    assert any((e.details or {}).get("description") == "Docs, all" for e in events)
+
+
+def test_members_leave_from_the_page_but_not_the_last_owner(app, people):
+    dev = signed_in(app, "dev")
+    page = "/team/lib/-/project_members"
+    shown = text(dev.get(page))
+    assert "Leave project" in shown and "You are Developer here" in shown
+    assert dev.post(f"{page}/leave").status_code == 400  # no CSRF token
+    left = post(dev, f"{page}/leave", page=page)
+    assert left.status_code == 303 and left.headers["Location"] == "/"
+    assert "You left team/lib" in text(dev.get("/"))
+    assert dev.get(page).status_code == 404  # private: hidden from her now
+    assert app.test_client().post(f"{page}/leave").status_code in (302, 400)
+    alice = signed_in(app, "alice")
+    made = post(alice, "/-/groups/new", {"name": "Solo", "path": "solo",
+                "visibility": "private"}, "/-/groups/new")  # fmt: skip
+    assert made.status_code == 303
+    solo = "/solo/-/group_members"
+    refused = post(alice, f"{solo}/leave", page=solo)
+    assert refused.status_code == 403 and "at least one owner" in text(refused)
+    team = "/team/-/group_members"
+    assert post(alice, f"{team}/leave", page=team).status_code == 303
+    root = signed_in(app, "root")  # admins see everything but belong nowhere: no button
+    assert "Leave group" not in text(root.get(team))
+    actions = [a for (a,) in db.session.query(AuditEvent.action).filter_by(action="member_left")]
+    assert len(actions) == 2

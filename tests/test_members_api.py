@@ -7,7 +7,7 @@ import pytest
 
 from app.domain.access import DEVELOPER, GUEST, MAINTAINER, OWNER, REPORTER
 from app.extensions import db
-from app.models import AuditEvent, Membership
+from app.models import AuditEvent, Membership, User
 
 
 def auth(token: str) -> dict[str, str]:
@@ -109,3 +109,32 @@ def test_members_are_removed_but_a_group_keeps_an_owner(client, team):
     )
     event = db.session.query(AuditEvent).filter_by(action="member_removed").one()
     assert event.target_path == "gus" and event.entity_id == project.id
+
+
+def test_members_leave_on_their_own_but_not_the_last_owner(client, registry, team):
+    ids, tokens, project = team["ids"], team["tokens"], team["project"]
+    as_gus = auth(tokens["gus"])  # a guest: manages nothing, yet may leave
+    others = client.delete(f"/api/v4/projects/{project.id}/members/{ids['max']}", headers=as_gus)
+    assert others.status_code == 403
+    left = client.delete(f"/api/v4/projects/{project.id}/members/{ids['gus']}", headers=as_gus)
+    assert left.status_code == 204
+    assert client.get(f"/api/v4/projects/{project.id}", headers=as_gus).status_code == 404
+    again = client.delete(f"/api/v4/projects/{project.id}/members/{ids['gus']}", headers=as_gus)
+    assert again.status_code == 404  # no longer sees it
+    dev = client.delete(
+        f"/api/v4/groups/team%2Fsub/members/{ids['dev']}", headers=auth(tokens["dev"])
+    )
+    assert dev.status_code == 204
+    inherited = client.delete(
+        f"/api/v4/projects/{project.id}/members/{ids['olga']}", headers=auth(tokens["olga"])
+    )
+    assert inherited.status_code == 404  # her role comes from team: she leaves team, not this
+    last = client.delete(f"/api/v4/groups/team/members/{ids['olga']}", headers=auth(tokens["olga"]))
+    assert last.status_code == 403 and "at least one owner" in last.json["message"]
+    read_only = client.delete(
+        f"/api/v4/groups/team/members/{ids['max']}",
+        headers=auth(registry.token(db.session.get(User, ids["max"]), ("read_api",))),
+    )
+    assert read_only.status_code == 403  # leaving writes: the api scope
+    events = db.session.query(AuditEvent).filter_by(action="member_left").all()
+    assert {e.target_path for e in events} == {"gus", "dev"}

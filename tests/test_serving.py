@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from app.extensions import db
 from app.serving import ChunkedInput, chunked_input, uwsgi_command, uwsgi_options
 from tests.conftest import Registry
 from tests.dists import make_wheel
-from tests.services import LiveProcess, LiveServer, free_port, packyard_env
+from tests.services import BIN, LiveProcess, LiveServer, free_port, packyard_env
 
 
 def _reader(chunks: list[bytes]):
@@ -258,3 +259,38 @@ def test_an_error_outside_any_view_is_answered_not_left_hanging(tmp_path, path):
         assert response.text == "500 Internal Server Error\n"
     finally:
         server.stop()
+
+
+def test_packyard_serve_starts_and_stops_in_a_few_clean_lines(tmp_path):
+    """The real ``packyard serve`` (two web processes and the embedded worker): its own
+    short start, none of uWSGI's banner or per-process lines, errors still shown."""
+    server = LiveServer(tmp_path, packyard_env(tmp_path), worker=True)
+    try:
+        started = server.process.output()
+        assert requests.get(f"{server.url}/no-such-page/-/packages", timeout=10).status_code
+    finally:
+        server.stop()
+    stopped = server.process.output()
+    lines = [line for line in started.splitlines() if line.strip()]
+    assert f"Packyard serving on {server.url}/" in lines, started
+    for noise in ("running as root", "uWSGI", "spawned", "WSGI app 0", "Python", "detected"):
+        assert noise not in started, f"{noise!r} in:\n{started}"
+    assert len(lines) <= 6, started  # the admin token's lines (first run) and the URL
+    assert "buried" not in stopped and "goodbye" not in stopped, stopped
+
+
+def test_uwsgi_errors_pass_the_filter(tmp_path):
+    """What is not uWSGI's start-up chatter reaches the operator: a port already taken."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(BIN / "packyard"), "serve", "--port", str(port), "--no-worker"],
+            env=packyard_env(tmp_path), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert "Address already in use" in result.stderr, result.stderr
+    assert "running as root" not in result.stderr

@@ -578,27 +578,92 @@ def test_dashboard_shows_tasks_failures_and_throughput(app, registry, world):
     assert [f["filename"] for f in only_failed] == ["broken-1.0.tar.gz"]
 
 
-def test_retry_runs_a_failed_file_again(app, registry, world):
-    file = broken_upload(registry, world)
+def outage_failure(registry, world) -> PackageFile:
+    """A good file whose every processing attempt found its stored bytes unreadable: it
+    fails as retryable (the bytes are back when this returns)."""
+    from app.runtime import storage
+    from workers.tasks.files import process_file
+
+    file = db.session.query(PackageFile).filter_by(filename="widgets-2.0-py3-none-any.whl").one()
+    path = storage().local_path(file.storage_key)
+    hidden = path.with_name("hidden")
+    path.rename(hidden)
+    file.state = "processing"
+    db.session.commit()
+    process_file.delay(file.id)  # eager: all its retries run now, and fail
+    hidden.rename(path)
+    db.session.refresh(file)
+    assert (file.state, file.retryable, file.attempts) == ("error", True, 10)
+    assert "retry once it is back" in file.error_reason
+    return file
+
+
+def test_retry_runs_a_file_failed_by_an_outage_again(app, registry, world):
+    file = outage_failure(registry, world)
     client = app.test_client()
     sign_in(client, "root")
+    page = text(client.get("/-/dashboard"))
+    assert f'aria-label="Retry {file.filename}"' in page
     assert client.post(f"/-/dashboard/files/{file.id}/retry").status_code == 400  # no CSRF token
     response = post_form(client, f"/-/dashboard/files/{file.id}/retry", token_page="/-/dashboard")
     assert response.status_code == 303 and response.location == "/-/dashboard#failed"
     db.session.refresh(file)
-    assert file.attempts == 2 and file.state == "error"  # still broken, tried again (eager)
+    assert (file.state, file.retryable, file.attempts) == ("default", False, 11)
     done = db.session.query(PackageFile).filter_by(state="default").first()
     post_form(client, f"/-/dashboard/files/{done.id}/retry", token_page="/-/dashboard")
     page = text(client.get("/-/dashboard"))
     assert "has not failed" in page
     db.session.refresh(done)
-    assert done.attempts == 1 and done.state == "default"
+    assert done.state == "default"
+
+
+def test_a_file_the_worker_rejected_is_not_offered_a_retry(app, registry, world):
+    file = broken_upload(registry, world)
+    assert (file.state, file.retryable) == ("error", False)
+    client = app.test_client()
+    sign_in(client, "root")
+    page = text(client.get("/-/dashboard"))
+    assert "Retry cannot fix" in page and f'aria-label="Retry {file.filename}"' not in page
+    post_form(client, f"/-/dashboard/files/{file.id}/retry", token_page="/-/dashboard")
+    assert "cannot pass on a retry" in text(client.get("/-/dashboard"))
+    db.session.refresh(file)
+    assert (file.state, file.attempts) == ("error", 1)
+
+
+def test_admins_delete_a_failed_file_from_the_dashboard(app, registry, world):
+    from app.models import AuditEvent, StorageDeletion
+    from app.runtime import storage
+
+    file = broken_upload(registry, world)
+    file_id, key = file.id, file.storage_key
+    assert storage().exists(key)
+    client = app.test_client()
+    sign_in(client, "root")
+    page = text(client.get("/-/dashboard"))
+    assert f'action="/-/dashboard/files/{file_id}/delete"' in page
+    assert client.post(f"/-/dashboard/files/{file_id}/delete").status_code == 400  # no CSRF
+    done = db.session.query(PackageFile).filter_by(state="default").first()
+    post_form(client, f"/-/dashboard/files/{done.id}/delete", token_page="/-/dashboard")
+    assert "has not failed" in text(client.get("/-/dashboard"))
+    assert db.session.get(PackageFile, done.id) is not None
+    response = post_form(client, f"/-/dashboard/files/{file_id}/delete", token_page="/-/dashboard")
+    assert response.status_code == 303 and response.location == "/-/dashboard#failed"
+    db.session.expire_all()
+    assert db.session.get(PackageFile, file_id) is None
+    assert not storage().exists(key)  # the worker (eager here) removed the bytes
+    assert db.session.query(StorageDeletion).count() == 0
+    event = db.session.query(AuditEvent).filter_by(action="package_file_deleted").one()
+    assert event.target_id == file_id
+    registry.user("plain")
+    plain = app.test_client()
+    sign_in(plain, "plain")
+    assert post_form(plain, "/-/dashboard/files/1/delete").status_code == 404  # admins only
 
 
 def test_retry_resets_the_file_before_sending_its_task(app, registry, world, monkeypatch):
     from app.domain.dashboard import retry_file
 
-    file = broken_upload(registry, world)
+    file = outage_failure(registry, world)
     retried = retry_file(db.session, file.id, "tester")
     assert (retried.state, retried.error_reason, retried.processed_at) == ("processing", None, None)
     assert retried.enqueued_at is not None
@@ -690,3 +755,26 @@ def test_descriptions_render_safely_by_content_type():
     assert render_description("plain <i>", "text/x-unknown") == "plain &lt;i&gt;"
     assert render_description("  ", "text/markdown") is None
     assert render_description("UNKNOWN", None) is None
+
+
+def test_dashboard_counters_agree_with_its_chart(app, registry, world):
+    """The counters and the chart count the same files: those settled in the chart's hour
+    (older ones are counted apart), and files processing now."""
+    broken_upload(registry, world)
+    old = db.session.query(PackageFile).filter_by(state="default").order_by(PackageFile.id)
+    for package_file in old.limit(2):  # settled before the chart's hour
+        package_file.processed_at = datetime.now(UTC) - timedelta(hours=3)
+    db.session.commit()
+    client = app.test_client()
+    sign_in(client, "root")
+    data = client.get("/-/dashboard/data.json").json
+    charted = {
+        "default": sum(b["done"] for b in data["throughput"]),
+        "error": sum(b["failed"] for b in data["throughput"]),
+    }
+    assert charted == {"default": 2, "error": 1}
+    counters = data["html"]["counts"]
+    for state, count in charted.items():
+        shown = re.search(rf'class="count-{state}".*?<strong>(\d+)</strong>', counters, re.S)
+        assert shown and int(shown.group(1)) == count, counters
+    assert "4 done and 1 failed in all" in counters

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.audit import Actor, record
 from app.domain.errors import InvalidInput, NotFound
+from app.domain.packages import delete_file
 from app.domain.tokens import as_utc
 from app.models import Package, PackageFile, Project
 from app.models.base import utcnow
@@ -39,6 +40,7 @@ class FileActivity:
     attempts: int
     uploaded_by: str | None
     error_reason: str | None
+    retryable: bool
     created_at: datetime
     enqueued_at: datetime | None
     started_at: datetime | None
@@ -88,6 +90,7 @@ def recent_activity(
             PackageFile.attempts,
             PackageFile.uploaded_by,
             PackageFile.error_reason,
+            PackageFile.retryable,
             PackageFile.created_at,
             PackageFile.enqueued_at,
             PackageFile.started_at,
@@ -141,17 +144,28 @@ def throughput(session: Session, now: datetime | None = None, minutes: int = 60)
 
 
 def retry_file(session: Session, file_id: int, actor: Actor) -> PackageFile:
-    """Put a failed file back to ``processing``; the caller sends its task after this commit.
+    """Put a file that failed on an outage back to ``processing``; the caller sends its
+    task after this commit. A file the worker rejected (corrupt, bad metadata, wrong hash)
+    would fail again: it is refused, to be deleted and uploaded anew.
 
     The state changes with a conditional UPDATE, so two admins clicking at once retry once.
     """
-    package_file = session.get(PackageFile, file_id)
-    if package_file is None:
-        raise NotFound("404 File Not Found")
+    package_file = _file(session, file_id)
+    if package_file.state == "error" and not package_file.retryable:
+        raise InvalidInput(
+            f"{package_file.filename} cannot pass on a retry ({package_file.error_reason}): "
+            "delete it and upload a fixed file"
+        )
     result = session.execute(
         update(PackageFile)
-        .where(PackageFile.id == file_id, PackageFile.state == "error")
-        .values(state="processing", error_reason=None, processed_at=None, enqueued_at=utcnow())
+        .where(PackageFile.id == file_id, PackageFile.state == "error", PackageFile.retryable)
+        .values(
+            state="processing",
+            error_reason=None,
+            retryable=False,
+            processed_at=None,
+            enqueued_at=utcnow(),
+        )
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -170,4 +184,22 @@ def retry_file(session: Session, file_id: int, actor: Actor) -> PackageFile:
     )
     session.commit()
     session.refresh(package_file)
+    return package_file
+
+
+def delete_failed_file(session: Session, file_id: int, actor: Actor) -> list[int]:
+    """Delete a failed file (audited, as from its package page); returns the storage
+    deletions for the caller to hand to the workers after this commit."""
+    package_file = _file(session, file_id)
+    if package_file.state != "error":
+        raise InvalidInput(
+            f"{package_file.filename} has not failed: delete it from its package page"
+        )
+    return delete_file(session, package_file, actor)
+
+
+def _file(session: Session, file_id: int) -> PackageFile:
+    package_file = session.get(PackageFile, file_id)
+    if package_file is None:
+        raise NotFound("404 File Not Found")
     return package_file

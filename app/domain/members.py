@@ -105,10 +105,22 @@ def remove_member(
     actor: Actor,
 ) -> None:
     _check_may_manage(membership, granter_role)
+    _end(session, target, membership, "member_removed", actor)
+
+
+def leave(session: Session, target: Group | Project, membership: Membership, actor: Actor) -> None:
+    """A member ends their own membership, whatever their role; a group's last owner
+    cannot (someone must be able to manage it)."""
+    _end(session, target, membership, "member_left", actor)
+
+
+def _end(
+    session: Session, target: Group | Project, membership: Membership, action: str, actor: Actor
+) -> None:
     if membership.access_level == OWNER:
         _check_not_last_owner(session, target, membership)
     details = {"user_id": membership.user_id, "access_level": membership.access_level}
-    record(session, actor, "member_removed", target, "Member", membership.id,
+    record(session, actor, action, target, "Member", membership.id,
            _username(session, membership), details)  # fmt: skip
     session.delete(membership)
     session.commit()
@@ -132,7 +144,9 @@ def _check_not_last_owner(
         )
     ).scalar_one()
     if owners == 0:
-        raise Forbidden("403 Forbidden: a group keeps at least one owner; add another first")
+        raise Forbidden(
+            "403 Forbidden: a group keeps at least one owner; make someone else owner first"
+        )
 
 
 def _username(session: Session, membership: Membership) -> str:

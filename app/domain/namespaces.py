@@ -24,6 +24,7 @@ T = TypeVar("T")
 MAX_ID = 2**31 - 1  # ids are INTEGER columns
 MAX_NAME = 255
 MAX_FULL_PATH = 1024
+MAX_DESCRIPTION = 2000  # GitLab's limit
 # Words that start a sub-resource in URLs (``/projects/team/lib/packages/...``).
 RESERVED_PATHS = frozenset(
     {"-", "packages", "members", "deploy_tokens", "job_tokens", "subgroups", "projects",
@@ -59,6 +60,15 @@ def project_at(session: Session, full_path: str) -> Project | None:
     return session.execute(
         select(Project).where(func.lower(Project.full_path) == func.lower(full_path))
     ).scalar_one_or_none()
+
+
+def parse_description(name: str, value: object) -> str | None:
+    """Plain text shown escaped on the group or project page; empty or null clears it."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION or "\x00" in value:
+        raise InvalidInput(f"{name} is invalid (text of at most {MAX_DESCRIPTION} characters)")
+    return value.strip().replace("\r\n", "\n") or None
 
 
 def _check(name: str, path: str, full_path: str, visibility: str, *, top_level: bool) -> None:
@@ -127,6 +137,7 @@ def create_group(
     parent: Group | None,
     visibility: str,
     *,
+    description: object = None,
     actor: Actor = None,
 ) -> Group:
     full_path = f"{parent.full_path}/{path}" if parent else path
@@ -140,6 +151,7 @@ def create_group(
         full_path=full_path,
         parent_id=parent.id if parent else None,
         visibility=visibility,
+        description=parse_description("description", description),
     )
     _insert(session, group, f"Failed to save group: {full_path} has already been taken")
     record(session, actor, "group_created", group, "Group", group.id, full_path)
@@ -154,6 +166,7 @@ def create_project(
     group: Group,
     visibility: str,
     *,
+    description: object = None,
     actor: Actor = None,
 ) -> Project:
     full_path = f"{group.full_path}/{path}"
@@ -161,7 +174,12 @@ def create_project(
     check_fits_group(session, group, visibility, f"project {full_path}")
     _check_path_free(session, full_path, "project")
     project = Project(
-        name=name or path, path=path, full_path=full_path, group_id=group.id, visibility=visibility
+        name=name or path,
+        path=path,
+        full_path=full_path,
+        group_id=group.id,
+        visibility=visibility,
+        description=parse_description("description", description),
     )
     _insert(session, project, f"Failed to save project: {full_path} has already been taken")
     record(session, actor, "project_created", project, "Project", project.id, full_path)

@@ -39,14 +39,29 @@ def process_file(
         _settle(store, package_file, limits or ArchiveLimits())
         package_file.state = "default"
         package_file.error_reason = None
-    except InvalidInput as exc:
+    except InvalidInput as exc:  # the file itself is wrong: a retry would fail the same way
         log.info("file %s (%s) rejected: %s", file_id, package_file.filename, exc.message)
         package_file.state = "error"
         # Messages can quote the file's own bytes; PostgreSQL text refuses NUL.
         package_file.error_reason = exc.message.replace("\x00", "\\x00")
+    package_file.retryable = False
     package_file.processed_at = utcnow()
     session.commit()
     return package_file.state
+
+
+def give_up(session: Session, file_id: int, reason: str) -> bool:
+    """Settle a file whose every attempt met an outage (storage, database) as failed but
+    ``retryable``: the dashboard offers a retry once the outage is over. Returns whether
+    it did; a file another attempt settled meanwhile is left alone."""
+    session.rollback()
+    result = session.execute(
+        update(PackageFile)
+        .where(PackageFile.id == file_id, PackageFile.state == "processing")
+        .values(state="error", retryable=True, error_reason=reason, processed_at=utcnow())
+    )
+    session.commit()
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def _settle(store: StorageBackend, package_file: PackageFile, limits: ArchiveLimits) -> None:

@@ -1,5 +1,6 @@
 """Per-namespace settings set through the API: upload limit, storage quota, upstream,
-visibility, the duplicate policy, and (projects) whether packages are enabled.
+visibility, name and description, the duplicate policy, and (projects) whether packages
+are enabled.
 
 ``None`` (JSON null, or an empty form field) clears a setting: it inherits again.
 """
@@ -20,6 +21,7 @@ from app.domain.namespaces import (
     MAX_NAME,
     check_fits_group,
     check_holds_nothing_more_visible,
+    parse_description,
 )
 from app.domain.upstream.policy import parse_mode, parse_patterns
 from app.models import Group, Project
@@ -94,6 +96,7 @@ PROJECT_SETTINGS = {
     "name": _name,
     "pypi_duplicates_allowed": _flag,
     "pypi_duplicate_exception_regex": parse_regex,
+    "description": parse_description,
 }
 # ``forwarding`` (true/false) is the older word for upstream_mode redirect/off.
 GROUP_SETTINGS = {**PROJECT_SETTINGS, "forwarding": _flag}

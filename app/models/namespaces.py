@@ -11,6 +11,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     func,
     true,
@@ -61,6 +62,7 @@ class Group(UpstreamSettings, DuplicateSettings, TimestampMixin, Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
     path: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
     full_path: Mapped[str] = mapped_column(String(1024), unique=True)
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("groups.id", ondelete="CASCADE"), index=True
@@ -78,6 +80,7 @@ class Project(UpstreamSettings, DuplicateSettings, TimestampMixin, Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
     path: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
     full_path: Mapped[str] = mapped_column(String(1024), unique=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), index=True)
     visibility: Mapped[str] = mapped_column(String(16), default="private")

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     exists,
+    false,
 )
 from sqlalchemy.orm import Mapped, column_property, deferred, mapped_column, relationship
 
@@ -81,6 +82,8 @@ class PackageFile(TimestampMixin, Base):
     uploaded_by: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16), default="processing")
     error_reason: Mapped[str | None] = mapped_column(Text)
+    # A failure a retry may fix (storage or database out), not a file the worker rejected.
+    retryable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last attempt
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When a processing task was last sent; the sweeper resends stale ones.

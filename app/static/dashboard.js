@@ -16,6 +16,7 @@
       for (const [name, html] of Object.entries(data.html)) {
         const section = document.querySelector(`[data-section="${name}"]`);
         if (!section || shown[name] === comparable(html)) continue;
+        if (section.querySelector("details[open]")) continue;  // a confirmation is open: keep it
         section.innerHTML = html;
         shown[name] = comparable(html);
       }

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 from sqlalchemy.exc import OperationalError
 
 from app.domain.errors import DATABASE_OUTAGES
-from app.domain.processing import mark_unsent
+from app.domain.processing import give_up, mark_unsent
 from app.domain.processing import process_file as process
 from app.domain.storage import StorageError
 from app.extensions import db
@@ -16,19 +16,29 @@ from app.runtime import plugin_manager, storage
 from workers.dispatch import send
 
 log = logging.getLogger(__name__)
+OUTAGES = (OperationalError, OSError, StorageError)  # a later attempt may pass
 
 
 @shared_task(
+    bind=True,
     name="packyard.process_file",
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, OSError, StorageError),
+    autoretry_for=OUTAGES,
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=8,
 )
-def process_file(file_id: int) -> str | None:
-    state = process(db.session, storage(), file_id)
+def process_file(self: Task, file_id: int) -> str | None:
+    try:
+        state = process(db.session, storage(), file_id)
+    except OUTAGES as exc:
+        if self.request.retries < self.max_retries:
+            raise  # autoretry_for tries again, later
+        # The last attempt: the file is marked failed, and a retry from the dashboard is
+        # offered (when the database itself is out, this raises and the sweeper resends).
+        reason = f"Not processed: {type(exc).__name__}: {exc} (retry once it is back)"
+        state = "error" if give_up(db.session, file_id, reason[:2000]) else None
     if state in ("default", "error"):
         _notify_processed(file_id, state)
     return state

@@ -87,6 +87,7 @@ def post_group() -> tuple[Response, int]:
         required(params, "path"),
         parent,
         params.get("visibility") or "private",
+        description=params.get("description"),
         actor=identity,
     )
     if not user.is_admin:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from flask import Response, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.domain.members import all_members, change_role, direct_members, find_membership
+from app.domain.members import all_members, change_role, direct_members, find_membership, leave
 from app.domain.members import remove_member as remove_membership
 from app.extensions import db
 from app.models import Group, Project, User
@@ -78,7 +78,11 @@ def put_member(user_id: int, group_ref: str = "", project_ref: str = "") -> Resp
 
 @_on_both("delete", "/members/<int:user_id>")
 def delete_member(user_id: int, group_ref: str = "", project_ref: str = "") -> tuple[str, int]:
-    api_user(write=True)
+    _identity, caller = api_user(write=True)
+    if caller.id == user_id:  # leaving: any member may, not only maintainers
+        target, _role = _target(group_ref, project_ref, "visible")
+        leave(db.session, target, find_membership(db.session, target, user_id), current_identity())
+        return "", 204
     target, role = _target(group_ref, project_ref, "manage")
     membership = find_membership(db.session, target, user_id)
     remove_membership(db.session, target, membership, granter_role=role, actor=current_identity())

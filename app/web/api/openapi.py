@@ -39,6 +39,9 @@ INTEGER: Schema = {"type": "integer"}
 BOOLEAN: Schema = {"type": "boolean"}
 TIME = _nullable("string", format="date-time")
 NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 255}
+DESCRIPTION: Schema = _nullable(
+    "string", maxLength=2000, description="Plain text; empty or null clears it"
+)
 VISIBILITY: Schema = {"type": "string", "enum": ["private", "internal", "public"]}
 USER_STATE: Schema = {"type": "string", "enum": ["active", "blocked"]}
 ACCESS_LEVEL: Schema = {"type": "integer", "enum": [10, 20, 30, 40, 50]}
@@ -123,6 +126,7 @@ SCHEMAS: dict[str, Schema] = {
             "path": STRING,
             "full_path": STRING,
             "full_name": STRING,
+            "description": STRING,
             "parent_id": _nullable("integer"),
             "visibility": VISIBILITY,
             "created_at": TIME,
@@ -144,6 +148,7 @@ SCHEMAS: dict[str, Schema] = {
             "path": STRING,
             "path_with_namespace": STRING,
             "name_with_namespace": STRING,
+            "description": STRING,
             "namespace": _object(
                 {"id": INTEGER, "full_path": STRING, "kind": STRING}, ("id", "full_path")
             ),
@@ -698,6 +703,7 @@ def _namespace_paths() -> dict[str, Schema]:
         "storage_quota": SIZE_SETTING,
         "visibility": VISIBILITY,  # owners; never above the group's
         "name": NAME,
+        "description": DESCRIPTION,
     }
     member_body = _object(
         {"user_id": {"type": "integer", "minimum": 1}, "access_level": ACCESS_LEVEL},
@@ -715,7 +721,7 @@ def _namespace_paths() -> dict[str, Schema]:
                 ok=(201, "Created", _ref("Group")), errors=(400, 401, 403, 404, 409),
                 body=_object(
                     {"name": NAME, "path": STRING, "parent_id": {"type": "integer", "minimum": 1},
-                     "visibility": VISIBILITY},
+                     "visibility": VISIBILITY, "description": DESCRIPTION},
                     ("path",),
                 ),
             ),
@@ -767,7 +773,8 @@ def _namespace_paths() -> dict[str, Schema]:
                 ok=(201, "Created", _ref("Project")), errors=(400, 401, 403, 404, 409),
                 body=_object(
                     {"name": NAME, "path": STRING,
-                     "namespace_id": {"type": "integer", "minimum": 1}, "visibility": VISIBILITY},
+                     "namespace_id": {"type": "integer", "minimum": 1}, "visibility": VISIBILITY,
+                     "description": DESCRIPTION},
                     ("namespace_id",),
                 ),
             ),
@@ -877,7 +884,8 @@ def _member_paths() -> dict[str, Schema]:
                 body=_object({"access_level": ACCESS_LEVEL}, ("access_level",)),
             ),
             "delete": _operation(
-                "Remove a member (maintainers; a group keeps at least one owner)",
+                "Remove a member (maintainers), or leave (your own user_id; any member); a group "
+                "keeps at least one owner",
                 tag,
                 ok=_no_content("Removed"),
                 params=[NAMESPACE_ID, USER_ID],

@@ -59,6 +59,7 @@ def post_project() -> tuple[Response, int]:
         path,
         group,
         params.get("visibility") or "private",
+        description=params.get("description"),
         actor=identity,
     )
     return jsonify(project_json(project)), 201

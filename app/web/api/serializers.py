@@ -35,6 +35,7 @@ def group_json(group: Group) -> dict[str, Any]:
         "path": group.path,
         "full_path": group.full_path,
         "full_name": group.full_path.replace("/", " / "),
+        "description": group.description or "",  # GitLab's empty description is ""
         "parent_id": group.parent_id,
         "visibility": group.visibility,
         "created_at": iso(group.created_at),
@@ -55,6 +56,7 @@ def project_json(project: Project) -> dict[str, Any]:
         "path": project.path,
         "path_with_namespace": project.full_path,
         "name_with_namespace": project.full_path.replace("/", " / "),
+        "description": project.description or "",
         "namespace": {
             "id": project.group_id,
             "full_path": project.full_path.rsplit("/", 1)[0],

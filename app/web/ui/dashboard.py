@@ -21,6 +21,7 @@ from flask import (
 from app.domain.dashboard import (
     FAILED_LIMIT,
     FileActivity,
+    delete_failed_file,
     recent_activity,
     retry_file,
     state_counts,
@@ -34,6 +35,7 @@ from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import admin_user
 from workers.monitoring import queue_depths, workers_online
+from workers.tasks.cleanup import remove_stored_files
 from workers.tasks.files import enqueue
 
 SECTIONS = ("workers", "queues", "counts", "chart", "upstream", "recent", "failed")
@@ -115,4 +117,16 @@ def retry(file_id: int) -> Response:
     else:
         enqueue(package_file.id)  # after the commit, as uploads do
         flash(f"Retrying {package_file.filename}.")
+    return redirect(url_for("ui.dashboard") + "#failed", code=303)
+
+
+@bp.post("/-/dashboard/files/<int:file_id>/delete")
+def delete_failed(file_id: int) -> Response:
+    admin_user()
+    try:
+        remove_stored_files(delete_failed_file(db.session, file_id, current_identity()))
+    except InvalidInput as exc:
+        flash(exc.message, "error")
+    else:
+        flash("Deleted the failed file.")
     return redirect(url_for("ui.dashboard") + "#failed", code=303)

@@ -54,8 +54,9 @@ def new_group() -> ResponseReturnValue:
     name, path = form.get("name", "").strip(), form.get("path", "").strip()
     try:
         group = create_group(
-            db.session, name, path, parent, form.get("visibility", "private"), actor=identity
-        )
+            db.session, name, path, parent, form.get("visibility", "private"),
+            description=form.get("description"), actor=identity,
+        )  # fmt: skip
     except PackyardError as exc:
         db.session.rollback()
         return _new_page("group", parent, exc)
@@ -77,7 +78,7 @@ def new_project() -> ResponseReturnValue:
     try:
         project = create_project(
             db.session, name, path, group, form.get("visibility", "private"),
-            actor=current_identity(),
+            description=form.get("description"), actor=current_identity(),
         )  # fmt: skip
     except PackyardError as exc:
         db.session.rollback()
@@ -164,6 +165,7 @@ def _settings_form(target: Group | Project, admin: bool) -> dict[str, Any]:
     form = request.form
     params: dict[str, Any] = {
         "name": form.get("name", target.name),
+        "description": form.get("description", target.description),
         "visibility": form.get("visibility", target.visibility),
     }
     params["upstream_mode"] = form.get("upstream_mode", "")

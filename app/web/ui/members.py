@@ -11,13 +11,13 @@ from sqlalchemy import select
 from app.domain.access import ROLE_NAMES, Access, group_access, project_access
 from app.domain.accounts import find_user
 from app.domain.errors import Forbidden, InvalidInput, NotFound, PackyardError
-from app.domain.members import all_members, change_role, find_membership, remove_member
+from app.domain.members import all_members, change_role, find_membership, leave, remove_member
 from app.domain.namespaces import add_member, group_chain
 from app.extensions import db
 from app.models import Group, Membership, Project
 from app.web.auth import current_identity
 from app.web.ui import bp
-from app.web.ui.common import hidden, load_group, load_project
+from app.web.ui.common import hidden, load_group, load_project, signed_in_user
 
 PAGES = {"group": "/<namespace:full_path>/-/group_members",
          "project": "/<namespace:full_path>/-/project_members"}  # fmt: skip
@@ -75,6 +75,7 @@ def _page(
         access=access,
         groups=crumbs(target),
         members=all_members(db.session, target),
+        own=_own_membership(target),
         roles=roles,
         all_roles=ROLE_NAMES,
         error=error,
@@ -135,6 +136,19 @@ def _members_view(kind: str) -> None:
         flash("Removed the member.")
         return _back(kind, target)
 
+    def leave_target(full_path: str) -> ResponseReturnValue:
+        user = signed_in_user()
+        target, _access = load_target(kind, full_path)
+        try:
+            membership = find_membership(db.session, target, user.id)
+            leave(db.session, target, membership, current_identity())
+        except PackyardError as exc:
+            db.session.rollback()
+            return _page(kind, full_path, exc.message, exc.status)
+        flash(f"You left {target.full_path}.")
+        # It may be hidden from its former member now: home is always there.
+        return redirect(url_for("ui.home"), code=303)
+
     path = PAGES[kind]
     bp.add_url_rule(path, f"{kind}_members", show, methods=["GET"])
     bp.add_url_rule(path, f"{kind}_member_add", add, methods=["POST"])
@@ -142,6 +156,18 @@ def _members_view(kind: str) -> None:
     bp.add_url_rule(
         f"{path}/<int:user_id>/remove", f"{kind}_member_remove", remove, methods=["POST"]
     )
+    bp.add_url_rule(f"{path}/leave", f"{kind}_leave", leave_target, methods=["POST"])
+
+
+def _own_membership(target: Group | Project) -> Membership | None:
+    """The visitor's direct membership here, which they may leave."""
+    user_id = current_identity().user_id
+    if user_id is None:
+        return None
+    try:
+        return find_membership(db.session, target, user_id)
+    except NotFound:
+        return None
 
 
 def _level(value: str | None) -> int:
