@@ -61,6 +61,7 @@ class Mirror:
         tree.add("other-thing", make_wheel("other-thing", "1.0"))
         tree.add("pub-tampered", make_wheel("pub-tampered", "1.0"))
         tree.add("slow-big", make_wheel("slow-big", "1.0", payload=os.urandom(1024 * 1024)))
+        tree.add("slow-meta", make_wheel("slow-meta", "1.0"))
         tree.add("pub-moving", make_wheel("pub-moving", "1.0"))
 
     def settings(self, **values: object) -> dict:
@@ -249,6 +250,24 @@ def test_twenty_concurrent_first_downloads_make_one_upstream_request(mirror):
     ] < 19 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert row["stored"] and row["hit_count"] == 19
+
+
+def test_twenty_concurrent_first_metadata_requests_make_one_upstream_request(mirror):
+    page = mirror.page("slow-meta")
+    assert page.status_code == 200
+    (entry,) = page.json()["files"]
+    url = urljoin(page.url, entry["url"]) + ".metadata"
+    expected = entry["core-metadata"]["sha256"]
+
+    def fetch(_: int) -> str:
+        response = requests.get(url, headers={"PRIVATE-TOKEN": mirror.token}, timeout=60)
+        assert response.status_code == 200, response.text
+        return hashlib.sha256(response.content).hexdigest()
+
+    with ThreadPoolExecutor(20) as pool:
+        digests = list(pool.map(fetch, range(20)))
+    assert digests == [expected] * 20
+    assert len(mirror.upstream_asked(f"GET /files/{entry['filename']}.metadata")) == 1
 
 
 def test_a_new_upstream_version_is_picked_up_after_the_ttl(mirror, tmp_path):
