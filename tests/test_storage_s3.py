@@ -208,23 +208,6 @@ def test_an_upload_goes_to_the_bucket_is_processed_and_downloads(
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(content)
 
 
-def test_a_download_from_the_bucket_is_relayed_in_large_blocks(s3_registry, project_token):
-    """Werkzeug's file wrapper reads 8 KiB at a time: for a stream from S3 that is a read
-    and a socket write every 8 KiB, which halves the download's throughput."""
-    project, token = project_token
-    filename, content = make_wheel("demo-pkg", "1.0", payload=os.urandom(2 * MIB))
-    assert s3_registry.upload(project, filename, content, token=token).status_code == 201
-    sha = hashlib.sha256(content).hexdigest()
-    url = f"/api/v4/projects/{project.id}/packages/pypi/files/{sha}/{filename}"
-    response = s3_registry.client.get(url, headers=basic(token), buffered=False)
-    try:
-        chunks = list(response.response)
-    finally:
-        response.close()
-    assert b"".join(chunks) == content
-    assert max(len(chunk) for chunk in chunks) >= 256 * 1024
-
-
 def test_a_refused_upload_leaves_nothing_in_the_bucket(
     s3_registry, project_token, s3_server, bucket
 ):

@@ -18,7 +18,6 @@ from flask import (
 )
 from sqlalchemy import select
 from werkzeug.exceptions import NotAcceptable
-from werkzeug.wsgi import FileWrapper
 
 from app.caching.process import request_cache
 from app.caching.responses import (
@@ -71,7 +70,6 @@ GROUP = "/api/v4/groups/<ref:group_ref>/-/packages/pypi"
 SIMPLE_INDEX_PATHS = "/packages/pypi/simple/"  # what ResponseCache may answer
 FILES_FROM_DETAIL = "../../files/"
 UPLOAD_FIELDS = ("sha256_digest", "md5_digest", "blake2_256_digest", "requires_python")
-STREAM_BLOCK = 256 * 1024  # a download from remote storage is relayed in blocks this big
 SIGNED_URL_SECONDS = 300  # PACKYARD_STORAGE_REDIRECT: how long a download link works
 CONTENT_TYPES = {
     ".whl": "application/zip",
@@ -368,8 +366,6 @@ def _send_stored(
         max_age=365 * 24 * 3600,
         last_modified=last_modified,
     )
-    if path is None:  # Werkzeug's wrapper reads 8 KiB at a time: a read and a write each
-        response.response = FileWrapper(source, STREAM_BLOCK)  # type: ignore[arg-type]
     if path is None and size is not None:  # a stream: its length and ranges come from the row
         response.content_length = size
         response.make_conditional(request, accept_ranges=True, complete_length=size)
