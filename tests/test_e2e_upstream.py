@@ -228,21 +228,29 @@ def test_deny_and_allow_lists(mirror, tmp_path):
         mirror.settings(upstream_deny=None, upstream_allow=None)
 
 
-def test_twenty_concurrent_first_downloads_make_one_upstream_request(mirror):
-    page = mirror.page("slow-big")
+def only_file(mirror: Mirror, name: str) -> tuple[dict, str]:
+    """The one file on the name's group-index page, and its absolute URL."""
+    page = mirror.page(name)
     assert page.status_code == 200
     (entry,) = page.json()["files"]
-    url = urljoin(page.url, entry["url"])
-    expected = entry["hashes"]["sha256"]
+    return entry, urljoin(page.url, entry["url"])
 
-    def download(_: int) -> str:
+
+def twenty_at_once(mirror: Mirror, url: str) -> list[str]:
+    """GET the URL from twenty threads at once; the sha256 of each answer."""
+
+    def get(_: int) -> str:
         response = requests.get(url, headers={"PRIVATE-TOKEN": mirror.token}, timeout=120)
         assert response.status_code == 200, response.text
         return hashlib.sha256(response.content).hexdigest()
 
     with ThreadPoolExecutor(20) as pool:
-        digests = list(pool.map(download, range(20)))
-    assert digests == [expected] * 20
+        return list(pool.map(get, range(20)))
+
+
+def test_twenty_concurrent_first_downloads_make_one_upstream_request(mirror):
+    entry, url = only_file(mirror, "slow-big")
+    assert twenty_at_once(mirror, url) == [entry["hashes"]["sha256"]] * 20
     assert len(mirror.upstream_asked(f"GET /files/{entry['filename']}")) == 1
     deadline = time.monotonic() + 10  # hits are written every second, by each web process
     while (row := mirror.server.api("GET", "/upstream/files?name=slow-big").json()[0])[
@@ -253,20 +261,9 @@ def test_twenty_concurrent_first_downloads_make_one_upstream_request(mirror):
 
 
 def test_twenty_concurrent_first_metadata_requests_make_one_upstream_request(mirror):
-    page = mirror.page("slow-meta")
-    assert page.status_code == 200
-    (entry,) = page.json()["files"]
-    url = urljoin(page.url, entry["url"]) + ".metadata"
-    expected = entry["core-metadata"]["sha256"]
-
-    def fetch(_: int) -> str:
-        response = requests.get(url, headers={"PRIVATE-TOKEN": mirror.token}, timeout=60)
-        assert response.status_code == 200, response.text
-        return hashlib.sha256(response.content).hexdigest()
-
-    with ThreadPoolExecutor(20) as pool:
-        digests = list(pool.map(fetch, range(20)))
-    assert digests == [expected] * 20
+    entry, url = only_file(mirror, "slow-meta")
+    digests = twenty_at_once(mirror, url + ".metadata")
+    assert digests == [entry["core-metadata"]["sha256"]] * 20
     assert len(mirror.upstream_asked(f"GET /files/{entry['filename']}.metadata")) == 1
 
 
