@@ -36,7 +36,8 @@ ROOT = BENCH.parent
 VENV_BIN = Path(sys.executable).parent
 PEERS_VENV = BENCH / ".venv-peers"
 PEERS_REQUIREMENTS = BENCH / "peers-requirements.txt"
-ORDER = ("packyard", "pypiserver", "devpi", "nginx", "trivial")
+ORDER = ("packyard", "packyard_pg", "pypiserver", "devpi", "nginx", "trivial", "null")
+TWINE_SETS = {"twine": "100 files", "twine400": "400 files of one project"}
 STARTED = time.monotonic()
 
 
@@ -171,13 +172,21 @@ class Run:
     def registries(self, round_index: int) -> list[Any]:
         return [t for t in self.order(round_index) if t.registry]
 
+    def uploaders(self, round_index: int) -> list[Any]:
+        """What twine uploads to: the registries, Packyard on PostgreSQL + Redis, and the
+        no-op server that shows twine's own ceiling."""
+        return [t for t in self.order(round_index) if t.registry or t.twine]
+
     def settle(self, timeout: float = 60) -> None:
-        """Let Packyard's worker finish its backlog, so it does not run during measurements."""
-        left = self.targets["packyard"].settle(timeout)
-        if left:
-            what = f"Packyard: {left} file(s) still processing after waiting {timeout:.0f} s"
-            log(what)
-            self.errors.append(what)
+        """Let Packyard's workers finish their backlog, so they do not run during
+        measurements."""
+        for key in ("packyard", "packyard_pg"):
+            target = self.targets.get(key)
+            left = target.settle(timeout) if target is not None else 0
+            if left:
+                what = f"{target.label}: {left} file(s) still processing after {timeout:.0f} s"
+                log(what)
+                self.errors.append(what)
 
     def execute(self) -> dict[str, Any]:
         from harness import corpus as corpus_module
@@ -222,12 +231,13 @@ class Run:
 
     def _start_registries(self, paths: Any) -> None:
         """Packyard, pypiserver and devpi, started and loaded at the same time."""
-        from harness.targets import Devpi, Packyard, PypiServer
+        from harness.targets import Devpi, Packyard, PackyardServices, PypiServer
 
         cache = self.args.out / "cache"
         packyard_cache = cache if self.mode.name == "quick" and not self.args.fresh else None
         packyard = Packyard(paths, packyard_cache)
-        registries = [packyard, PypiServer(paths), Devpi(paths, None if self.args.fresh else cache)]
+        registries = [packyard, PypiServer(paths), Devpi(paths, None if self.args.fresh else cache),
+                      PackyardServices(paths)]  # fmt: skip
         self.targets.update({t.key: t for t in registries})
         log("starting Packyard, pypiserver and devpi, and loading the corpus into each")
         with ThreadPoolExecutor(len(registries)) as pool:
@@ -255,11 +265,11 @@ class Run:
 
     def _start_ceilings(self, paths: Any) -> None:
         import requests
-        from harness.targets import Nginx, TrivialRoute
+        from harness.targets import Nginx, NullUpload, TrivialRoute
 
         pages = self.targets["packyard"].pages()
         saved = {key: requests.get(pages[key].url, timeout=30).content for key in ("p5", "p200")}
-        ceilings = [Nginx(paths, saved), TrivialRoute(paths, saved)]
+        ceilings = [Nginx(paths, saved), TrivialRoute(paths, saved), NullUpload(paths)]
         for target in ceilings:
             self.targets[target.key] = target
             target.start()
@@ -286,6 +296,8 @@ class Run:
         log("warming up")
         for target in self.order(0):
             pages = list(target.pages().values())
+            if not pages:  # the upload-only targets
+                continue
             self.attempt(f"warm-up {pages[0].url}", wrk, pages[0], 1)
             for page in pages[1:] * 5:
                 self.attempt(f"warm-up {page.url}", check_page, page)
@@ -310,14 +322,18 @@ class Run:
                         self._add("wrk", page_key, target.key, result)
 
     def _twine(self, round_index: int) -> None:
-        """twine upload"""
+        """twine upload (100 files, then 400 files of one project)"""
         from harness.measure import twine_upload
 
-        dists = self.corpus.files(f"twine_{round_index}")
-        for target in self.registries(round_index):
-            what = f"twine upload to {target.key}"
-            args = (target, self.corpus.root, dists, self.bins["twine"])
-            self._store("twine", target.key, self.attempt(what, twine_upload, *args))
+        for corpus_set in TWINE_SETS:
+            dists = self.corpus.files(f"{corpus_set}_{round_index}")
+            for target in self.uploaders(round_index):
+                what = f"twine upload of {corpus_set}_{round_index} to {target.key}"
+                args = (target, self.corpus.root, dists, self.bins["twine"])
+                result = self.attempt(what, twine_upload, *args)
+                if result:
+                    self._add("twine", corpus_set, target.key, result)
+                self.settle()  # the worker's backlog must not slow the next target
         self.settle()
 
     def _big(self, round_index: int) -> None:
@@ -376,7 +392,9 @@ class Run:
             "wrk_threads": measure.WRK_THREADS,
             "wrk_connections": measure.WRK_CONNECTIONS,
             "wrk_seconds": self.mode.wrk_seconds,
-            "twine_files": len(self.corpus.files("twine_0")),
+            "twine_sets": {
+                label: len(self.corpus.files(f"{key}_0")) for key, label in TWINE_SETS.items()
+            },
             "visibility_uploads_per_round": self.mode.visibility_uploads,
             "dry_run_requirements": list(corpus.DRY_RUN_REQUIREMENTS),
             "files_loaded": {k: len(v) for k, v in self.corpus.sets.items()},

@@ -1,6 +1,6 @@
 """Personal access tokens: act with their user's role, within scopes api / read_api."""
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.domain.tokens import PAT_PREFIX, find_live_token
 from app.models import PersonalAccessToken
@@ -13,7 +13,9 @@ def authenticate(credentials: PresentedCredentials | None, session: Session) -> 
         return None
     if credentials.source == "job-token":
         return AuthResult.rejected("a personal access token is not a job token")
-    token, reason = find_live_token(session, PersonalAccessToken, credentials.secret)
+    token, reason = find_live_token(
+        session, PersonalAccessToken, credentials.secret, joinedload(PersonalAccessToken.user)
+    )
     if token is None:
         return AuthResult.rejected(reason or "invalid token")
     user = token.user

@@ -61,6 +61,7 @@ class Mirror:
         tree.add("other-thing", make_wheel("other-thing", "1.0"))
         tree.add("pub-tampered", make_wheel("pub-tampered", "1.0"))
         tree.add("slow-big", make_wheel("slow-big", "1.0", payload=os.urandom(1024 * 1024)))
+        tree.add("slow-meta", make_wheel("slow-meta", "1.0"))
         tree.add("pub-moving", make_wheel("pub-moving", "1.0"))
 
     def settings(self, **values: object) -> dict:
@@ -227,21 +228,29 @@ def test_deny_and_allow_lists(mirror, tmp_path):
         mirror.settings(upstream_deny=None, upstream_allow=None)
 
 
-def test_twenty_concurrent_first_downloads_make_one_upstream_request(mirror):
-    page = mirror.page("slow-big")
+def only_file(mirror: Mirror, name: str) -> tuple[dict, str]:
+    """The one file on the name's group-index page, and its absolute URL."""
+    page = mirror.page(name)
     assert page.status_code == 200
     (entry,) = page.json()["files"]
-    url = urljoin(page.url, entry["url"])
-    expected = entry["hashes"]["sha256"]
+    return entry, urljoin(page.url, entry["url"])
 
-    def download(_: int) -> str:
+
+def twenty_at_once(mirror: Mirror, url: str) -> list[str]:
+    """GET the URL from twenty threads at once; the sha256 of each answer."""
+
+    def get(_: int) -> str:
         response = requests.get(url, headers={"PRIVATE-TOKEN": mirror.token}, timeout=120)
         assert response.status_code == 200, response.text
         return hashlib.sha256(response.content).hexdigest()
 
     with ThreadPoolExecutor(20) as pool:
-        digests = list(pool.map(download, range(20)))
-    assert digests == [expected] * 20
+        return list(pool.map(get, range(20)))
+
+
+def test_twenty_concurrent_first_downloads_make_one_upstream_request(mirror):
+    entry, url = only_file(mirror, "slow-big")
+    assert twenty_at_once(mirror, url) == [entry["hashes"]["sha256"]] * 20
     assert len(mirror.upstream_asked(f"GET /files/{entry['filename']}")) == 1
     deadline = time.monotonic() + 10  # hits are written every second, by each web process
     while (row := mirror.server.api("GET", "/upstream/files?name=slow-big").json()[0])[
@@ -249,6 +258,13 @@ def test_twenty_concurrent_first_downloads_make_one_upstream_request(mirror):
     ] < 19 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert row["stored"] and row["hit_count"] == 19
+
+
+def test_twenty_concurrent_first_metadata_requests_make_one_upstream_request(mirror):
+    entry, url = only_file(mirror, "slow-meta")
+    digests = twenty_at_once(mirror, url + ".metadata")
+    assert digests == [entry["core-metadata"]["sha256"]] * 20
+    assert len(mirror.upstream_asked(f"GET /files/{entry['filename']}.metadata")) == 1
 
 
 def test_a_new_upstream_version_is_picked_up_after_the_ttl(mirror, tmp_path):

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 from queue import Empty
 
+import pytest
 from kombu import Connection
 from sqlalchemy import event
 
@@ -67,9 +68,11 @@ def test_a_database_without_a_file_is_polled_as_kombu_does():
         assert poll(queue).payload == {"n": 1}  # type: ignore[union-attr]
 
 
-def test_polls_briskly_only_while_messages_flow(tmp_path: Path, monkeypatch):
+def test_polls_briskly_after_a_delivery_and_backs_off_while_the_queue_is_empty(tmp_path: Path):
     """After a delivery the worker may be waiting for its one task to finish, not for the
-    broker: kombu sleeps a polling interval either way, so that interval must be short."""
+    broker: kombu sleeps a polling interval either way, so that interval must be short.
+    Polls that find nothing double it, up to the idle interval, so that tasks trickling
+    in (an upload every 50 ms) do not keep the worker polling every 2 ms in between."""
     with Connection(broker_url(tmp_path)) as connection:
         transport = connection.transport
         assert transport.polling_interval == embedded.POLLING_INTERVAL  # idle
@@ -77,5 +80,30 @@ def test_polls_briskly_only_while_messages_flow(tmp_path: Path, monkeypatch):
         queue.put({"n": 1})
         queue.get(block=True, timeout=5).ack()  # delivered through the transport
         assert transport.polling_interval == embedded.BUSY_POLLING_INTERVAL
-        monkeypatch.setattr(embedded, "BUSY_FOR", 0.0)
-        assert transport.polling_interval == embedded.POLLING_INTERVAL
+        intervals = []
+        for _ in range(8):
+            with pytest.raises(TimeoutError):
+                connection.drain_events(timeout=0.001)
+            intervals.append(transport.polling_interval)
+        assert embedded.BUSY_POLLING_INTERVAL < intervals[0] < embedded.POLLING_INTERVAL
+        assert intervals == sorted(intervals)
+        assert intervals[-1] == embedded.POLLING_INTERVAL
+        queue.put({"n": 2})
+        queue.get(block=True, timeout=5).ack()
+        assert transport.polling_interval == embedded.BUSY_POLLING_INTERVAL
+
+
+def test_an_empty_poll_loop_sleeps_less_and_less_often(tmp_path: Path):
+    """One drain_events call re-reads the interval before each sleep (kombu's reads it
+    once): half a second without messages after a delivery is a handful of polls."""
+    with Connection(broker_url(tmp_path)) as connection:
+        queue = connection.SimpleQueue("tasks")
+        queue.put({"n": 1})
+        queue.get(block=True, timeout=5).ack()
+        channel = queue.channel
+        polls = []
+        original = channel._get
+        channel._get = lambda name: polls.append(name) or original(name)
+        with pytest.raises(TimeoutError):
+            connection.drain_events(timeout=0.5)
+        assert 0 < len(polls) <= 20  # 2 ms throughout would be about 250

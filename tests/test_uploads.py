@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from app.extensions import db
 from app.models import Package, PackageFile
@@ -446,3 +446,43 @@ def test_replacing_a_failed_file_race_has_exactly_one_winner(registry, setup):
     db.session.expire_all()
     assert db.session.execute(select(PackageFile.state)).scalars().all() == ["default"]
     assert [p.read_bytes() for p in stored_files(registry.app)] == [good]
+
+
+def statements_of_upload(registry, project, dist, token) -> list[str]:
+    """The SQL statements one upload runs on the database (its task queued, not run)."""
+    registry.app.extensions["celery"].conf.task_always_eager = False
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        response = registry.upload(project, *dist, token=token)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert response.status_code == 201, response.text
+    return statements
+
+
+def test_an_upload_reads_nothing_back_after_recording_its_file(registry, setup, wheel):
+    """Each statement is a round trip (a network one on PostgreSQL) in the upload's time:
+    once the file's row is inserted, only the audit event and the commit follow; the
+    task is sent with the id the flush gave, not one read again after the commit."""
+    project, token = setup
+    statements = statements_of_upload(registry, project, wheel, token)
+    file_row = "INSERT INTO package_files"
+    after = statements[next(i for i, s in enumerate(statements) if s.startswith(file_row)) + 1 :]
+    assert [s.split(" (")[0] for s in after] == ["INSERT INTO audit_events"], after
+
+
+def test_an_upload_loads_the_token_with_its_user_and_the_group_chain_without_the_group(
+    registry, setup, wheel
+):
+    """The token's user comes in the token's query; the limit and the quota find the
+    project's groups by its path, without loading its group first."""
+    project, token = setup
+    statements = statements_of_upload(registry, project, wheel, token)
+    assert not any(s.startswith("SELECT users.") for s in statements)
+    by_id = [s for s in statements if s.startswith("SELECT groups.id") and "groups.id = " in s]
+    assert by_id == [], by_id

@@ -205,9 +205,9 @@ class UpstreamHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
             return
         for start in range(0, len(body), SLOW_CHUNK):  # files named *slow*: ~1 s a MiB
+            time.sleep(0.06)  # before each chunk: a small .metadata takes 60 ms too
             self.wfile.write(body[start : start + SLOW_CHUNK])
             self.wfile.flush()
-            time.sleep(0.06)
 
     def log_message(self, format: str, *args: object) -> None:  # the request log is ours
         pass

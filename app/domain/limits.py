@@ -19,7 +19,7 @@ def effective_upload_limit(session: Session, project: Project, instance_default:
     """The largest file, in bytes, that may be uploaded to ``project``."""
     if project.max_upload_size is not None:
         return project.max_upload_size
-    for group in group_chain(session, project.group):
+    for group in group_chain(session, project):
         if group.max_upload_size is not None:
             return group.max_upload_size
     return instance_default
@@ -35,7 +35,7 @@ def check_storage_quota(session: Session, project: Project, size: int) -> None:
     if project.storage_quota is not None:
         query = _used().where(PackageFile.project_id == project.id)
         levels.append(("project", project.full_path, project.storage_quota, query))
-    for group in group_chain(session, project.group):
+    for group in group_chain(session, project):
         if group.storage_quota is not None:
             levels.append(("group", group.full_path, group.storage_quota, _used_in(group)))
     for kind, path, quota, query in levels:

@@ -235,10 +235,13 @@ def require_group(session: Session, ref: str | int) -> Group:
     return group
 
 
-def group_chain(session: Session, group: Group) -> list[Group]:
+def group_chain(session: Session, group: Group | Project) -> list[Group]:
     """The group and its ancestors, nearest first, in one query: their full paths are the
-    prefixes of the group's full path (groups are never moved)."""
+    prefixes of the group's full path (groups are never moved). Given a project, the
+    chain of its group, without loading the group first."""
     parts = group.full_path.split("/")
+    if isinstance(group, Project):
+        parts.pop()
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     rows = session.execute(select(Group).where(Group.full_path.in_(prefixes))).scalars()
     return sorted(rows, key=lambda row: len(row.full_path), reverse=True)

@@ -185,11 +185,21 @@ class FileStorage(StorageBackend):
         return path
 
     def store(self, key: str, source: Path) -> None:
+        """Rename into place, then make both the bytes and the name durable.
+
+        Renaming before the fsyncs is safe because no committed row names the key until
+        the caller commits one, after ``store`` returns (uploads get fresh keys, the
+        upstream cache marks its row stored afterwards): a crash in between leaves an
+        orphan, never a referenced partial file. And it halves
+        the cost on a journalling filesystem such as ext4: the file's fsync commits the
+        journal with the rename in it, so the directory's fsync finds nothing left to do
+        (fsync, rename, fsync costs two journal commits).
+        """
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(source, "rb") as fh:
-            os.fsync(fh.fileno())
         os.replace(source, target)
+        with open(target, "rb") as fh:
+            os.fsync(fh.fileno())
         _fsync_dir(target.parent)
 
     def open(self, key: str) -> BinaryIO:

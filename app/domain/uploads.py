@@ -68,7 +68,8 @@ class ReceivedFile:
 
 @dataclass(frozen=True)
 class AcceptedUpload:
-    package_file: PackageFile
+    package_file: PackageFile  # expired by the commit: reading it costs a query
+    file_id: int
     # Stored files to remove now that the upload is committed (a replaced file's).
     storage_deletions: list[int] = field(default_factory=list)
 
@@ -141,6 +142,7 @@ def accept_upload(
         {"package_id": package.id, "sha256": package_file.sha256, "size": package_file.size,
          **replaced},
     )  # fmt: skip
+    file_id = package_file.id  # known since the flush; after the commit it is a query
     try:
         received.writer.commit()  # the storage failing here (503) keeps no row either
         session.commit()
@@ -149,7 +151,7 @@ def accept_upload(
         if received.writer.committed:
             store.delete(package_file.storage_key)
         raise
-    return AcceptedUpload(package_file, deletions)
+    return AcceptedUpload(package_file, file_id, deletions)
 
 
 def _duplicate_allowed(session: Session, project: Project, form: UploadForm) -> bool:

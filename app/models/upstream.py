@@ -50,7 +50,8 @@ class UpstreamFile(TimestampMixin, Base):
 
     ``fetch_started_at``/``fetch_owner`` are a lease: the request that sets them (with a
     conditional UPDATE) downloads the file, refreshing ``fetch_started_at`` as it goes;
-    others wait for it, across processes, or take over a lease left to go stale."""
+    others wait for it, across processes, or take over a lease left to go stale.  The
+    ``metadata_fetch_*`` pair is the same for its core metadata (``upstream.leases``)."""
 
     __tablename__ = "upstream_files"
     __table_args__ = (
@@ -78,3 +79,5 @@ class UpstreamFile(TimestampMixin, Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     fetch_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     fetch_owner: Mapped[str | None] = mapped_column(String(32))
+    metadata_fetch_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    metadata_fetch_owner: Mapped[str | None] = mapped_column(String(32))

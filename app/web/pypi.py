@@ -113,7 +113,7 @@ def upload(project_ref: str) -> tuple[str, int]:
         uploader=actor_name(identity),
         actor=identity,
     )
-    enqueue(accepted.package_file.id)
+    enqueue(accepted.file_id)
     remove_stored_files(accepted.storage_deletions)  # a replaced failed file's bytes
     return "201 Created\n", 201
 

@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -57,6 +58,7 @@ class Target:
     key = ""
     label = ""
     registry = True  # a package index (not a ceiling)
+    twine = False  # twine uploads to it though it is no registry (see PackyardServices)
 
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
@@ -184,19 +186,27 @@ class Packyard(Target):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
 
-    def _launch(self) -> None:
-        env = clean_env(
+    def env(self) -> dict[str, str]:
+        return clean_env(
             PATH=f"{self.paths.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             PYTHONPATH=str(self.paths.src),
             PACKYARD_DATA_DIR=str(self.data),
             # Names missing here must not be sent to pypi.org: traffic stays on loopback.
             PACKYARD_FORWARDING="false",
+            **self.services(),
         )
+
+    def _launch(self) -> None:
+        env = self.env()
         self.data.mkdir(exist_ok=True)
         serve = [str(self.paths.bin / "packyard"), "serve", "--port", str(self.port)]
         log = self.dir / f"serve-{len(self.processes)}.log"
         self.processes = [Process(serve, env, log, cwd=self.data)]
         wait_http(self.processes[0], f"{self.url}/-/ready")
+
+    def services(self) -> dict[str, str]:
+        """Environment naming the database and broker (none: the embedded defaults)."""
+        return {}
 
     def load(self, corpus: Corpus) -> None:
         """Upload the corpus over HTTP and wait for the worker to process it. In quick mode
@@ -367,6 +377,70 @@ def git_version(src: Path) -> str:
     head = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", "app", "workers", "plugins")
     return f"{head}{' + uncommitted changes' if dirty else ''} ({src})"
+
+
+class PackyardServices(Packyard):
+    """``packyard serve`` on PostgreSQL and Redis (a new database, a Redis database number
+    of its own), for the uploads only: it holds no corpus, so it serves no pages."""
+
+    key = "packyard_pg"
+    label = "Packyard (PostgreSQL + Redis)"
+    registry = False  # no pages, dry runs or big uploads
+    twine = True
+    REDIS_DB = 12  # flushed at start; the tests take theirs from 0 up
+
+    def __init__(self, paths: Paths) -> None:
+        super().__init__(paths, None)
+        self._database: Any = None
+
+    def services(self) -> dict[str, str]:
+        return {"PACKYARD_DATABASE_URL": self.database_url, "PACKYARD_BROKER_URL": self.broker}
+
+    def load(self, corpus: Corpus) -> None:
+        from tests.services import postgres_database, redis_url
+
+        self._database = postgres_database()
+        self.database_url = self._database.__enter__()
+        self.broker = redis_url(self.REDIS_DB)
+        upgrade = [str(self.paths.bin / "packyard"), "db", "upgrade"]
+        subprocess.run(upgrade, env=self.env(), check=True, capture_output=True)
+        self._launch()
+        self.admin_token = self._admin_token()
+        self._create_namespaces()
+
+    def pages(self) -> dict[str, Page]:
+        return {}
+
+    def stop(self) -> None:
+        super().stop()
+        if self._database is not None:
+            self._database.__exit__(None, None, None)
+
+
+class NullUpload(Target):
+    """twine's ceiling: a server that reads each upload and answers 200 at once, so that
+    twine's own time (start-up, reading and hashing each file, its HTTP client) shows."""
+
+    key = "null"
+    label = "no-op server (twine alone)"
+    registry = False
+    twine = True
+
+    def start(self) -> None:
+        self.port = free_port()
+        script = Path(__file__).resolve().with_name("null_upload.py")
+        args = [str(self.paths.bin / "python"), str(script), str(self.port)]
+        self.processes.append(Process(args, clean_env(), self.dir / "serve.log", cwd=self.dir))
+        wait_http(self.processes[0], f"http://127.0.0.1:{self.port}/")
+
+    def pages(self) -> dict[str, Page]:
+        return {}
+
+    def upload_endpoint(self) -> UploadEndpoint:
+        return UploadEndpoint(f"http://127.0.0.1:{self.port}/", None)
+
+    def version(self) -> str:
+        return "http.server (bench/harness/null_upload.py)"
 
 
 # --- pypiserver -------------------------------------------------------------------------

@@ -18,15 +18,12 @@ import logging
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import requests
-from sqlalchemy import or_, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.domain.errors import NotFound
@@ -40,14 +37,13 @@ from app.domain.upstream.client import (
     translated_errors,
 )
 from app.domain.upstream.files import CachedFile, UpstreamMismatch, cached_file
-from app.domain.upstream.index import MAX_ERROR
+from app.domain.upstream.leases import DOWNLOAD, LEASE_TIMEOUT, claim, release
 from app.models import UpstreamFile
 from app.models.base import utcnow
 
 log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
-LEASE_TIMEOUT = timedelta(seconds=30)  # a holder silent this long is presumed gone
 HEARTBEAT_EVERY = 5.0  # seconds between two refreshes of a held lease
 WAIT_POLL = 0.1  # seconds between two looks at a file another request downloads
 WAIT_MAX = 15 * 60.0  # seconds a request waits for another's download at most
@@ -77,30 +73,10 @@ def obtain_file(
     while True:
         if cached.stored:
             return cached
-        owner = _claim(session, cached.id)
+        owner = claim(session, cached.id, DOWNLOAD, UpstreamFile.stored.is_(False))
         if owner is not None:
             return _download(session, store, upstream, cached, owner)
         cached = _wait(session, cached.id, deadline)
-
-
-def _claim(session: Session, file_id: int) -> str | None:
-    """Take the download lease if it is free or stale; the owner token, or None."""
-    now, owner = utcnow(), uuid.uuid4().hex
-    claimed = session.execute(
-        update(UpstreamFile)
-        .where(
-            UpstreamFile.id == file_id,
-            UpstreamFile.stored.is_(False),
-            or_(
-                UpstreamFile.fetch_owner.is_(None),
-                UpstreamFile.fetch_started_at < now - LEASE_TIMEOUT,
-            ),
-        )
-        .values(fetch_started_at=now, fetch_owner=owner)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return owner if claimed.rowcount else None  # type: ignore[attr-defined]
 
 
 def _wait(session: Session, file_id: int, deadline: float) -> CachedFile:
@@ -266,15 +242,4 @@ def _heartbeat(session: Session, file_id: int | None, owner: str) -> None:
 
 
 def _release(session: Session, file_id: int | None, owner: str, error: str | None) -> None:
-    """Give the lease up; with ``error``, count a failure of the upstream."""
-    session.rollback()
-    values: dict[str, Any] = {"fetch_started_at": None, "fetch_owner": None}
-    if error is not None:
-        values.update(failures=UpstreamFile.failures + 1, last_error=error[:MAX_ERROR])
-    session.execute(
-        update(UpstreamFile)
-        .where(UpstreamFile.id == file_id, UpstreamFile.fetch_owner == owner)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+    release(session, file_id, DOWNLOAD, owner, error)

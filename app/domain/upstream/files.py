@@ -6,6 +6,7 @@ once and kept when it matches its hash.  Their download is ``app.domain.upstream
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,10 +16,14 @@ from sqlalchemy.orm import Session
 
 from app.domain.errors import NotFound
 from app.domain.tokens import as_utc
-from app.domain.upstream.client import Upstream, UpstreamError, fetch_small
-from app.domain.upstream.index import MAX_ERROR, load_page, page_state
+from app.domain.upstream.client import Upstream, UpstreamError, UpstreamTimeout, fetch_small
+from app.domain.upstream.index import load_page, page_state
+from app.domain.upstream.leases import METADATA, claim, release
 from app.domain.upstream.pages import name_candidates
 from app.models import UpstreamFile
+
+METADATA_WAIT_POLL = 0.05  # seconds between two looks at metadata another request fetches
+METADATA_WAIT_MAX = 60.0  # seconds a request waits for another's fetch at most
 
 
 class UpstreamMismatch(UpstreamError):
@@ -114,37 +119,51 @@ def cached_file(row: UpstreamFile) -> CachedFile:
 def metadata_of(
     session: Session, upstream: Upstream, found: CachedFile, requested_by: str
 ) -> bytes:
-    """The file's core metadata (PEP 658), fetched once, checked against its sha256, kept;
-    the file is recorded with it when this is the first request for it."""
+    """The file's core metadata (PEP 658), fetched once, checked against its sha256, kept.
+
+    The file is recorded first, so that its row can hold the ``METADATA`` lease: of many
+    first requests at once, in any process, one fetches and the others wait for what it
+    keeps (or take over when it fails or goes silent)."""
     if found.metadata_sha256 is None:
         raise NotFound("404 Metadata Not Found")
-    if found.id is not None:
+    file_id = record_file(session, found, requested_by).id
+    assert file_id is not None
+    deadline = time.monotonic() + METADATA_WAIT_MAX
+    while True:
         kept = session.execute(
-            select(UpstreamFile.metadata_bytes).where(UpstreamFile.id == found.id)
+            select(UpstreamFile.metadata_bytes).where(UpstreamFile.id == file_id)
         ).scalar_one_or_none()
         if kept is not None:
             return kept
-    body = fetch_small(upstream, found.url + ".metadata")
+        owner = claim(session, file_id, METADATA, UpstreamFile.metadata_bytes.is_(None))
+        if owner is not None:
+            return _fetch_metadata(session, upstream, found, file_id, owner)
+        if time.monotonic() >= deadline:
+            raise UpstreamTimeout("504 Another request is still fetching this metadata")
+        time.sleep(METADATA_WAIT_POLL)
+        session.commit()  # a new transaction: see the holder's commit
+
+
+def _fetch_metadata(
+    session: Session, upstream: Upstream, found: CachedFile, file_id: int, owner: str
+) -> bytes:
+    """Fetch, check and keep the metadata while holding its lease; give the lease up
+    (counting a failure when the bytes were wrong) if that fails."""
+    try:
+        body = fetch_small(upstream, found.url + ".metadata")
+    except UpstreamError:
+        release(session, file_id, METADATA, owner, None)
+        raise
     if hashlib.sha256(body).hexdigest() != found.metadata_sha256:
         error = UpstreamMismatch(
             f"502 Upstream metadata of {found.filename} failed verification; nothing was stored"
         )
-        _count_failure(session, record_file(session, found, requested_by).id, error.message)
+        release(session, file_id, METADATA, owner, error.message)
         raise error
-    if found.id is None:
-        record_file(session, found, requested_by, metadata=body)
-        return body
-    session.execute(
-        update(UpstreamFile).where(UpstreamFile.id == found.id).values(metadata_bytes=body)
-    )
-    session.commit()
-    return body
-
-
-def _count_failure(session: Session, file_id: int | None, error: str) -> None:
     session.execute(
         update(UpstreamFile)
         .where(UpstreamFile.id == file_id)
-        .values(failures=UpstreamFile.failures + 1, last_error=error[:MAX_ERROR])
+        .values(metadata_bytes=body, metadata_fetch_owner=None, metadata_fetch_started_at=None)
     )
     session.commit()
+    return body
