@@ -18,6 +18,7 @@ TASK_MODULES = [
     "workers.tasks.files",
     "workers.tasks.cleanup",
     "workers.tasks.upstream",
+    "workers.tasks.hooks",
     "workers.sweeper",
     "workers.heartbeat",  # for the dashboard: which workers are online (embedded broker)
 ]

@@ -1,5 +1,6 @@
 """The sweeper: a thread in every worker that resends tasks that were lost or never sent,
-removes stored files whose deletion task was lost, and (hourly) cached upstream files
+removes stored files whose deletion task was lost, sends webhook events the broker could
+not take, and (hourly) cached upstream files
 unused for ``PACKYARD_UPSTREAM_KEEP_DAYS``.
 
 A task can be lost when a worker died holding it (an embedded-broker worker keeps
@@ -31,10 +32,12 @@ from app.domain.errors import DATABASE_OUTAGES
 from app.domain.packages import purge_deletions, stale_deletions
 from app.domain.processing import claim_stalled, claim_unsent, mark_unsent
 from app.domain.upstream.records import expire_unused
+from app.domain.webhooks import unsent_events
 from app.extensions import db
 from app.runtime import storage
 from workers.dispatch import send_each
 from workers.tasks.files import process_file
+from workers.tasks.hooks import deliver_hook_event
 
 log = logging.getLogger(__name__)
 UNSENT_EVERY = 2.0  # seconds
@@ -101,13 +104,27 @@ def sweep_upstream_cache(app: Flask, now: float | None = None) -> int:
     return removed
 
 
+def sweep_hook_events(app: Flask) -> int:
+    """Send webhook events the broker could not take; returns how many were sent."""
+    with app.app_context():
+        older_than = timedelta(seconds=app.config["REDELIVER_AFTER"])
+        try:
+            event_ids = unsent_events(db.session, older_than)
+        finally:
+            db.session.remove()
+    sent = len(event_ids) - len(send_each(deliver_hook_event, event_ids))
+    if sent:
+        log.warning("sweeper sent %d webhook event(s) the broker could not take", sent)
+    return sent
+
+
 def _run(app: Flask) -> None:
     interval = float(app.config["SWEEP_INTERVAL"])
     next_sweep = time.monotonic() + interval
     while not _stop.wait(min(UNSENT_EVERY, interval)):
         sweeps: tuple[Callable[[Flask], Any], ...] = (send_unsent,)
         if time.monotonic() >= next_sweep:
-            sweeps = (sweep_once, sweep_deletions, sweep_upstream_cache)
+            sweeps = (sweep_once, sweep_deletions, sweep_upstream_cache, sweep_hook_events)
             next_sweep = time.monotonic() + interval
         for sweep in sweeps:
             try:

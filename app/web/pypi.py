@@ -60,6 +60,7 @@ from app.web.uploads import HashingSink
 from workers.dispatch import send
 from workers.tasks.cleanup import remove_stored_files
 from workers.tasks.files import enqueue
+from workers.tasks.hooks import announce
 from workers.tasks.upstream import refresh_upstream_page
 
 bp = Blueprint("pypi", __name__)
@@ -107,7 +108,9 @@ def upload(project_ref: str) -> tuple[str, int]:
         uploader=actor_name(current_identity()),
         actor=current_identity(),
     )
-    enqueue(accepted.package_file.id)
+    uploaded = accepted.package_file
+    announce(uploaded.package, "published", current_identity(), uploaded)
+    enqueue(uploaded.id)
     remove_stored_files(accepted.storage_deletions)  # a replaced failed file's bytes
     return "201 Created\n", 201
 

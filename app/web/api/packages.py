@@ -33,6 +33,7 @@ from app.web.api.common import body, iso, paginate
 from app.web.auth import current_identity
 from app.web.loaders import group_for, project_for, readable_project_ids_in
 from workers.tasks.cleanup import remove_stored_files
+from workers.tasks.hooks import announce, queue, send_events
 
 PACKAGE = "/projects/<ref:project_ref>/packages/<int:package_id>"
 FILE_ORDER = {"id": PackageFile.id, "file_name": PackageFile.filename}
@@ -65,7 +66,9 @@ def get_package(project_ref: str, package_id: int) -> Response:
 @bp.delete(PACKAGE)
 def remove_package(project_ref: str, package_id: int) -> tuple[str, int]:
     package = _package(project_ref, package_id, "delete")
+    events = queue(package, "deleted", current_identity())  # committed with the deletion
     remove_stored_files(delete_package(db.session, package, current_identity()))
+    send_events(events)
     return "", 204
 
 
@@ -103,6 +106,7 @@ def yank_package(project_ref: str, package_id: int) -> Response:
     if reason is not None and not isinstance(reason, str):
         raise InvalidInput("reason is invalid")
     yank(db.session, package, reason, current_identity())
+    announce(package, "yanked", current_identity())
     return jsonify(package_json(package))
 
 

@@ -15,6 +15,7 @@ from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import load_project
 from workers.tasks.cleanup import remove_stored_files
+from workers.tasks.hooks import announce, queue, send_events
 
 PACKAGE = "/<namespace:full_path>/-/packages/<int:package_id>"
 
@@ -23,6 +24,7 @@ PACKAGE = "/<namespace:full_path>/-/packages/<int:package_id>"
 def yank_release(full_path: str, package_id: int) -> ResponseReturnValue:
     project, package = _package(full_path, package_id)
     yank(db.session, package, request.form.get("reason", ""), current_identity())
+    announce(package, "yanked", current_identity())
     flash(f"Yanked {package.name} {package.version}: installers skip it unless pinned.")
     return _to_package(project, package)
 
@@ -41,7 +43,9 @@ def delete_release(full_path: str, package_id: int) -> ResponseReturnValue:
     if request.form.get("confirm", "").strip() != package.version:
         raise InvalidInput(f"Not deleted: type the version, {package.version}, to confirm")
     name, version = package.name, package.version
+    events = queue(package, "deleted", current_identity())  # committed with the deletion
     remove_stored_files(delete_package(db.session, package, current_identity()))
+    send_events(events)
     flash(f"Deleted {name} {version}.")
     return redirect(url_for("ui.packages", full_path=project.full_path), code=303)
 
