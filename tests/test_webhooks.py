@@ -12,11 +12,16 @@ from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from app.domain.access import DEVELOPER, MAINTAINER
+from app.extensions import db
+from app.models import WebHook, WebHookEvent
 from tests.dists import make_wheel
 from tests.receiver import Receiver, receiver
 from tests.services import LiveServer, packyard_env
+from tests.test_manage_ui import post, signed_in
+from tests.test_ui import text
 
 
 def auth(token: str) -> dict[str, str]:
@@ -180,6 +185,40 @@ def test_resend_posts_the_same_body_again(client, registry, world):
     assert shown["state"] == "delivered" and len(shown["deliveries"]) == 2
     missing = client.post(f"{hooks}/events/999999/resend", headers=auth(token))
     assert missing.status_code == 404
+
+
+def test_maintainers_manage_hooks_and_resend_in_the_pages(app, registry, world):
+    registry.user("alice")  # not a member
+    page = "/team/sub/lib/-/project_hooks"
+    maintainer = signed_in(app, "maintainer")
+    with receiver() as hooked:
+        added = post(maintainer, page, {"url": hooked.url, "token": "t", "package_events": "1"},
+                     page)  # fmt: skip
+        assert added.status_code == 303
+        hook = db.session.execute(select(WebHook)).scalar_one()
+        filename, content = make_wheel("demo", "1.0")
+        token = world["tokens"]["maintainer"]
+        assert registry.upload(world["project"], filename, content, token=token).status_code == 201
+        hooked.wait_for(2)
+        shown = text(maintainer.get(page))
+        assert hooked.url in shown and "package_published" in shown and "delivered" in shown
+        event = db.session.execute(select(WebHookEvent)).scalars().first()
+        resent = post(maintainer, f"{page}/{hook.id}/events/{event.id}/resend", page=page)
+        assert resent.status_code == 303
+        hooked.wait_for(3)
+        edited = post(maintainer, f"{page}/{hook.id}", {"url": hooked.url + "2"}, page)
+        assert edited.status_code == 303
+        db.session.refresh(hook)
+        assert hook.url.endswith("/hook2") and hook.token == "t"  # the secret was kept
+        assert hook.package_events is False  # the box was left unchecked
+    no_csrf = maintainer.post(f"{page}/{hook.id}/delete")
+    assert no_csrf.status_code == 400
+    assert post(maintainer, f"{page}/{hook.id}/delete", page=page).status_code == 303
+    assert db.session.execute(select(WebHook)).first() is None
+    developer = signed_in(app, "developer")
+    assert developer.get(page).status_code == 403
+    assert "Webhooks" not in text(developer.get("/team/sub/lib"))
+    assert signed_in(app, "alice").get("/team/-/group_hooks").status_code == 404
 
 
 # --- a live server and its real worker -------------------------------------------------

@@ -79,6 +79,7 @@ def init_app(app: Flask, token_blueprints: Iterable[Blueprint]) -> None:
         dashboard,
         errors,
         filters,
+        hooks,
         manage,
         members,
         package_actions,
