@@ -77,6 +77,9 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         WEBHOOK_TIMEOUT=5,
         WEBHOOK_RETRIES=5,
         WEBHOOK_RETRY_DELAY=10,
+        # Seconds between two writes of each web process's download counts (at most 60:
+        # the contract wants them current within a minute).
+        DOWNLOAD_FLUSH_INTERVAL=5,
     )
     app.config.from_prefixed_env(prefix="PACKYARD")
     app.config.update(overrides or {})
@@ -102,6 +105,9 @@ def _derive(config: dict[str, Any]) -> None:
     for name in ("UPSTREAM_TIMEOUT", "UPSTREAM_READ_TIMEOUT", "WEBHOOK_TIMEOUT"):
         config[name] = _number(config, name, 0.1, float)
     config["WEBHOOK_RETRY_DELAY"] = _number(config, "WEBHOOK_RETRY_DELAY", 0, float)
+    config["DOWNLOAD_FLUSH_INTERVAL"] = min(
+        _number(config, "DOWNLOAD_FLUSH_INTERVAL", 0.1, float), 60.0
+    )
     config["SQLALCHEMY_DATABASE_URI"] = database_uri(config["DATABASE_URL"])
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
     config["MAX_FORM_MEMORY_SIZE"] = int(config["MAX_FORM_MEMORY_SIZE"])

@@ -1,4 +1,4 @@
-"""webhooks of projects and groups, their events and delivery log
+"""webhooks of projects and groups, their events and delivery log; download statistics
 
 Revision ID: 0015
 Revises: 0012
@@ -69,9 +69,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_web_hook_deliveries")),
     )  # fmt: skip
     op.create_index(op.f("ix_web_hook_deliveries_event_id"), "web_hook_deliveries", ["event_id"])
+    # Plain ADD COLUMN (no batch copy): SQLite supports it, and 0006's lower() indexes stay.
+    for table in ("packages", "package_files"):
+        op.add_column(
+            table, sa.Column("download_count", sa.Integer(), nullable=False, server_default="0")
+        )
+        op.add_column(table, sa.Column("last_downloaded_at", sa.DateTime(timezone=True)))
 
 
 def downgrade() -> None:
+    for table in ("packages", "package_files"):
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.drop_column("last_downloaded_at")
+            batch_op.drop_column("download_count")
     op.drop_table("web_hook_deliveries")
     op.drop_table("web_hook_events")
     op.drop_table("web_hooks")

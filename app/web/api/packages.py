@@ -156,7 +156,8 @@ def package_json(package: Package) -> dict[str, Any]:
             "delete_api_path": request.host_url.rstrip("/") + api_path,
         },
         "created_at": iso(package.created_at),
-        "last_downloaded_at": None,
+        "last_downloaded_at": iso(package.last_downloaded_at),
+        "download_count": package.download_count,
         "project_id": project.id,
         "project_path": project.full_path,
         "pipeline": None,
@@ -180,5 +181,7 @@ def package_file_json(package_file: PackageFile) -> dict[str, Any]:
         "status": package_file.state,
         "error_reason": package_file.error_reason if package_file.state == "error" else None,
         "requires_python": package_file.requires_python,
+        "download_count": package_file.download_count,
+        "last_downloaded_at": iso(package_file.last_downloaded_at),
         "pipelines": [],
     }
