@@ -80,6 +80,8 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         # Seconds between two writes of each web process's download counts (at most 60:
         # the contract wants them current within a minute).
         DOWNLOAD_FLUSH_INTERVAL=5,
+        # Seconds between two applications of the retention policies by the workers.
+        RETENTION_INTERVAL=3600,
     )
     app.config.from_prefixed_env(prefix="PACKYARD")
     app.config.update(overrides or {})
@@ -102,6 +104,7 @@ def _derive(config: dict[str, Any]) -> None:
     for name, minimum in (("UPSTREAM_TTL", 0), ("UPSTREAM_KEEP_DAYS", 1)):
         config[name] = _number(config, name, minimum, int)
     config["WEBHOOK_RETRIES"] = _number(config, "WEBHOOK_RETRIES", 0, int)
+    config["RETENTION_INTERVAL"] = _number(config, "RETENTION_INTERVAL", 1, float)
     for name in ("UPSTREAM_TIMEOUT", "UPSTREAM_READ_TIMEOUT", "WEBHOOK_TIMEOUT"):
         config[name] = _number(config, name, 0.1, float)
     config["WEBHOOK_RETRY_DELAY"] = _number(config, "WEBHOOK_RETRY_DELAY", 0, float)

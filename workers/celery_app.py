@@ -19,6 +19,7 @@ TASK_MODULES = [
     "workers.tasks.cleanup",
     "workers.tasks.upstream",
     "workers.tasks.hooks",
+    "workers.tasks.retention",
     "workers.sweeper",
     "workers.heartbeat",  # for the dashboard: which workers are online (embedded broker)
 ]

@@ -43,7 +43,15 @@ class UpstreamSettings:
             self.upstream_mode = "redirect" if value else "off"
 
 
-class Group(UpstreamSettings, TimestampMixin, Base):
+class RetentionSettings:
+    """Which releases the workers remove (``app.domain.retention``); None inherits from the
+    parent group, setting by setting."""
+
+    retention_keep_n: Mapped[int | None] = mapped_column(Integer)
+    retention_prerelease_days: Mapped[int | None] = mapped_column(Integer)
+
+
+class Group(UpstreamSettings, RetentionSettings, TimestampMixin, Base):
     __tablename__ = "groups"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -60,7 +68,7 @@ class Group(UpstreamSettings, TimestampMixin, Base):
     parent: Mapped[Group | None] = relationship(remote_side=[id])
 
 
-class Project(UpstreamSettings, TimestampMixin, Base):
+class Project(UpstreamSettings, RetentionSettings, TimestampMixin, Base):
     __tablename__ = "projects"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

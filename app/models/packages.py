@@ -46,6 +46,8 @@ class Package(TimestampMixin, Base):
     canonical_version: Mapped[str] = mapped_column(String(255))
     yanked: Mapped[bool] = mapped_column(Boolean, default=False)
     yanked_reason: Mapped[str | None] = mapped_column(Text)
+    # Never removed by a retention policy (app.domain.retention).
+    protected: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Download statistics (app.domain.downloads), written in batches.
     download_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_downloaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,4 +1,5 @@
-"""webhooks of projects and groups, their events and delivery log; download statistics
+"""webhooks of projects and groups, their events and delivery log; download statistics;
+retention policies of groups and projects, protected releases
 
 Revision ID: 0015
 Revises: 0012
@@ -75,9 +76,21 @@ def upgrade() -> None:
             table, sa.Column("download_count", sa.Integer(), nullable=False, server_default="0")
         )
         op.add_column(table, sa.Column("last_downloaded_at", sa.DateTime(timezone=True)))
+    op.add_column(
+        "packages", sa.Column("protected", sa.Boolean(), nullable=False, server_default="0")
+    )
+    for table in ("groups", "projects"):
+        op.add_column(table, sa.Column("retention_keep_n", sa.Integer()))
+        op.add_column(table, sa.Column("retention_prerelease_days", sa.Integer()))
 
 
 def downgrade() -> None:
+    for table in ("groups", "projects"):
+        with op.batch_alter_table(table) as batch_op:
+            batch_op.drop_column("retention_prerelease_days")
+            batch_op.drop_column("retention_keep_n")
+    with op.batch_alter_table("packages") as batch_op:
+        batch_op.drop_column("protected")
     for table in ("packages", "package_files"):
         with op.batch_alter_table(table) as batch_op:
             batch_op.drop_column("last_downloaded_at")

@@ -75,6 +75,9 @@ def upstream_settings_json(target: Group | Project) -> dict[str, Any]:
         "upstream_mode": target.upstream_mode,
         "upstream_allow": target.upstream_allow,
         "upstream_deny": target.upstream_deny,
+        # Own retention settings (null inherits), app.domain.retention.
+        "retention_keep_n": target.retention_keep_n,
+        "retention_prerelease_days": target.retention_prerelease_days,
     }
 
 
