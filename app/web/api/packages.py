@@ -23,13 +23,15 @@ from app.domain.packages import (
     packages_query,
     parse_bool,
     parse_package_query,
+    set_protected,
     unyank,
     yank,
 )
+from app.domain.retention import Removal, preview
 from app.extensions import db
 from app.models import Package, PackageFile, Project
 from app.web.api import bp
-from app.web.api.common import body, iso, paginate
+from app.web.api.common import body, iso, paginate, paginate_list
 from app.web.auth import current_identity
 from app.web.loaders import group_for, project_for, readable_project_ids_in
 from workers.tasks.cleanup import remove_stored_files
@@ -110,6 +112,39 @@ def yank_package(project_ref: str, package_id: int) -> Response:
     return jsonify(package_json(package))
 
 
+@bp.post(PACKAGE + "/protect")
+def protect_package(project_ref: str, package_id: int) -> Response:
+    package = _package(project_ref, package_id, "delete")
+    set_protected(db.session, package, True, current_identity())
+    return jsonify(package_json(package))
+
+
+@bp.post(PACKAGE + "/unprotect")
+def unprotect_package(project_ref: str, package_id: int) -> Response:
+    package = _package(project_ref, package_id, "delete")
+    set_protected(db.session, package, False, current_identity())
+    return jsonify(package_json(package))
+
+
+@bp.get("/projects/<ref:project_ref>/packages/retention/preview")
+def preview_project_retention(project_ref: str) -> Response:
+    project, _ = project_for(project_ref, "manage")
+    return paginate_list(preview(db.session, project), removal_json)
+
+
+@bp.get("/groups/<ref:group_ref>/packages/retention/preview")
+def preview_group_retention(group_ref: str) -> Response:
+    group, _ = group_for(group_ref, "manage")
+    projects = db.session.execute(
+        select(Project).where(Project.id.in_(readable_project_ids_in(group))).order_by(Project.id)
+    ).scalars()
+    return paginate_list([r for p in projects for r in preview(db.session, p)], removal_json)
+
+
+def removal_json(removal: Removal) -> dict[str, Any]:
+    return {**package_json(removal.package), "retention_reason": removal.reason}
+
+
 @bp.post(PACKAGE + "/unyank")
 def unyank_package(project_ref: str, package_id: int) -> Response:
     package = _package(project_ref, package_id, "delete")
@@ -165,6 +200,7 @@ def package_json(package: Package) -> dict[str, Any]:
         "tags": [],
         "yanked": package.yanked,
         "yanked_reason": package.yanked_reason,
+        "protected": package.protected,
     }
 
 
