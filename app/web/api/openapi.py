@@ -80,6 +80,14 @@ UPSTREAM_SETTINGS: dict[str, Schema] = {
     "upstream_deny": {**PATTERNS_SETTING, "description": "Matching names never go upstream; "
                       + PATTERNS_SETTING["description"]},
 }  # fmt: skip
+RETENTION_SETTINGS: dict[str, Schema] = {
+    "retention_keep_n": _nullable(
+        "integer", minimum=1, description="Retention: keep the newest N releases of each name; "
+        "null inherits from the parent group"),
+    "retention_prerelease_days": _nullable(
+        "integer", minimum=0, description="Retention: remove pre-releases and dev releases "
+        "older than this many days; null inherits from the parent group"),
+}  # fmt: skip
 UPLOAD_LIMIT_SETTING = _nullable(
     "integer", minimum=1, description="Bytes; null inherits (the parent group, then the instance)"
 )
@@ -116,6 +124,7 @@ SCHEMAS: dict[str, Schema] = {
                 "boolean", description="Read from upstream_mode: false for off, else true"
             ),
             **UPSTREAM_SETTINGS,
+            **RETENTION_SETTINGS,
         },
         ("id", "name", "path", "full_path", "visibility"),
     ),
@@ -136,6 +145,7 @@ SCHEMAS: dict[str, Schema] = {
             "max_upload_size": SIZE_SETTING,
             "storage_quota": SIZE_SETTING,
             **UPSTREAM_SETTINGS,
+            **RETENTION_SETTINGS,
         },
         ("id", "name", "path", "path_with_namespace", "visibility"),
     ),
@@ -232,6 +242,7 @@ SCHEMAS: dict[str, Schema] = {
             "tags": {"type": "array", "maxItems": 0},
             "yanked": BOOLEAN,
             "yanked_reason": _nullable("string"),
+            "protected": {**BOOLEAN, "description": "Never removed by a retention policy"},
         },
         ("id", "name", "version", "package_type", "status", "_links", "created_at", "yanked"),
     ),
@@ -274,6 +285,12 @@ SCHEMAS: dict[str, Schema] = {
         },
         ("id", "package_id", "file_name", "size", "file_sha256"),
     ),
+    "RetentionRemoval": {
+        "allOf": [
+            _ref("Package"),
+            _object({"retention_reason": STRING}, ("retention_reason",)),
+        ]
+    },
     "Hook": _object(
         {
             "id": INTEGER,
@@ -589,6 +606,34 @@ def _package_paths() -> dict[str, Schema]:
                 " stay downloadable. Yanking again replaces the reason.",
             ),
         },
+        package + "/protect": {
+            "post": _operation(
+                "Protect a release from retention policies", "packages",
+                ok=(200, "Protected", _ref("Package")), params=[NAMESPACE_ID, PACKAGE_ID],
+                description=maintainer,
+            ),
+        },
+        package + "/unprotect": {
+            "post": _operation(
+                "Let retention policies remove a release again", "packages",
+                ok=(200, "Not protected", _ref("Package")), params=[NAMESPACE_ID, PACKAGE_ID],
+                description=maintainer,
+            ),
+        },
+        project_pkgs + "/retention/preview": {
+            "get": _operation(
+                "What the project's retention policy would remove now (dry run)", "packages",
+                ok=(200, "Releases", _list_of("RetentionRemoval")), params=[NAMESPACE_ID],
+                paginated=True, description=maintainer,
+            ),
+        },
+        "/groups/{id}/packages/retention/preview": {
+            "get": _operation(
+                "What the retention policies would remove in the group's projects (dry run)",
+                "packages", ok=(200, "Releases", _list_of("RetentionRemoval")),
+                params=[NAMESPACE_ID], paginated=True, description=maintainer,
+            ),
+        },
         package + "/unyank": {
             "post": _operation(
                 "Unyank a release", "packages", ok=(200, "Not yanked", _ref("Package")),
@@ -829,9 +874,12 @@ def _namespace_paths() -> dict[str, Schema]:
                 "Change a group's settings (maintainers; visibility: owners; limits and quotas: "
                 "admins)", "groups",
                 ok=(200, "The group", _ref("Group")), params=[NAMESPACE_ID],
-                body=_object({**settings, **UPSTREAM_SETTINGS, "forwarding": _nullable(
-                    "boolean", description="true: upstream_mode redirect (kept if cache);"
-                    " false: off; null: inherit")}),
+                body=_object({
+                    **settings, **UPSTREAM_SETTINGS, **RETENTION_SETTINGS,
+                    "forwarding": _nullable(
+                        "boolean", description="true: upstream_mode redirect (kept if cache);"
+                        " false: off; null: inherit"),
+                }),
             ),
         },
         "/groups/{id}/subgroups": {
@@ -880,7 +928,7 @@ def _namespace_paths() -> dict[str, Schema]:
                 "Change a project's settings (maintainers; visibility: owners; limits and "
                 "quotas: admins)", "projects",
                 ok=(200, "The project", _ref("Project")), params=[NAMESPACE_ID],
-                body=_object({**settings, **UPSTREAM_SETTINGS}),
+                body=_object({**settings, **UPSTREAM_SETTINGS, **RETENTION_SETTINGS}),
             ),
         },
         "/projects/{id}/members": {

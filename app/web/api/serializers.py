@@ -44,6 +44,7 @@ def group_json(group: Group) -> dict[str, Any]:
         "storage_quota": group.storage_quota,
         "forwarding": group.forwarding,  # true for redirect and cache: see upstream_mode
         **upstream_settings_json(group),
+        **retention_settings_json(group),
     }
 
 
@@ -66,6 +67,7 @@ def project_json(project: Project) -> dict[str, Any]:
         "max_upload_size": project.max_upload_size,
         "storage_quota": project.storage_quota,
         **upstream_settings_json(project),
+        **retention_settings_json(project),
     }
 
 
@@ -75,7 +77,12 @@ def upstream_settings_json(target: Group | Project) -> dict[str, Any]:
         "upstream_mode": target.upstream_mode,
         "upstream_allow": target.upstream_allow,
         "upstream_deny": target.upstream_deny,
-        # Own retention settings (null inherits), app.domain.retention.
+    }
+
+
+def retention_settings_json(target: Group | Project) -> dict[str, Any]:
+    """Own retention settings (null inherits), app.domain.retention."""
+    return {
         "retention_keep_n": target.retention_keep_n,
         "retention_prerelease_days": target.retention_prerelease_days,
     }
