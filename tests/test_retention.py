@@ -17,6 +17,8 @@ from app.models import Package
 from app.models.base import utcnow
 from tests.dists import make_wheel
 from tests.services import LiveServer, packyard_env
+from tests.test_manage_ui import post, signed_in
+from tests.test_ui import text
 
 
 def auth(token: str) -> dict[str, str]:
@@ -164,3 +166,24 @@ def test_a_real_worker_applies_a_policy_to_30_releases(tmp_path: Path):
         )  # the storage is freed
     finally:
         server.stop()
+
+
+def test_maintainers_set_a_policy_preview_it_and_protect_releases_in_the_pages(app, shelf):
+    maintainer = signed_in(app, "maintainer")
+    settings = "/team/-/group_settings"
+    saved = post(maintainer, settings, {"name": "Team", "visibility": "private",
+                                        "retention_keep_n": "3"}, settings)  # fmt: skip
+    assert saved.status_code == 303
+    preview_page = "/team/sub/lib/-/project_retention"
+    shown = text(maintainer.get(preview_page))
+    assert "demo 0.9.dev1" in shown and "beyond the newest 3" in shown
+    assert "keep the newest 3 releases" in shown  # inherited from the group
+    assert "demo 1.0" in shown
+    package = f"/team/sub/lib/-/packages/{shelf['ids'][('demo', '1.0')]}"
+    assert post(maintainer, f"{package}/protect", page=package).status_code == 303
+    assert "protected" in text(maintainer.get(package))
+    assert "demo 1.0" not in text(maintainer.get(preview_page))
+    assert "demo 0.9.dev1" in text(maintainer.get("/team/-/group_retention"))
+    assert maintainer.post(f"{package}/unprotect").status_code == 400  # no CSRF token
+    developer = signed_in(app, "developer")
+    assert developer.get(preview_page).status_code == 403

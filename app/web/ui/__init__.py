@@ -83,6 +83,7 @@ def init_app(app: Flask, token_blueprints: Iterable[Blueprint]) -> None:
         manage,
         members,
         package_actions,
+        retention,
         users,
     )
 

@@ -157,6 +157,8 @@ def _settings_form(target: Group | Project, admin: bool) -> dict[str, Any]:
         "visibility": form.get("visibility", target.visibility),
     }
     params["upstream_mode"] = form.get("upstream_mode", "")
+    for name in ("retention_keep_n", "retention_prerelease_days"):
+        params[name] = form.get(name, "").strip()
     if admin:
         params["max_upload_size"] = form.get("max_upload_size", "").strip()
         params["storage_quota"] = form.get("storage_quota", "").strip()

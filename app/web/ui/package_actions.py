@@ -8,7 +8,15 @@ from flask import flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
 from app.domain.errors import InvalidInput, NotFound
-from app.domain.packages import delete_file, delete_package, find_file, find_package, unyank, yank
+from app.domain.packages import (
+    delete_file,
+    delete_package,
+    find_file,
+    find_package,
+    set_protected,
+    unyank,
+    yank,
+)
 from app.extensions import db
 from app.models import Package, Project
 from app.web.auth import current_identity
@@ -34,6 +42,22 @@ def unyank_release(full_path: str, package_id: int) -> ResponseReturnValue:
     project, package = _package(full_path, package_id)
     unyank(db.session, package, current_identity())
     flash(f"{package.name} {package.version} is no longer yanked.")
+    return _to_package(project, package)
+
+
+@bp.post(PACKAGE + "/protect")
+def protect_release(full_path: str, package_id: int) -> ResponseReturnValue:
+    project, package = _package(full_path, package_id)
+    set_protected(db.session, package, True, current_identity())
+    flash(f"{package.name} {package.version} is protected: retention policies keep it.")
+    return _to_package(project, package)
+
+
+@bp.post(PACKAGE + "/unprotect")
+def unprotect_release(full_path: str, package_id: int) -> ResponseReturnValue:
+    project, package = _package(full_path, package_id)
+    set_protected(db.session, package, False, current_identity())
+    flash(f"{package.name} {package.version} is no longer protected.")
     return _to_package(project, package)
 
 
