@@ -162,6 +162,24 @@ def test_yank_and_delete_are_announced_and_logged(client, registry, world):
     assert log[0]["deliveries"][0]["execution_duration"] >= 0
 
 
+def test_deleting_the_last_file_of_a_release_announces_its_deletion(client, registry, world):
+    token = world["tokens"]["maintainer"]
+    project = world["project"]
+    filename, content = make_wheel("demo", "1.0")
+    assert registry.upload(project, filename, content, token=token).status_code == 201
+    api = f"/api/v4/projects/{project.id}/packages"
+    package_id = client.get(api, headers=auth(token)).json[0]["id"]
+    file_id = client.get(f"{api}/{package_id}/package_files", headers=auth(token)).json[0]["id"]
+    with receiver() as hooked:
+        client.post(f"/api/v4/projects/{project.id}/hooks", json={"url": hooked.url},
+                    headers=auth(token))  # fmt: skip
+        deleted = client.delete(f"{api}/{package_id}/package_files/{file_id}", headers=auth(token))
+        assert deleted.status_code == 204
+        payload = json.loads(hooked.wait_for(1)[0].body)
+    assert payload["event_name"] == "package_deleted"
+    assert payload["package_files"][0]["file_name"] == filename
+
+
 def test_resend_posts_the_same_body_again(client, registry, world):
     token = world["tokens"]["maintainer"]
     group = world["group"]

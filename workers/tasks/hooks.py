@@ -64,6 +64,12 @@ def queue(package: Package, action: str, actor: Actor,
     return queue_package_event(db.session, package, action, actor, package_file, base_url())
 
 
+def queue_file_deletion(package_file: PackageFile, actor: Actor) -> list[int]:
+    """Queue ``package_deleted`` when deleting this file deletes its release (its last)."""
+    package = package_file.package
+    return queue(package, "deleted", actor) if len(package.files) == 1 else []
+
+
 def announce(package: Package, action: str, actor: Actor,
              package_file: PackageFile | None = None) -> None:  # fmt: skip
     """Queue the event of a change already committed, commit it, and send it. A database

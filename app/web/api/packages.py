@@ -35,7 +35,7 @@ from app.web.api.common import body, iso, paginate, paginate_list
 from app.web.auth import current_identity
 from app.web.loaders import group_for, project_for, readable_project_ids_in
 from workers.tasks.cleanup import remove_stored_files
-from workers.tasks.hooks import announce, queue, send_events
+from workers.tasks.hooks import announce, queue, queue_file_deletion, send_events
 
 PACKAGE = "/projects/<ref:project_ref>/packages/<int:package_id>"
 FILE_ORDER = {"id": PackageFile.id, "file_name": PackageFile.filename}
@@ -97,7 +97,9 @@ def remove_package_file(project_ref: str, package_id: int, file_id: int) -> tupl
     package_file = find_file(db.session, package, file_id)
     if package_file is None:
         raise NotFound("404 Package File Not Found")
+    events = queue_file_deletion(package_file, current_identity())
     remove_stored_files(delete_file(db.session, package_file, current_identity()))
+    send_events(events)
     return "", 204
 
 

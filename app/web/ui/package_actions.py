@@ -23,7 +23,7 @@ from app.web.auth import current_identity
 from app.web.ui import bp
 from app.web.ui.common import load_project
 from workers.tasks.cleanup import remove_stored_files
-from workers.tasks.hooks import announce, queue, send_events
+from workers.tasks.hooks import announce, queue, queue_file_deletion, send_events
 
 PACKAGE = "/<namespace:full_path>/-/packages/<int:package_id>"
 
@@ -81,7 +81,9 @@ def delete_release_file(full_path: str, package_id: int, file_id: int) -> Respon
     if package_file is None:
         raise NotFound("404 Package File Not Found")
     filename = package_file.filename
+    events = queue_file_deletion(package_file, current_identity())
     remove_stored_files(delete_file(db.session, package_file, current_identity()))
+    send_events(events)
     flash(f"Deleted {filename}.")
     if db.session.get(Package, package_id) is None:  # its last file: the release went too
         return redirect(url_for("ui.packages", full_path=project.full_path), code=303)
