@@ -72,6 +72,16 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         VISIBILITY_TIMEOUT=60,
         REDELIVER_AFTER=60,
         SWEEP_INTERVAL=15,
+        # Webhooks (workers.tasks.hooks): seconds a receiver has to answer, retries after
+        # a failed POST, and the first retry's delay (doubled for each next one).
+        WEBHOOK_TIMEOUT=5,
+        WEBHOOK_RETRIES=5,
+        WEBHOOK_RETRY_DELAY=10,
+        # Seconds between two writes of each web process's download counts (at most 60:
+        # the contract wants them current within a minute).
+        DOWNLOAD_FLUSH_INTERVAL=5,
+        # Seconds between two applications of the retention policies by the workers.
+        RETENTION_INTERVAL=3600,
     )
     app.config.from_prefixed_env(prefix="PACKYARD")
     app.config.update(overrides or {})
@@ -93,8 +103,14 @@ def _derive(config: dict[str, Any]) -> None:
     config["UPSTREAM_MODE"] = _upstream_mode(config["UPSTREAM_MODE"], config["FORWARDING"])
     for name, minimum in (("UPSTREAM_TTL", 0), ("UPSTREAM_KEEP_DAYS", 1)):
         config[name] = _number(config, name, minimum, int)
-    for name in ("UPSTREAM_TIMEOUT", "UPSTREAM_READ_TIMEOUT"):
+    config["WEBHOOK_RETRIES"] = _number(config, "WEBHOOK_RETRIES", 0, int)
+    config["RETENTION_INTERVAL"] = _number(config, "RETENTION_INTERVAL", 1, float)
+    for name in ("UPSTREAM_TIMEOUT", "UPSTREAM_READ_TIMEOUT", "WEBHOOK_TIMEOUT"):
         config[name] = _number(config, name, 0.1, float)
+    config["WEBHOOK_RETRY_DELAY"] = _number(config, "WEBHOOK_RETRY_DELAY", 0, float)
+    config["DOWNLOAD_FLUSH_INTERVAL"] = min(
+        _number(config, "DOWNLOAD_FLUSH_INTERVAL", 0.1, float), 60.0
+    )
     config["SQLALCHEMY_DATABASE_URI"] = database_uri(config["DATABASE_URL"])
     config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["DATABASE_URL"])
     config["MAX_FORM_MEMORY_SIZE"] = int(config["MAX_FORM_MEMORY_SIZE"])

@@ -10,6 +10,7 @@ connection open until its socket timeout: ``answer_errors`` answers 500 instead.
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import os
@@ -113,9 +114,21 @@ def for_uwsgi(wsgi_app: WSGIApp) -> WSGIApp:
 
 def create_uwsgi_app() -> Flask:
     """The app for uWSGI's processes (``--module app.serving:create_uwsgi_app()``)."""
+    import uwsgi
+
     app = create_app()
     app.wsgi_app = plain_http(for_uwsgi(app.wsgi_app))  # type: ignore[method-assign]
+    uwsgi.atexit = _run_exit_handlers
     return app
+
+
+def _run_exit_handlers() -> None:
+    """Python's exit handlers, which write what is still buffered (the download counts,
+    ``app.domain.counters``), safe from the stop signals that uWSGI's master repeats
+    while it waits: one would interrupt them half-way (KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    atexit._run_exitfuncs()
 
 
 class ServerFailed(RuntimeError):

@@ -18,6 +18,8 @@ TASK_MODULES = [
     "workers.tasks.files",
     "workers.tasks.cleanup",
     "workers.tasks.upstream",
+    "workers.tasks.hooks",
+    "workers.tasks.retention",
     "workers.sweeper",
     "workers.heartbeat",  # for the dashboard: which workers are online (embedded broker)
 ]

@@ -1,6 +1,7 @@
 """The sweeper: a thread in every worker that resends tasks that were lost or never sent,
-removes stored files whose deletion task was lost, and (hourly) cached upstream files
-unused for ``PACKYARD_UPSTREAM_KEEP_DAYS``.
+removes stored files whose deletion task was lost, sends webhook events the broker could
+not take and the retention tasks (every ``RETENTION_INTERVAL``), and removes (hourly)
+cached upstream files unused for ``PACKYARD_UPSTREAM_KEEP_DAYS``.
 
 A task can be lost when a worker died holding it (an embedded-broker worker keeps
 unacknowledged messages in memory; Redis only redelivers after its visibility timeout).
@@ -30,17 +31,22 @@ from sqlalchemy.orm import Session
 from app.domain.errors import DATABASE_OUTAGES
 from app.domain.packages import purge_deletions, stale_deletions
 from app.domain.processing import claim_stalled, claim_unsent, mark_unsent
+from app.domain.retention import project_ids as retention_project_ids
 from app.domain.upstream.records import expire_unused
+from app.domain.webhooks import unsent_events
 from app.extensions import db
 from app.runtime import storage
 from workers.dispatch import send_each
 from workers.tasks.files import process_file
+from workers.tasks.hooks import deliver_hook_event
+from workers.tasks.retention import apply_retention
 
 log = logging.getLogger(__name__)
 UNSENT_EVERY = 2.0  # seconds
 _stop = threading.Event()
 EXPIRE_EVERY = 3600.0  # seconds between two looks for unused upstream files
 _NEXT_EXPIRY = "packyard.next_upstream_expiry"
+_NEXT_RETENTION = "packyard.next_retention"
 
 
 def sweep_once(app: Flask) -> list[int]:
@@ -101,13 +107,42 @@ def sweep_upstream_cache(app: Flask, now: float | None = None) -> int:
     return removed
 
 
+def sweep_hook_events(app: Flask) -> int:
+    """Send webhook events the broker could not take; returns how many were sent."""
+    with app.app_context():
+        older_than = timedelta(seconds=app.config["REDELIVER_AFTER"])
+        try:
+            event_ids = unsent_events(db.session, older_than)
+        finally:
+            db.session.remove()
+    sent = len(event_ids) - len(send_each(deliver_hook_event, event_ids))
+    if sent:
+        log.warning("sweeper sent %d webhook event(s) the broker could not take", sent)
+    return sent
+
+
+def sweep_retention(app: Flask, now: float | None = None) -> int:
+    """Send a retention task per project holding packages (every RETENTION_INTERVAL)."""
+    now = time.monotonic() if now is None else now
+    if now < app.extensions.get(_NEXT_RETENTION, 0.0):
+        return 0
+    app.extensions[_NEXT_RETENTION] = now + app.config["RETENTION_INTERVAL"]
+    with app.app_context():
+        try:
+            project_ids = retention_project_ids(db.session)
+        finally:
+            db.session.remove()
+    return len(project_ids) - len(send_each(apply_retention, project_ids))
+
+
 def _run(app: Flask) -> None:
     interval = float(app.config["SWEEP_INTERVAL"])
     next_sweep = time.monotonic() + interval
     while not _stop.wait(min(UNSENT_EVERY, interval)):
         sweeps: tuple[Callable[[Flask], Any], ...] = (send_unsent,)
         if time.monotonic() >= next_sweep:
-            sweeps = (sweep_once, sweep_deletions, sweep_upstream_cache)
+            sweeps = (sweep_once, sweep_deletions, sweep_upstream_cache, sweep_hook_events,
+                      sweep_retention)  # fmt: skip
             next_sweep = time.monotonic() + interval
         for sweep in sweeps:
             try:

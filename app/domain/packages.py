@@ -254,6 +254,16 @@ def unyank(session: Session, package: Package, actor: Actor) -> None:
     session.commit()
 
 
+def set_protected(session: Session, package: Package, protected: bool, actor: Actor) -> None:
+    """Mark the release as kept by every retention policy (app.domain.retention), or not."""
+    if package.protected != protected:
+        package.protected = protected
+        action = "package_protected" if protected else "package_unprotected"
+        record(session, actor, action, package.project, "Package", package.id,
+               package_path(package))  # fmt: skip
+    session.commit()
+
+
 def purge_deletions(session: Session, store: StorageBackend, deletion_ids: Iterable[int]) -> int:
     """Remove the stored files of these pending deletions, then their rows. Idempotent:
     a deletion already done is skipped. Returns how many files were removed."""

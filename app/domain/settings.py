@@ -28,15 +28,17 @@ from app.models import Group, Project
 from app.models.namespaces import VISIBILITIES
 
 _BIGINT_MAX = 2**63 - 1  # the columns are BIGINT
+_INT_MAX = 2**31 - 1
+Parser = Callable[[str, Any], Any]
 
 
-def _size(minimum: int) -> Callable[[str, Any], int | None]:
+def _size(minimum: int, unit: str = "bytes", maximum: int = _BIGINT_MAX) -> Parser:
     def parse(name: str, value: Any) -> int | None:
         if value is None or value == "":
             return None
         number = _integer(value)
-        if number is None or not minimum <= number <= _BIGINT_MAX:
-            raise InvalidInput(f"{name} must be an integer of at least {minimum} (bytes) or null")
+        if number is None or not minimum <= number <= maximum:
+            raise InvalidInput(f"{name} must be an integer of at least {minimum} ({unit}) or null")
         return number
 
     return parse
@@ -97,6 +99,9 @@ PROJECT_SETTINGS = {
     "pypi_duplicates_allowed": _flag,
     "pypi_duplicate_exception_regex": parse_regex,
     "description": parse_description,
+    # Retention (app.domain.retention): null inherits from the parent group.
+    "retention_keep_n": _size(1, "releases of each name", _INT_MAX),
+    "retention_prerelease_days": _size(0, "days", _INT_MAX),
 }
 # ``forwarding`` (true/false) is the older word for upstream_mode redirect/off.
 GROUP_SETTINGS = {**PROJECT_SETTINGS, "forwarding": _flag}

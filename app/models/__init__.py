@@ -4,6 +4,7 @@ from app.models.accounts import DeployToken, JobToken, PersonalAccessToken, User
 from app.models.audit import AuditEvent
 from app.models.base import Base
 from app.models.cache import CacheGeneration
+from app.models.hooks import WebHook, WebHookDelivery, WebHookEvent
 from app.models.instance import InstanceSecret
 from app.models.namespaces import Group, Membership, Project
 from app.models.oidc import ExternalIdentity, PublisherToken, TrustedPublisher, UsedOidcToken
@@ -37,4 +38,7 @@ __all__ = [
     "UpstreamProject",
     "UsedOidcToken",
     "User",
+    "WebHook",
+    "WebHookDelivery",
+    "WebHookEvent",
 ]

@@ -56,7 +56,15 @@ class DuplicateSettings:
     pypi_duplicate_exception_regex: Mapped[str | None] = mapped_column(String(255))
 
 
-class Group(UpstreamSettings, DuplicateSettings, TimestampMixin, Base):
+class RetentionSettings:
+    """Which releases the workers remove (``app.domain.retention``); None inherits from the
+    parent group, setting by setting."""
+
+    retention_keep_n: Mapped[int | None] = mapped_column(Integer)
+    retention_prerelease_days: Mapped[int | None] = mapped_column(Integer)
+
+
+class Group(UpstreamSettings, DuplicateSettings, RetentionSettings, TimestampMixin, Base):
     __tablename__ = "groups"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -74,7 +82,7 @@ class Group(UpstreamSettings, DuplicateSettings, TimestampMixin, Base):
     parent: Mapped[Group | None] = relationship(remote_side=[id])
 
 
-class Project(UpstreamSettings, DuplicateSettings, TimestampMixin, Base):
+class Project(UpstreamSettings, DuplicateSettings, RetentionSettings, TimestampMixin, Base):
     __tablename__ = "projects"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -47,6 +47,11 @@ class Package(TimestampMixin, Base):
     canonical_version: Mapped[str] = mapped_column(String(255))
     yanked: Mapped[bool] = mapped_column(Boolean, default=False)
     yanked_reason: Mapped[str | None] = mapped_column(Text)
+    # Never removed by a retention policy (app.domain.retention).
+    protected: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Download statistics (app.domain.downloads), written in batches.
+    download_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_downloaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
@@ -94,6 +99,8 @@ class PackageFile(TimestampMixin, Base):
     summary: Mapped[str | None] = mapped_column(String(SUMMARY_MAX))
     metadata_sha256: Mapped[str | None] = mapped_column(String(64))
     metadata_bytes: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    download_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_downloaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     package: Mapped[Package] = relationship(back_populates="files")
 

@@ -27,6 +27,8 @@ from app.caching.responses import (
     cache_this_response,
 )
 from app.domain.audit import actor_name
+from app.domain.counters import BatchCounter, Store
+from app.domain.downloads import store_downloads
 from app.domain.errors import InvalidInput, NotFound
 from app.domain.forwarding import upstream_location
 from app.domain.indexes import (
@@ -49,7 +51,8 @@ from app.domain.uploads import UploadForm, accept_upload
 from app.domain.upstream.client import Upstream
 from app.domain.upstream.download import Streaming, obtain_file
 from app.domain.upstream.files import CachedFile, find_file, metadata_of, record_file
-from app.domain.upstream.hits import HitCounter
+from app.domain.upstream.hits import FLUSH_EVERY as HITS_FLUSH_EVERY
+from app.domain.upstream.hits import store_hits
 from app.domain.upstream.index import kept_page, load_page
 from app.domain.upstream.pages import as_project_page
 from app.domain.upstream.policy import CACHE, REDIRECT, UpstreamPolicy, mode_for_name, policy_for
@@ -62,10 +65,12 @@ from app.web.uploads import HashingSink
 from workers.dispatch import send
 from workers.tasks.cleanup import remove_stored_files
 from workers.tasks.files import enqueue
+from workers.tasks.hooks import announce
 from workers.tasks.upstream import refresh_upstream_page
 
 bp = Blueprint("pypi", __name__)
-HITS = "packyard.upstream_hits"  # app.extensions: this process's HitCounter
+HITS = "packyard.upstream_hits"  # app.extensions: this process's counters
+DOWNLOADS = "packyard.downloads"
 
 PROJECT = "/api/v4/projects/<ref:project_ref>/packages/pypi"
 GROUP = "/api/v4/groups/<ref:group_ref>/-/packages/pypi"
@@ -114,6 +119,8 @@ def upload(project_ref: str) -> tuple[str, int]:
         actor=identity,
     )
     enqueue(accepted.file_id)
+    uploaded = accepted.package_file  # reloaded by the hooks' query, after the task is sent
+    announce(uploaded.package, "published", identity, uploaded)
     remove_stored_files(accepted.storage_deletions)  # a replaced failed file's bytes
     return "201 Created\n", 201
 
@@ -312,6 +319,9 @@ def _file_response(scope: IndexScope, sha256: str, filename: str) -> Response:
         return _upstream_file_response(scope, sha256.lower(), real_name, wants_metadata)
     if wants_metadata:
         return _metadata_response(stored, scope.public)
+    if request.method == "GET":  # counted in memory; a thread writes them in batches
+        every = current_app.config["DOWNLOAD_FLUSH_INTERVAL"]
+        _counter(DOWNLOADS, store_downloads, every).add(stored.file_id)
     return _send_stored(
         stored.storage_key,
         stored.filename,
@@ -474,7 +484,8 @@ def _upstream_file_response(
         obtained.stored_at,
         scope.public,
     )
-    _hit_counter().add(obtained.id)  # written by a thread, in batches: no wait here
+    # Written by a thread, in batches: no wait here.
+    _counter(HITS, store_hits, HITS_FLUSH_EVERY).add(obtained.id)
     return response
 
 
@@ -503,19 +514,20 @@ def _upstream_metadata(upstream: Upstream, found: CachedFile, requested_by: str)
     return metadata
 
 
-def _hit_counter() -> HitCounter:
+def _counter(name: str, store: Store, every: float) -> BatchCounter:
+    """This process's counter ``name`` (in app.extensions), written by its own thread."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    counter: HitCounter | None = app.extensions.get(HITS)
+    counter: BatchCounter | None = app.extensions.get(name)
     if counter is None:
 
-        def write(counter: HitCounter) -> None:
+        def write(counter: BatchCounter) -> None:
             with app.app_context():
                 try:
                     counter.flush(db.session)
                 finally:
                     db.session.remove()
 
-        counter = app.extensions.setdefault(HITS, HitCounter(write))
+        counter = app.extensions.setdefault(name, BatchCounter(store, write, every, name))
     return counter
 
 

@@ -7,13 +7,16 @@ import logging
 from celery import Task, shared_task
 from sqlalchemy.exc import OperationalError
 
+from app.domain.audit import SYSTEM
 from app.domain.errors import DATABASE_OUTAGES
 from app.domain.processing import give_up, mark_unsent
 from app.domain.processing import process_file as process
 from app.domain.storage import StorageError
 from app.extensions import db
+from app.models import PackageFile
 from app.runtime import plugin_manager, storage
 from workers.dispatch import send
+from workers.tasks.hooks import announce
 
 log = logging.getLogger(__name__)
 OUTAGES = (OperationalError, OSError, StorageError)  # a later attempt may pass
@@ -40,6 +43,7 @@ def process_file(self: Task, file_id: int) -> str | None:
         reason = f"Not processed: {type(exc).__name__}: {exc} (retry once it is back)"
         state = "error" if give_up(db.session, file_id, reason[:2000]) else None
     if state in ("default", "error"):
+        _announce(file_id, state)
         _notify_processed(file_id, state)
     return state
 
@@ -57,6 +61,13 @@ def enqueue(file_id: int) -> None:
     except DATABASE_OUTAGES:  # then it looks lost after REDELIVER_AFTER, and is resent
         db.session.rollback()
         log.exception("could not mark file %s unsent", file_id)
+
+
+def _announce(file_id: int, state: str) -> None:
+    package_file = db.session.get(PackageFile, file_id)
+    if package_file is not None:
+        action = "processed" if state == "default" else "failed"
+        announce(package_file.package, action, SYSTEM, package_file)
 
 
 def _notify_processed(file_id: int, state: str) -> None:

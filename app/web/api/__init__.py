@@ -7,6 +7,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v4")
 from app.web.api import (  # noqa: E402,F401  (registers routes)
     audit,
     groups,
+    hooks,
     members,
     openapi,
     packages,

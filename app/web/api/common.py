@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Response, jsonify, request
+from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, func, select
 
 from app.domain.access import WRITE, granted
@@ -21,6 +22,23 @@ from app.web.auth import current_identity
 MAX_PER_PAGE = 100
 MAX_INT = 2**31 - 1  # ids and pages: the database's INTEGER
 NUL_REFUSED = "NUL characters are not allowed"
+
+
+View = Callable[..., ResponseReturnValue]
+
+
+def on_both(verb: str, suffix: str) -> Callable[[View], View]:
+    """Route a view for groups (``group_ref``) and for projects (``project_ref``)."""
+
+    def register(view: View) -> View:
+        from app.web.api import bp  # the blueprint imports this module
+
+        route = getattr(bp, verb)
+        route(f"/groups/<ref:group_ref>{suffix}", endpoint=f"group_{view.__name__}")(view)
+        route(f"/projects/<ref:project_ref>{suffix}", endpoint=f"project_{view.__name__}")(view)
+        return view
+
+    return register
 
 
 def api_user(write: bool = False) -> tuple[Identity, User]:

@@ -3,34 +3,16 @@ role, remove. Adding is in ``groups`` and ``projects``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from flask import Response, jsonify
-from flask.typing import ResponseReturnValue
 
 from app.domain.members import all_members, change_role, direct_members, find_membership, leave
 from app.domain.members import remove_member as remove_membership
 from app.extensions import db
 from app.models import Group, Project, User
-from app.web.api import bp
-from app.web.api.common import api_user, body, int_param, paginate_list, required
+from app.web.api.common import api_user, body, int_param, on_both, paginate_list, required
 from app.web.api.serializers import member_json
 from app.web.auth import current_identity
 from app.web.loaders import group_for, project_for
-
-View = Callable[..., ResponseReturnValue]
-
-
-def _on_both(verb: str, suffix: str) -> Callable[[View], View]:
-    """Route a view for groups (``group_ref``) and for projects (``project_ref``)."""
-
-    def register(view: View) -> View:
-        route = getattr(bp, verb)
-        route(f"/groups/<ref:group_ref>{suffix}", endpoint=f"group_{view.__name__}")(view)
-        route(f"/projects/<ref:project_ref>{suffix}", endpoint=f"project_{view.__name__}")(view)
-        return view
-
-    return register
 
 
 def _target(group_ref: str, project_ref: str, permission: str) -> tuple[Group | Project, int]:
@@ -41,7 +23,7 @@ def _target(group_ref: str, project_ref: str, permission: str) -> tuple[Group | 
     return project, access.role
 
 
-@_on_both("get", "/members")
+@on_both("get", "/members")
 def list_members(group_ref: str = "", project_ref: str = "") -> Response:
     api_user()
     target, _role = _target(group_ref, project_ref, "visible")
@@ -49,7 +31,7 @@ def list_members(group_ref: str = "", project_ref: str = "") -> Response:
     return paginate_list(members, lambda m: member_json(m.user, m.access_level))
 
 
-@_on_both("get", "/members/all")
+@on_both("get", "/members/all")
 def list_all_members(group_ref: str = "", project_ref: str = "") -> Response:
     api_user()
     target, _role = _target(group_ref, project_ref, "visible")
@@ -57,7 +39,7 @@ def list_all_members(group_ref: str = "", project_ref: str = "") -> Response:
     return paginate_list(members, lambda m: member_json(m.user, m.access_level, m.source))
 
 
-@_on_both("get", "/members/<int:user_id>")
+@on_both("get", "/members/<int:user_id>")
 def get_member(user_id: int, group_ref: str = "", project_ref: str = "") -> Response:
     api_user()
     target, _role = _target(group_ref, project_ref, "visible")
@@ -65,7 +47,7 @@ def get_member(user_id: int, group_ref: str = "", project_ref: str = "") -> Resp
     return jsonify(member_json(_user(user_id), membership.access_level))
 
 
-@_on_both("put", "/members/<int:user_id>")
+@on_both("put", "/members/<int:user_id>")
 def put_member(user_id: int, group_ref: str = "", project_ref: str = "") -> Response:
     api_user(write=True)
     target, role = _target(group_ref, project_ref, "manage")
@@ -76,7 +58,7 @@ def put_member(user_id: int, group_ref: str = "", project_ref: str = "") -> Resp
     return jsonify(member_json(_user(user_id), membership.access_level))
 
 
-@_on_both("delete", "/members/<int:user_id>")
+@on_both("delete", "/members/<int:user_id>")
 def delete_member(user_id: int, group_ref: str = "", project_ref: str = "") -> tuple[str, int]:
     _identity, caller = api_user(write=True)
     if caller.id == user_id:  # leaving: any member may, not only maintainers

@@ -100,6 +100,14 @@ PROTECTION_LEVEL: Schema = {
     "type": ["string", "null"],
     "enum": ["maintainer", "owner", "admin", None],
 }
+RETENTION_SETTINGS: dict[str, Schema] = {
+    "retention_keep_n": _nullable(
+        "integer", minimum=1, description="Retention: keep the newest N releases of each name; "
+        "null inherits from the parent group"),
+    "retention_prerelease_days": _nullable(
+        "integer", minimum=0, description="Retention: remove pre-releases and dev releases "
+        "older than this many days; null inherits from the parent group"),
+}  # fmt: skip
 UPLOAD_LIMIT_SETTING = _nullable(
     "integer", minimum=1, description="Bytes; null inherits (the parent group, then the instance)"
 )
@@ -138,6 +146,7 @@ SCHEMAS: dict[str, Schema] = {
             ),
             **UPSTREAM_SETTINGS,
             **DUPLICATE_SETTINGS,
+            **RETENTION_SETTINGS,
         },
         ("id", "name", "path", "full_path", "visibility"),
     ),
@@ -160,6 +169,7 @@ SCHEMAS: dict[str, Schema] = {
             "storage_quota": SIZE_SETTING,
             **UPSTREAM_SETTINGS,
             **DUPLICATE_SETTINGS,
+            **RETENTION_SETTINGS,
         },
         ("id", "name", "path", "path_with_namespace", "visibility"),
     ),
@@ -255,7 +265,11 @@ SCHEMAS: dict[str, Schema] = {
                 {"web_path": STRING, "delete_api_path": STRING}, ("web_path", "delete_api_path")
             ),
             "created_at": TIME,
-            "last_downloaded_at": TIME,
+            "last_downloaded_at": {
+                **TIME,
+                "description": "Current within DOWNLOAD_FLUSH_INTERVAL (default 5 s)",
+            },
+            "download_count": {**INTEGER, "description": "Downloads of the release's files"},
             "project_id": INTEGER,
             "project_path": STRING,
             "pipeline": {"type": "null"},
@@ -263,6 +277,7 @@ SCHEMAS: dict[str, Schema] = {
             "tags": {"type": "array", "maxItems": 0},
             "yanked": BOOLEAN,
             "yanked_reason": _nullable("string"),
+            "protected": {**BOOLEAN, "description": "Never removed by a retention policy"},
         },
         ("id", "name", "version", "package_type", "status", "_links", "created_at", "yanked"),
     ),
@@ -299,9 +314,73 @@ SCHEMAS: dict[str, Schema] = {
                 "string", description="Why processing refused the file; null unless status is error"
             ),
             "requires_python": _nullable("string"),
+            "download_count": INTEGER,
+            "last_downloaded_at": TIME,
             "pipelines": {"type": "array", "maxItems": 0},
         },
         ("id", "package_id", "file_name", "size", "file_sha256"),
+    ),
+    "RetentionRemoval": {
+        "allOf": [
+            _ref("Package"),
+            _object({"retention_reason": STRING}, ("retention_reason",)),
+        ]
+    },
+    "Hook": _object(
+        {
+            "id": INTEGER,
+            "url": STRING,
+            "project_id": INTEGER,
+            "group_id": INTEGER,
+            "created_at": TIME,
+            "package_events": BOOLEAN,
+            "enable_ssl_verification": BOOLEAN,
+            "token_set": {
+                **BOOLEAN,
+                "description": "Whether bodies are signed (the token is never shown)",
+            },
+            "push_events": BOOLEAN,
+            "tag_push_events": BOOLEAN,
+            "merge_requests_events": BOOLEAN,
+        },
+        ("id", "url", "package_events"),
+    ),
+    "HookEvent": _object(
+        {
+            "id": INTEGER,
+            "hook_id": INTEGER,
+            "trigger": {
+                "type": "string",
+                "enum": [
+                    "package_published",
+                    "package_processed",
+                    "package_failed",
+                    "package_yanked",
+                    "package_deleted",
+                ],
+            },
+            "state": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "attempts": INTEGER,
+            "created_at": TIME,
+            "request_data": {"type": "object", "description": "The body sent (and resent)"},
+            "response_status": _nullable("integer"),
+            "execution_duration": _nullable("number"),
+            "deliveries": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "id": INTEGER,
+                        "status": {"type": "string", "enum": ["succeeded", "failed"]},
+                        "response_status": _nullable("integer"),
+                        "execution_duration": {"type": "number"},
+                        "error": _nullable("string"),
+                        "created_at": TIME,
+                    },
+                    ("id", "status"),
+                ),
+            },
+        },
+        ("id", "hook_id", "trigger", "state", "attempts"),
     ),
     "ReservedName": _object(
         {
@@ -562,6 +641,34 @@ def _package_paths() -> dict[str, Schema]:
                 " stay downloadable. Yanking again replaces the reason.",
             ),
         },
+        package + "/protect": {
+            "post": _operation(
+                "Protect a release from retention policies", "packages",
+                ok=(200, "Protected", _ref("Package")), params=[NAMESPACE_ID, PACKAGE_ID],
+                description=maintainer,
+            ),
+        },
+        package + "/unprotect": {
+            "post": _operation(
+                "Let retention policies remove a release again", "packages",
+                ok=(200, "Not protected", _ref("Package")), params=[NAMESPACE_ID, PACKAGE_ID],
+                description=maintainer,
+            ),
+        },
+        project_pkgs + "/retention/preview": {
+            "get": _operation(
+                "What the project's retention policy would remove now (dry run)", "packages",
+                ok=(200, "Releases", _list_of("RetentionRemoval")), params=[NAMESPACE_ID],
+                paginated=True, description=maintainer,
+            ),
+        },
+        "/groups/{id}/packages/retention/preview": {
+            "get": _operation(
+                "What the retention policies would remove in the group's projects (dry run)",
+                "packages", ok=(200, "Releases", _list_of("RetentionRemoval")),
+                params=[NAMESPACE_ID], paginated=True, description=maintainer,
+            ),
+        },
         package + "/unyank": {
             "post": _operation(
                 "Unyank a release", "packages", ok=(200, "Not yanked", _ref("Package")),
@@ -697,6 +804,74 @@ def _token_paths() -> dict[str, Schema]:
     return paths
 
 
+HOOK_ID = _param("hook_id", "path", {"type": "integer", "minimum": 1, "examples": [1]})
+HOOK_BODY = _object({
+    "url": {**STRING, "description": "An http(s) URL; loopback and private addresses too"},
+    "token": {**STRING, "description": "Signs each body: X-Packyard-Signature-256"},
+    "package_events": {**BOOLEAN, "default": True},
+    "enable_ssl_verification": {**BOOLEAN, "default": True},
+})  # fmt: skip
+
+
+def _hook_paths() -> dict[str, Schema]:
+    paths: dict[str, Schema] = {}
+    for kind in ("projects", "groups"):
+        base, what = f"/{kind}/{{id}}/hooks", kind[:-1]
+        one = base + "/{hook_id}"
+        paths[base] = {
+            "get": _operation(
+                f"List the webhooks of a {what} (maintainers)",
+                kind,
+                ok=(200, "Hooks", _list_of("Hook")),
+                params=[NAMESPACE_ID],
+                paginated=True,
+            ),
+            "post": _operation(
+                f"Add a webhook to a {what} (maintainers)",
+                kind,
+                ok=(201, "Created", _ref("Hook")),
+                params=[NAMESPACE_ID],
+                body={**HOOK_BODY, "required": ["url"]},
+            ),
+        }
+        paths[one] = {
+            "get": _operation(
+                "Get a webhook",
+                kind,
+                ok=(200, "The hook", _ref("Hook")),
+                params=[NAMESPACE_ID, HOOK_ID],
+            ),
+            "put": _operation(
+                "Edit a webhook",
+                kind,
+                ok=(200, "The hook", _ref("Hook")),
+                params=[NAMESPACE_ID, HOOK_ID],
+                body=HOOK_BODY,
+            ),
+            "delete": _operation(
+                "Delete a webhook", kind, ok=_no_content("Deleted"), params=[NAMESPACE_ID, HOOK_ID]
+            ),
+        }
+        paths[one + "/events"] = {
+            "get": _operation(
+                "The webhook's events and delivery log, newest first",
+                kind,
+                ok=(200, "Events", _list_of("HookEvent")),
+                params=[NAMESPACE_ID, HOOK_ID],
+                paginated=True,
+            ),
+        }
+        paths[one + "/events/{event_id}/resend"] = {
+            "post": _operation(
+                "Send an event again (queued for the workers)",
+                kind,
+                ok=(202, "Queued", _ref("HookEvent")),
+                params=[NAMESPACE_ID, HOOK_ID, EVENT_ID],
+            ),
+        }
+    return paths  # fmt: skip
+
+
 def _namespace_paths() -> dict[str, Schema]:
     settings = {
         "max_upload_size": UPLOAD_LIMIT_SETTING,
@@ -736,6 +911,7 @@ def _namespace_paths() -> dict[str, Schema]:
                 "admins)", "groups",
                 ok=(200, "The group", _ref("Group")), params=[NAMESPACE_ID],
                 body=_object({**settings, **UPSTREAM_SETTINGS, **DUPLICATE_SETTINGS,
+                              **RETENTION_SETTINGS,
                               "forwarding": _nullable(
                     "boolean", description="true: upstream_mode redirect (kept if cache);"
                     " false: off; null: inherit")}),
@@ -789,7 +965,7 @@ def _namespace_paths() -> dict[str, Schema]:
                 "quotas: admins)", "projects",
                 ok=(200, "The project", _ref("Project")), params=[NAMESPACE_ID],
                 body=_object({**settings, **UPSTREAM_SETTINGS, **DUPLICATE_SETTINGS,
-                              "packages_enabled": PACKAGES_ENABLED}),
+                              **RETENTION_SETTINGS, "packages_enabled": PACKAGES_ENABLED}),
             ),
         },
         "/projects/{id}/members": {
@@ -1142,7 +1318,7 @@ def document() -> Schema:
             **_package_paths(),
             **_reserved_name_paths(),
             **_token_paths(),
-            **_merged(_namespace_paths(), _member_paths(), _deletion_paths()),
+            **_merged(_namespace_paths(), _member_paths(), _deletion_paths(), _hook_paths()),
             **_user_and_audit_paths(),
             **_trusted_publisher_paths(),
             **_protection_paths(),

@@ -24,17 +24,20 @@ from app.domain.packages import (
     packages_query,
     parse_bool,
     parse_package_query,
+    set_protected,
     unyank,
     yank,
 )
 from app.domain.protection import DELETE, caller_level, check_not_protected
+from app.domain.retention import Removal, preview
 from app.extensions import db
 from app.models import Package, PackageFile, Project
 from app.web.api import bp
-from app.web.api.common import body, iso, paginate
+from app.web.api.common import body, iso, paginate, paginate_list
 from app.web.auth import current_identity
 from app.web.loaders import group_for, project_for, readable_project_ids_in
 from workers.tasks.cleanup import remove_stored_files
+from workers.tasks.hooks import announce, queue, queue_file_deletion, send_events
 
 PACKAGE = "/projects/<ref:project_ref>/packages/<int:package_id>"
 FILE_ORDER = {"id": PackageFile.id, "file_name": PackageFile.filename}
@@ -67,7 +70,9 @@ def get_package(project_ref: str, package_id: int) -> Response:
 @bp.delete(PACKAGE)
 def remove_package(project_ref: str, package_id: int) -> tuple[str, int]:
     package = _package(project_ref, package_id, "delete")
+    events = queue(package, "deleted", current_identity())  # committed with the deletion
     remove_stored_files(delete_package(db.session, package, current_identity()))
+    send_events(events)
     return "", 204
 
 
@@ -94,7 +99,9 @@ def remove_package_file(project_ref: str, package_id: int, file_id: int) -> tupl
     package_file = find_file(db.session, package, file_id)
     if package_file is None:
         raise NotFound("404 Package File Not Found")
+    events = queue_file_deletion(package_file, current_identity())
     remove_stored_files(delete_file(db.session, package_file, current_identity()))
+    send_events(events)
     return "", 204
 
 
@@ -105,7 +112,41 @@ def yank_package(project_ref: str, package_id: int) -> Response:
     if reason is not None and not isinstance(reason, str):
         raise InvalidInput("reason is invalid")
     yank(db.session, package, reason, current_identity())
+    announce(package, "yanked", current_identity())
     return jsonify(package_json(package))
+
+
+@bp.post(PACKAGE + "/protect")
+def protect_package(project_ref: str, package_id: int) -> Response:
+    package = _package(project_ref, package_id, "delete")
+    set_protected(db.session, package, True, current_identity())
+    return jsonify(package_json(package))
+
+
+@bp.post(PACKAGE + "/unprotect")
+def unprotect_package(project_ref: str, package_id: int) -> Response:
+    package = _package(project_ref, package_id, "delete")
+    set_protected(db.session, package, False, current_identity())
+    return jsonify(package_json(package))
+
+
+@bp.get("/projects/<ref:project_ref>/packages/retention/preview")
+def preview_project_retention(project_ref: str) -> Response:
+    project, _ = project_for(project_ref, "manage")
+    return paginate_list(preview(db.session, project), removal_json)
+
+
+@bp.get("/groups/<ref:group_ref>/packages/retention/preview")
+def preview_group_retention(group_ref: str) -> Response:
+    group, _ = group_for(group_ref, "manage")
+    projects = db.session.execute(
+        select(Project).where(Project.id.in_(readable_project_ids_in(group))).order_by(Project.id)
+    ).scalars()
+    return paginate_list([r for p in projects for r in preview(db.session, p)], removal_json)
+
+
+def removal_json(removal: Removal) -> dict[str, Any]:
+    return {**package_json(removal.package), "retention_reason": removal.reason}
 
 
 @bp.post(PACKAGE + "/unyank")
@@ -158,7 +199,8 @@ def package_json(package: Package) -> dict[str, Any]:
             "delete_api_path": request.host_url.rstrip("/") + api_path,
         },
         "created_at": iso(package.created_at),
-        "last_downloaded_at": None,
+        "last_downloaded_at": iso(package.last_downloaded_at),
+        "download_count": package.download_count,
         "project_id": project.id,
         "project_path": project.full_path,
         "pipeline": None,
@@ -166,6 +208,7 @@ def package_json(package: Package) -> dict[str, Any]:
         "tags": [],
         "yanked": package.yanked,
         "yanked_reason": package.yanked_reason,
+        "protected": package.protected,
     }
 
 
@@ -182,5 +225,7 @@ def package_file_json(package_file: PackageFile) -> dict[str, Any]:
         "status": package_file.state,
         "error_reason": package_file.error_reason if package_file.state == "error" else None,
         "requires_python": package_file.requires_python,
+        "download_count": package_file.download_count,
+        "last_downloaded_at": iso(package_file.last_downloaded_at),
         "pipelines": [],
     }

@@ -46,6 +46,7 @@ def group_json(group: Group) -> dict[str, Any]:
         "forwarding": group.forwarding,  # true for redirect and cache: see upstream_mode
         **upstream_settings_json(group),
         **duplicate_settings_json(group),
+        **retention_settings_json(group),
     }
 
 
@@ -70,6 +71,7 @@ def project_json(project: Project) -> dict[str, Any]:
         "storage_quota": project.storage_quota,
         **upstream_settings_json(project),
         **duplicate_settings_json(project),
+        **retention_settings_json(project),
     }
 
 
@@ -87,6 +89,14 @@ def duplicate_settings_json(target: Group | Project) -> dict[str, Any]:
     return {
         "pypi_duplicates_allowed": target.pypi_duplicates_allowed,
         "pypi_duplicate_exception_regex": target.pypi_duplicate_exception_regex,
+    }
+
+
+def retention_settings_json(target: Group | Project) -> dict[str, Any]:
+    """Own retention settings (null inherits), app.domain.retention."""
+    return {
+        "retention_keep_n": target.retention_keep_n,
+        "retention_prerelease_days": target.retention_prerelease_days,
     }
 
 

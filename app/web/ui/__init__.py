@@ -79,9 +79,11 @@ def init_app(app: Flask, token_blueprints: Iterable[Blueprint]) -> None:
         dashboard,
         errors,
         filters,
+        hooks,
         manage,
         members,
         package_actions,
+        retention,
         users,
     )
 

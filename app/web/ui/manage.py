@@ -174,6 +174,8 @@ def _settings_form(target: Group | Project, admin: bool) -> dict[str, Any]:
         params[name] = form.get(name, "" if current is None else str(current).lower())
     if isinstance(target, Project):
         params["packages_enabled"] = form.get("packages_enabled", str(target.packages_enabled))
+    for name in ("retention_keep_n", "retention_prerelease_days"):
+        params[name] = form.get(name, "").strip()
     if admin:
         params["max_upload_size"] = form.get("max_upload_size", "").strip()
         params["storage_quota"] = form.get("storage_quota", "").strip()

@@ -29,7 +29,7 @@ def has_endpoint(endpoint: str) -> bool:
     return endpoint in current_app.view_functions
 
 
-MANAGE_PAGES = (("deploy_tokens", "Deploy tokens"), ("settings", "Settings"))
+MANAGE_PAGES = (("deploy_tokens", "Deploy tokens"), ("hooks", "Webhooks"), ("settings", "Settings"))
 
 
 @bp.app_template_global("manage_links")

@@ -1,0 +1,119 @@
+"""Download statistics: counted in memory during the request, written in batches, shown in
+the packages API (``download_count``, GitLab's ``last_downloaded_at``) and on the package
+page; then real pip installs, concurrent, against a live server restarted mid-way."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Package, PackageFile
+from app.web.pypi import DOWNLOADS
+from tests.dists import make_sdist, make_wheel
+from tests.services import LiveServer, packyard_env
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"PRIVATE-TOKEN": token}
+
+
+def flush_downloads(app) -> int:
+    counter = app.extensions.get(DOWNLOADS)
+    return counter.flush(db.session) if counter is not None else 0
+
+
+def test_downloads_are_counted_without_a_write_in_the_request(client, registry):
+    root = registry.user("root", admin=True)
+    token = registry.token(root)
+    project = registry.project(registry.group("team", visibility="public"), "lib", "public")
+    wheel, wheel_bytes = make_wheel("demo", "1.0")
+    sdist, sdist_bytes = make_sdist("demo", "1.0")
+    for filename, content in ((wheel, wheel_bytes), (sdist, sdist_bytes)):
+        assert registry.upload(project, filename, content, token=token).status_code == 201
+    files = {f.filename: f for f in db.session.execute(select(PackageFile)).scalars()}
+    base = f"/api/v4/projects/{project.id}/packages/pypi/files"
+    for _ in range(3):
+        assert client.get(f"{base}/{files[wheel].sha256}/{wheel}").status_code == 200
+    assert client.get(f"{base}/{files[sdist].sha256}/{sdist}").status_code == 200
+    assert client.head(f"{base}/{files[sdist].sha256}/{sdist}").status_code == 200  # not one
+    assert client.get(f"{base}/{files[wheel].sha256}/{wheel}.metadata").status_code == 200
+    db.session.expire_all()
+    package = db.session.execute(select(Package)).scalar_one()
+    assert package.download_count == 0 and package.last_downloaded_at is None  # not yet
+    assert flush_downloads(registry.app) == 4
+    assert flush_downloads(registry.app) == 0  # nothing is written twice
+    api = f"/api/v4/projects/{project.id}/packages"
+    shown = client.get(api, headers=auth(token)).json[0]
+    assert shown["download_count"] == 4 and shown["last_downloaded_at"].endswith("Z")
+    listed = client.get(f"{api}/{package.id}/package_files", headers=auth(token)).json
+    assert {f["file_name"]: f["download_count"] for f in listed} == {wheel: 3, sdist: 1}
+    page = client.get(f"/team/lib/-/packages/{package.id}").get_data(as_text=True)
+    assert '<dd class="downloads">4' in page and '<td class="num downloads">3</td>' in page
+
+
+# --- real pip installs against a live server -------------------------------------------
+
+
+def pip_install(index_url: str, target: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--no-deps",
+         "--disable-pip-version-check", "--target", str(target), "--index-url", index_url,
+         "demo==1.0"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
+def installs(server: LiveServer, project: dict, count: int, tmp: Path, tag: str) -> None:
+    host = server.url.removeprefix("http://")
+    index = f"http://__token__:{server.admin_token}@{host}/api/v4/projects/{project['id']}"
+    index += "/packages/pypi/simple/"
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        done = pool.map(lambda n: pip_install(index, tmp / f"{tag}-{n}"), range(count))
+        list(done)
+
+
+def counts(server: LiveServer, project: dict) -> tuple[int, str | None]:
+    package = server.api("GET", f"/projects/{project['id']}/packages").json()[0]
+    return package["download_count"], package["last_downloaded_at"]
+
+
+def wait_count(server: LiveServer, project: dict, expected: int, within: float) -> int:
+    deadline = time.monotonic() + within
+    while (seen := counts(server, project)[0]) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return seen
+
+
+def test_concurrent_pip_installs_are_all_counted_across_a_web_restart(tmp_path: Path):
+    # First a minute between writes: only the write at exit can save the counts.
+    env = packyard_env(tmp_path, DOWNLOAD_FLUSH_INTERVAL="60", UPSTREAM_MODE="off")
+    server = LiveServer(tmp_path, env, worker=True, web_workers=2)
+    try:
+        group = server.api("POST", "/groups", json={"name": "Team", "path": "team"}).json()
+        fields = {"name": "Lib", "path": "lib", "namespace_id": group["id"]}
+        project = server.api("POST", "/projects", json=fields).json()
+        filename, content = make_wheel("demo", "1.0")
+        uploaded = requests.post(
+            f"{server.url}/api/v4/projects/{project['id']}/packages/pypi",
+            data={":action": "file_upload", "name": "demo", "version": "1.0"},
+            files={"content": (filename, content)}, auth=("__token__", server.admin_token),
+            timeout=60,
+        )  # fmt: skip
+        assert uploaded.status_code == 201
+        installs(server, project, 6, tmp_path, "before")
+        server.stop()  # at once: the last counts are still in the web processes' memory
+        env["PACKYARD_DOWNLOAD_FLUSH_INTERVAL"] = "2"
+        server = LiveServer(tmp_path, env, worker=True, web_workers=2)
+        assert counts(server, project)[0] == 6  # written when the web processes stopped
+        installs(server, project, 5, tmp_path, "after")
+        assert wait_count(server, project, 11, within=2 + 10) == 11
+        assert counts(server, project)[1] is not None
+    finally:
+        server.stop()
