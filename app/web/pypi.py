@@ -118,9 +118,9 @@ def upload(project_ref: str) -> tuple[str, int]:
         uploader=actor_name(identity),
         actor=identity,
     )
-    enqueue(accepted.file_id)
-    uploaded = accepted.package_file  # reloaded by the hooks' query, after the task is sent
+    uploaded = accepted.package_file  # published is announced before processing can end
     announce(uploaded.package, "published", identity, uploaded)
+    enqueue(accepted.file_id)
     remove_stored_files(accepted.storage_deletions)  # a replaced failed file's bytes
     return "201 Created\n", 201
 
