@@ -1,5 +1,5 @@
-"""The ``packyard`` command: serve, worker, create-admin, db upgrade, upstream. Thin: calls
-the domain."""
+"""The ``packyard`` command: serve, worker, create-admin, db upgrade, upstream, backup,
+check. Thin: calls the domain."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask
@@ -17,6 +18,9 @@ from app import create_app
 from app.config import EMBEDDED_BROKER, load_env_file
 from app.domain.accounts import create_personal_token, ensure_admin
 from app.domain.audit import SYSTEM
+from app.domain.backup.create import BackupRefused, create_backup
+from app.domain.backup.layout import BackupInvalid
+from app.domain.backup.restore import RestoreRefused, restore_backup
 from app.domain.errors import PackyardError
 from app.domain.storage import StorageError, backend_for_url
 from app.domain.storage_migration import describe, migrate_storage, problems, recorded_hashes
@@ -93,6 +97,45 @@ def _upgrade() -> None:
         upgrade()
     except MigrationRefused as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.group("backup")
+def backup_group() -> None:
+    """Backups of the database and files."""
+
+
+@backup_group.command("create")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+def backup_create(path: Path) -> None:
+    """Write a consistent backup of the database and files to PATH (a new directory);
+    safe while the registry serves."""
+    app = create_app()
+    with app.app_context():
+        try:
+            manifest = create_backup(db.engine, storage(), path, click.echo)
+        except BackupRefused as exc:
+            raise click.ClickException(str(exc)) from None
+    rows = sum(t.rows for t in manifest.tables)
+    click.echo(f"backup {manifest.id}: {rows} rows, {len(manifest.files)} files in {path}")
+    for problem in manifest.problems:
+        click.echo(f"not backed up: {problem}", err=True)
+    if manifest.problems:
+        raise click.ClickException("some files were not backed up (above)")
+
+
+@backup_group.command("restore")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def backup_restore(path: Path) -> None:
+    """Restore the backup in PATH into this (empty) instance; run it again to continue an
+    interrupted restore."""
+    app = create_app()
+    with app.app_context():
+        try:
+            manifest = restore_backup(db.engine, storage(), path, upgrade, click.echo)
+        except (BackupInvalid, RestoreRefused) as exc:
+            raise click.ClickException(str(exc)) from None
+        _upgrade()  # a backup of an older release: bring the schema up to this one
+    click.echo(f"restored backup {manifest.id} of {manifest.created_at}")
 
 
 @main.group("upstream")
