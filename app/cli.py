@@ -23,6 +23,7 @@ from app.domain.backup.layout import BackupInvalid
 from app.domain.backup.restore import RestoreRefused, restore_backup
 from app.domain.errors import PackyardError
 from app.domain.storage import StorageError, backend_for_url
+from app.domain.storage_check import check_storage, repair
 from app.domain.storage_migration import describe, migrate_storage, problems, recorded_hashes
 from app.domain.upstream.records import cache_totals, files_query, purge
 from app.domain.users import set_password
@@ -136,6 +137,30 @@ def backup_restore(path: Path) -> None:
             raise click.ClickException(str(exc)) from None
         _upgrade()  # a backup of an older release: bring the schema up to this one
     click.echo(f"restored backup {manifest.id} of {manifest.created_at}")
+
+
+@main.command("check")
+@click.option("--repair", "do_repair", is_flag=True, help="Fix what can be fixed.")
+@click.option(
+    "--grace", default=60.0, show_default=True,
+    help="Seconds an orphan file must stay without a row before --repair removes it.",
+)  # fmt: skip
+def check(do_repair: bool, grace: float) -> None:
+    """Find rows without files, files without rows and hash mismatches; exit 1 if any."""
+    app = create_app()
+    with app.app_context():
+        findings = check_storage(db.session, storage(), click.echo)
+        if do_repair:
+            repair(db.session, storage(), findings, grace)
+    for finding in findings:
+        click.echo(finding.describe())
+        if finding.repaired:
+            click.echo(f"  repaired: {finding.repaired}")
+        if finding.unrepairable:
+            click.echo(f"  cannot repair: {finding.unrepairable}")
+    if findings:
+        raise click.ClickException(f"{len(findings)} problems found (above)")
+    click.echo("no problems found")
 
 
 @main.group("upstream")

@@ -25,13 +25,13 @@ from app.domain.backup.layout import (
     FileEntry,
     Manifest,
     TableDump,
-    Throttle,
     encode,
     file_sha256,
     files_root,
     reflect,
     table_path,
 )
+from app.domain.progress import Throttle
 from app.domain.storage import FileStorage, StorageBackend, StorageError
 from app.domain.storage_migration import CopyFailed, copy_verified
 from app.models import PackageFile, UpstreamFile

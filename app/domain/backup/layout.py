@@ -16,9 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -137,16 +135,3 @@ def file_sha256(path: Path) -> str:
         while chunk := fh.read(1024 * 1024):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-class Throttle:
-    """Calls ``report`` at most every ``every`` seconds (progress lines for the CLI)."""
-
-    def __init__(self, report: Callable[[str], None], every: float = 2.0) -> None:
-        self.report, self.every = report, every
-        self._last = time.monotonic()
-
-    def __call__(self, message: Callable[[], str], force: bool = False) -> None:
-        if force or time.monotonic() - self._last >= self.every:
-            self.report(message())
-            self._last = time.monotonic()

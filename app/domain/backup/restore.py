@@ -21,13 +21,13 @@ from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, 
 from app.domain.backup.layout import (
     BackupInvalid,
     Manifest,
-    Throttle,
     decode,
     file_sha256,
     files_root,
     reflect,
     table_path,
 )
+from app.domain.progress import Throttle
 from app.domain.storage import FileStorage, StorageBackend
 from app.domain.storage_migration import copy_verified
 from app.models.instance import InstanceSecret
