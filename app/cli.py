@@ -28,6 +28,7 @@ from app.domain.storage_migration import describe, migrate_storage, problems, re
 from app.domain.upstream.records import cache_totals, files_query, purge
 from app.domain.users import set_password
 from app.extensions import db
+from app.metrics.exposition import default_directory, use_directory
 from app.migrations import MigrationRefused, upgrade
 from app.models import User
 from app.plugin_manager import storage_factories
@@ -243,7 +244,10 @@ def _read_password() -> str:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
     """A Celery worker for the configured broker (same as ``celery -A workers worker``)."""
-    celery = create_app().extensions["celery"]
+    app = create_app()
+    # Counted in the directory `packyard serve` on this host scrapes (if any).
+    use_directory(default_directory(app.config["DATA_DIR"]), clean=False)
+    celery = app.extensions["celery"]
     celery.worker_main(["worker", "--loglevel=INFO", *celery_args])
 
 
@@ -260,6 +264,8 @@ def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
         if app.config["DATABASE_URL"].startswith("sqlite"):
             _upgrade()
         _first_run_admin(app)
+    # The uWSGI processes and the worker count in files here; /-/metrics sums them.
+    use_directory(default_directory(app.config["DATA_DIR"]), clean=True)
     url = f"http://{host}:{port}/"
     click.echo(f"Packyard serving on {url}", err=False)
     sys.stdout.flush()

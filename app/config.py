@@ -72,6 +72,8 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         VISIBILITY_TIMEOUT=60,
         REDELIVER_AFTER=60,
         SWEEP_INTERVAL=15,
+        METRICS_TOKEN=None,  # when set, /-/metrics wants it as a Bearer token
+        LOG_FORMAT="text",  # or "json": one JSON object per log line, with the request id
     )
     app.config.from_prefixed_env(prefix="PACKYARD")
     app.config.update(overrides or {})

@@ -10,6 +10,7 @@ connection open until its socket timeout: ``answer_errors`` answers 500 instead.
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 from flask import Flask
 
 from app import create_app
+from app.metrics.exposition import mark_dead
 
 ReadChunk = Callable[[], bytes]
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -113,6 +115,7 @@ def create_uwsgi_app() -> Flask:
     """The app for uWSGI's processes (``--module app.serving:create_uwsgi_app()``)."""
     app = create_app()
     app.wsgi_app = plain_http(for_uwsgi(app.wsgi_app))  # type: ignore[method-assign]
+    atexit.register(mark_dead)  # a uWSGI process that ends: its live gauges drop out
     return app
 
 

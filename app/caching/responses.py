@@ -27,6 +27,7 @@ from app.caching.process import ProcessCache
 from app.domain.errors import DATABASE_OUTAGES
 from app.domain.identity import AuthResult
 from app.domain.tokens import as_utc, is_expired
+from app.metrics import RESPONSE_CACHE
 
 _CACHEABLE = "packyard.response_cacheable"
 # Repeats of index pages are gzipped for clients that accept it (pip and uv do): a
@@ -34,6 +35,7 @@ _CACHEABLE = "packyard.response_cacheable"
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 6
 _RECODED_HEADERS = ("content-length", "content-encoding", "etag")
+_HITS, _MISSES = RESPONSE_CACHE.labels("hit"), RESPONSE_CACHE.labels("miss")
 
 
 def cache_this_response(caller: AuthResult, fresh_until: datetime | None = None) -> None:
@@ -106,7 +108,9 @@ class ResponseCache:
         generation = self.cache.generation
         hit: FinishedResponse | None = self.cache.peek(key)
         if hit is not None and not is_expired(hit.expires_at):
+            _HITS.inc()
             return self._serve(hit, environ, start_response)
+        _MISSES.inc()
         started: list[Any] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

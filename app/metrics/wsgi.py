@@ -1,0 +1,72 @@
+"""``RequestMetrics``: the WSGI middleware counting every request, outermost so that the
+response cache's answers count too. Cheap: a few string tests, one clock pair, and
+label children cached per (family, method, status)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from app.metrics import HTTP_LATENCY, HTTP_REQUESTS, HTTP_SERVED_BYTES
+
+# Checked in order, on the path: the first match names the request's family.
+FAMILIES = (
+    ("/packages/pypi/simple", "simple"),
+    ("/packages/pypi/files/", "files"),
+    ("/packages/pypi", "upload"),
+    ("/api/", "api"),
+    ("/-/metrics", "metrics"),
+    ("/-/health", "ops"),
+    ("/-/ready", "ops"),
+    ("/_/oidc/", "oidc"),
+    ("/static/", "static"),
+)
+
+
+def route_family(path: str) -> str:
+    for marker, family in FAMILIES:
+        if marker in path:
+            return family
+    return "ui"
+
+
+class RequestMetrics:
+    def __init__(self, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
+        self.wsgi_app = wsgi_app
+        # Label children by their labels: labels() takes a lock and builds a key each time.
+        self._children: dict[tuple[str, str, str], Any] = {}
+        self._families: dict[str, tuple[Any, Any]] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        family = route_family(environ.get("PATH_INFO", ""))
+        started = time.perf_counter()
+
+        def counting(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            latency, served = self._per_family(family)
+            latency.observe(time.perf_counter() - started)
+            method = environ.get("REQUEST_METHOD", "")
+            self._requests(family, method if method in _METHODS else "other", status[:3]).inc()
+            for name, value in headers:
+                if name.lower() == "content-length" and value.isdigit():
+                    served.inc(int(value))
+            return start_response(status, headers, exc_info)
+
+        return self.wsgi_app(environ, counting)
+
+    def _requests(self, family: str, method: str, status: str) -> Any:
+        key = (family, method, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = HTTP_REQUESTS.labels(*key)
+        return child
+
+    def _per_family(self, family: str) -> tuple[Any, Any]:
+        children = self._families.get(family)
+        if children is None:
+            children = (HTTP_LATENCY.labels(family), HTTP_SERVED_BYTES.labels(family))
+            self._families[family] = children
+        return children
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
