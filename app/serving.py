@@ -24,6 +24,7 @@ from typing import Any
 from flask import Flask
 
 from app import create_app
+from app.logs import configure_logging
 from app.metrics.exposition import mark_dead
 
 ReadChunk = Callable[[], bytes]
@@ -114,6 +115,8 @@ def for_uwsgi(wsgi_app: WSGIApp) -> WSGIApp:
 def create_uwsgi_app() -> Flask:
     """The app for uWSGI's processes (``--module app.serving:create_uwsgi_app()``)."""
     app = create_app()
+    if app.config["LOG_FORMAT"] == "json":
+        configure_logging("json")
     app.wsgi_app = plain_http(for_uwsgi(app.wsgi_app))  # type: ignore[method-assign]
     atexit.register(mark_dead)  # a uWSGI process that ends: its live gauges drop out
     return app

@@ -10,6 +10,7 @@ from flask import Flask
 from app.config import EMBEDDED_BROKER, broker_url
 from workers import (
     embedded,  # noqa: F401  (registers the embedded broker's URL scheme)
+    log_context,  # noqa: F401  (request ids, and JSON, in the worker's log lines)
     metrics,  # noqa: F401  (counts every task through Celery's signals)
 )
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 )
 def process_file(file_id: int) -> str | None:
     state = process(db.session, storage(), file_id)
+    log.info("file %s processed: %s", file_id, state)
     if state in ("default", "error"):
         _notify_processed(file_id, state)
     return state
