@@ -38,8 +38,8 @@ class RequestIds:
         token = request_id.set(rid)
 
         def with_id(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            headers.append((REQUEST_ID_HEADER, rid))
-            return start_response(status, headers, exc_info)
+            # A new list: the response cache answers with the same list for every hit.
+            return start_response(status, [*headers, (REQUEST_ID_HEADER, rid)], exc_info)
 
         try:
             return self.wsgi_app(environ, with_id)

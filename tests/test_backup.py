@@ -24,7 +24,7 @@ from app.migrations import upgrade
 from app.models import Package, PackageFile, User
 from app.runtime import storage
 from tests.conftest import Registry
-from tests.dists import make_sdist, make_wheel
+from tests.dists import make_wheel
 from tests.services import BIN, LiveServer, packyard_env, postgres_database
 from tests.test_e2e_clients import Deployment, fresh_venv, run
 from tests.test_storage_migrate import Interrupting
@@ -36,12 +36,7 @@ def uploaded(registry: Registry) -> dict[str, bytes]:
     parent = registry.group("team")
     project = registry.project(registry.group("sub", parent=parent), "lib")
     token = registry.token(registry.user("root", admin=True))
-    files = {}
-    for version in ("1.0", "1.1"):
-        for filename, content in (make_wheel("demo", version), make_sdist("demo", version)):
-            assert registry.upload(project, filename, content, token=token).status_code == 201
-            files[filename] = content
-    return files
+    return registry.releases(project, token, "demo", ("1.0", "1.1"))
 
 
 @pytest.fixture

@@ -28,6 +28,19 @@ def test_an_id_is_made_up_when_none_or_a_bad_one_is_given(client):
     assert re.fullmatch(r"[0-9a-f]{32}", forged.headers["X-Request-Id"])
 
 
+def test_answers_from_the_response_cache_carry_their_own_id_once(registry, wheel):
+    project = registry.project(registry.group("team"), "lib")
+    token = registry.token(registry.user("root", admin=True))
+    registry.upload(project, *wheel, token=token)
+    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/demo-pkg/"
+    for n in range(4):  # the first fills the cache; the others are answered from it
+        response = registry.client.get(
+            url, headers={"PRIVATE-TOKEN": token, "X-Request-Id": f"r{n}"}
+        )
+        assert response.status_code == 200
+        assert response.headers.getlist("X-Request-Id") == [f"r{n}"]
+
+
 def json_lines(path: Path) -> list[dict]:
     found = []
     for line in path.read_text(errors="replace").splitlines():

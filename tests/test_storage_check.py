@@ -14,7 +14,6 @@ from app.extensions import db
 from app.models import PackageFile, UpstreamFile
 from app.runtime import storage
 from tests.conftest import Registry
-from tests.dists import make_sdist, make_wheel
 
 
 @pytest.fixture
@@ -22,9 +21,7 @@ def project_index(registry: Registry) -> tuple[str, str]:
     """Four files uploaded; the project's index URL and a token to read it."""
     project = registry.project(registry.group("team"), "lib")
     token = registry.token(registry.user("root", admin=True))
-    for version in ("1.0", "1.1"):
-        for filename, content in (make_wheel("demo", version), make_sdist("demo", version)):
-            assert registry.upload(project, filename, content, token=token).status_code == 201
+    registry.releases(project, token, "demo", ("1.0", "1.1"))
     return f"/api/v4/projects/{project.id}/packages/pypi/simple/demo/", token
 
 
