@@ -28,7 +28,7 @@ from app.domain.storage_migration import describe, migrate_storage, problems, re
 from app.domain.upstream.records import cache_totals, files_query, purge
 from app.domain.users import set_password
 from app.extensions import db
-from app.metrics.exposition import default_directory, use_directory
+from app.metrics.exposition import default_directory, serve_metrics, use_directory
 from app.migrations import MigrationRefused, upgrade
 from app.models import User
 from app.plugin_manager import storage_factories
@@ -241,12 +241,20 @@ def _read_password() -> str:
 
 
 @main.command("worker", context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--metrics-port", type=int, default=None,
+    help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT/metrics (a worker on a "
+    "host of its own; beside `packyard serve`, its /-/metrics has them already).",
+)  # fmt: skip
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(celery_args: tuple[str, ...]) -> None:
+def worker(celery_args: tuple[str, ...], metrics_port: int | None, metrics_host: str) -> None:
     """A Celery worker for the configured broker (same as ``celery -A workers worker``)."""
     app = create_app()
     # Counted in the directory `packyard serve` on this host scrapes (if any).
     use_directory(default_directory(app.config["DATA_DIR"]), clean=False)
+    if metrics_port is not None:
+        serve_metrics(metrics_host, metrics_port)
     celery = app.extensions["celery"]
     celery.worker_main(["worker", "--loglevel=INFO", *celery_args])
 

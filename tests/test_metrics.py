@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
 from tests.dists import make_wheel
-from tests.services import LiveServer, packyard_env
+from tests.services import BIN, LiveProcess, LiveServer, free_port, packyard_env
 from tests.test_e2e_clients import Deployment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +52,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         server.stop()
 
 
+def upload(deployment: Deployment, filename: str, content: bytes) -> None:
+    name, version = filename.split("-")[:2]
+    response = requests.post(
+        deployment.upload_url, auth=("__token__", deployment.token),
+        data={":action": "file_upload", "name": name, "version": version},
+        files={"content": (filename, content)}, timeout=60,
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+
+
 def scrape(deployment: Deployment) -> dict:
     response = requests.get(f"{deployment.server.url}/-/metrics", timeout=30)
     assert response.status_code == 200, response.text
@@ -65,12 +75,7 @@ def test_counts_add_up_across_the_web_processes_and_the_worker(served):
         assert requests.get(f"{served.server.url}/-/health", timeout=10).status_code == 200
     wheels = [make_wheel("counted", f"1.{n}") for n in range(3)]
     for filename, content in wheels:
-        response = requests.post(
-            served.upload_url, auth=("__token__", served.token),
-            data={":action": "file_upload", "name": "counted", "version": filename.split("-")[1]},
-            files={"content": (filename, content)}, timeout=60,
-        )  # fmt: skip
-        assert response.status_code == 201
+        upload(served, filename, content)
     for filename, _ in wheels:
         served.wait_processed("counted", filename)
     for _ in range(10):  # the first in each process fills its response cache
@@ -98,6 +103,36 @@ def test_counts_add_up_across_the_web_processes_and_the_worker(served):
     # The counts came from several processes' files: the web processes' and the worker's.
     pids = {p.stem.rsplit("_", 1)[1] for p in (served.tmp / "metrics").glob("counter_*.db")}
     assert len(pids) >= 3, pids
+
+
+@pytest.mark.e2e
+def test_a_worker_on_its_own_serves_its_metrics(tmp_path):
+    """A worker with no web process beside it (another host): ``--metrics-port``, summed
+    over its pool processes."""
+    env = packyard_env(tmp_path)
+    server = LiveServer(tmp_path, env, worker=False)
+    port = free_port()
+    worker = LiveProcess(
+        [str(BIN / "packyard"), "worker", "--concurrency=2", "--metrics-port", str(port)],
+        {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "worker-metrics")},
+        tmp_path / "worker.log",
+    )
+    try:
+        deployment = Deployment(server, tmp_path)
+        wheels = [make_wheel("alone", f"1.{n}") for n in range(4)]
+        for filename, content in wheels:
+            upload(deployment, filename, content)
+        for filename, _ in wheels:
+            deployment.wait_processed("alone", filename)
+        scraped = samples(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
+        web = samples(requests.get(f"{server.url}/-/metrics", timeout=30).text)
+    finally:
+        server.stop()
+        worker.stop()
+    assert total(scraped, "packyard_task_duration_seconds_count", task=PROCESS_FILE) == 4
+    assert scraped["packyard_worker_heartbeat_timestamp_seconds"]
+    assert total(web, "packyard_task_duration_seconds_count") == 0  # counted apart
+    assert total(web, "packyard_uploaded_files_total") == 4
 
 
 def used_metrics() -> set[str]:

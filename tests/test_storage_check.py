@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from app.cli import main
@@ -93,6 +94,16 @@ def test_an_orphan_that_gains_a_row_during_the_grace_period_is_kept(registry, da
     db.session.commit()
     repair(db.session, storage(), [orphan], grace=0)
     assert orphan.repaired.startswith("kept") and storage().exists(orphan.key)
+
+
+def test_a_file_deleted_during_the_check_is_left_alone(registry, damage):
+    findings = check_storage(db.session, storage(), lambda _: None)
+    lost = next(f for f in findings if f.kind == "missing")
+    with registry.app.app_context():  # another process deletes its file (row first)
+        db.session.execute(sa.delete(PackageFile).where(PackageFile.id == lost.row.id))
+        db.session.commit()
+    repair(db.session, storage(), [lost], grace=0)
+    assert lost.repaired == "nothing to do: its row was deleted meanwhile"
 
 
 def test_the_command_exits_1_and_names_each_file(registry, damage, database_url):

@@ -35,7 +35,6 @@ _CACHEABLE = "packyard.response_cacheable"
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 6
 _RECODED_HEADERS = ("content-length", "content-encoding", "etag")
-_HITS, _MISSES = RESPONSE_CACHE.labels("hit"), RESPONSE_CACHE.labels("miss")
 
 
 def cache_this_response(caller: AuthResult, fresh_until: datetime | None = None) -> None:
@@ -95,6 +94,7 @@ class ResponseCache:
         self.credential_headers = frozenset(name.lower() for name in credential_headers)
         self._environ_keys = tuple(map(_environ_key, sorted(self.credential_headers)))
         self._blanks = ("",) * len(self._environ_keys)
+        self._counters: dict[str, Any] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         key = self._key(environ)
@@ -108,9 +108,9 @@ class ResponseCache:
         generation = self.cache.generation
         hit: FinishedResponse | None = self.cache.peek(key)
         if hit is not None and not is_expired(hit.expires_at):
-            _HITS.inc()
+            self._counted("hit").inc()
             return self._serve(hit, environ, start_response)
-        _MISSES.inc()
+        self._counted("miss").inc()
         started: list[Any] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -135,6 +135,13 @@ class ResponseCache:
         finished = FinishedResponse(list(headers), body, etag, expires_at)
         self.cache.put(key, finished, generation)
         return [body]
+
+    def _counted(self, result: str) -> Any:
+        # Made on first use, not at import: a worker sets up its metrics directory later.
+        child = self._counters.get(result)
+        if child is None:
+            child = self._counters[result] = RESPONSE_CACHE.labels(result)
+        return child
 
     def _keyed_on(self, caller: AuthResult | None) -> bool:
         """Whether the key holds everything that identified ``caller``."""

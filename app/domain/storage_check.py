@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from app.domain.progress import Throttle
@@ -90,8 +91,11 @@ def _named(session: Session) -> set[str]:
 def repair(session: Session, store: StorageBackend, findings: list[Finding], grace: float) -> None:
     """Fix what can be fixed; each finding says what was done (``repaired``) or why not
     (``unrepairable``)."""
+    session.rollback()  # end the check's long read: look at the rows as they are now
     for finding in findings:
-        if isinstance(finding.row, PackageFile):
+        if finding.row is not None and not _still_there(session, finding.row):
+            finding.repaired = "nothing to do: its row was deleted meanwhile"
+        elif isinstance(finding.row, PackageFile):
             _fail_package_file(finding.row, finding)
         elif isinstance(finding.row, UpstreamFile):
             _forget_upstream_file(store, finding.row, finding)
@@ -100,6 +104,16 @@ def repair(session: Session, store: StorageBackend, findings: list[Finding], gra
     if orphans:
         time.sleep(grace)
         _remove_orphans(session, store, orphans)
+
+
+def _still_there(session: Session, row: PackageFile | UpstreamFile) -> bool:
+    """Whether the row survived the check (a file deleted meanwhile is missing from storage
+    because its row went first)."""
+    try:
+        session.refresh(row)
+    except InvalidRequestError:
+        return False
+    return True
 
 
 def _fail_package_file(row: PackageFile, finding: Finding) -> None:

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess, values
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+    values,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -75,6 +82,14 @@ class InstanceCollector:
             if waiting is not None:  # the broker could not be asked
                 depth.add_metric([queue], waiting)
         yield from (files, sizes, depth)
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """Every process's counts from this directory on ``http://host:port/metrics``, from a
+    thread (``packyard worker --metrics-port``: a worker with no web process beside it)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, host, registry)
 
 
 def scrape(instance: InstanceCollector) -> bytes:
