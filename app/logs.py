@@ -8,8 +8,10 @@ the id of the request that uploaded it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import sys
 import uuid
@@ -34,7 +36,7 @@ class RequestIds:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         given = environ.get("HTTP_X_REQUEST_ID", "")
-        rid = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+        rid = given if _SANE_ID.fullmatch(given) else _new_id()
         token = request_id.set(rid)
 
         def with_id(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -45,6 +47,22 @@ class RequestIds:
             return self.wsgi_app(environ, with_id)
         finally:
             request_id.reset(token)
+
+
+def _new_id() -> str:
+    """A random prefix per process, then a counter: unique, and far cheaper per request
+    than a uuid4 (a getrandom call each)."""
+    return f"{_prefix}{next(_counter):08x}"
+
+
+def _reseed() -> None:
+    global _prefix, _counter
+    _prefix, _counter = uuid.uuid4().hex[:16], itertools.count()
+
+
+_prefix, _counter = "", itertools.count()
+_reseed()
+os.register_at_fork(after_in_child=_reseed)  # uWSGI forks its processes from one import
 
 
 class ContextFilter(logging.Filter):

@@ -10,6 +10,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -76,8 +77,12 @@ def test_counts_add_up_across_the_web_processes_and_the_worker(served):
     wheels = [make_wheel("counted", f"1.{n}") for n in range(3)]
     for filename, content in wheels:
         upload(served, filename, content)
-    for filename, _ in wheels:
-        served.wait_processed("counted", filename)
+    listed = [served.wait_processed("counted", filename) for filename, _ in wheels]
+    page_url = f"{served.server.url}{served.index_path}counted/"
+    download = requests.get(
+        urljoin(page_url, listed[0]["url"]), headers={"PRIVATE-TOKEN": served.token}, timeout=30
+    )
+    assert download.content == wheels[0][1]
     for _ in range(10):  # the first in each process fills its response cache
         served.page("counted")
     after = scrape(served)
@@ -90,6 +95,7 @@ def test_counts_add_up_across_the_web_processes_and_the_worker(served):
     assert grew("packyard_http_requests_total", family="upload", status="201") == 3
     assert grew("packyard_uploaded_files_total", kind="wheel") == 3
     assert grew("packyard_uploaded_bytes_total") == sum(len(c) for _, c in wheels)
+    assert grew("packyard_served_bytes_total", kind="wheel") == len(wheels[0][1])
     assert grew("packyard_response_cache_requests_total", result="hit") >= 10 - 3
     assert grew("packyard_response_cache_requests_total") >= 10
     # Counted by the worker's process, read by a web process.

@@ -18,14 +18,14 @@ from tests.test_e2e_clients import Deployment
 
 def test_an_id_is_made_up_when_none_or_a_bad_one_is_given(client):
     made = client.get("/-/health").headers["X-Request-Id"]
-    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    assert re.fullmatch(r"[0-9a-f]{24}", made)
     assert client.get("/-/health").headers["X-Request-Id"] != made
     assert (
         client.get("/-/health", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"]
         == "abc-123"
     )
     forged = client.get("/-/health", headers={"X-Request-Id": 'x" level="ERROR'})
-    assert re.fullmatch(r"[0-9a-f]{32}", forged.headers["X-Request-Id"])
+    assert re.fullmatch(r"[0-9a-f]{24}", forged.headers["X-Request-Id"])
 
 
 def test_answers_from_the_response_cache_carry_their_own_id_once(registry, wheel):

@@ -22,9 +22,9 @@ HTTP_LATENCY = Histogram(
     "Time until the response starts (headers ready), by route family.",
     ["family"], buckets=LATENCY_BUCKETS,
 )  # fmt: skip
-HTTP_SERVED_BYTES = Counter(
-    "packyard_http_response_bytes", "Response body bytes served (Content-Length), by family.",
-    ["family"],
+SERVED_BYTES = Counter(
+    "packyard_served_bytes", "Bytes of package files served (downloads), by kind.",
+    ["kind"],
 )  # fmt: skip
 UPLOADED_BYTES = Counter(
     "packyard_uploaded_bytes", "Bytes of package files accepted, by kind (wheel, sdist).",
@@ -58,4 +58,6 @@ WORKER_HEARTBEAT = Gauge(
 
 
 def file_kind(filename: str) -> str:
+    if filename.endswith(".metadata"):  # PEP 658's core metadata of a file
+        return "metadata"
     return "wheel" if filename.endswith(".whl") else "sdist"

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from app.metrics import HTTP_LATENCY, HTTP_REQUESTS, HTTP_SERVED_BYTES
+from app.metrics import HTTP_LATENCY, HTTP_REQUESTS, SERVED_BYTES, file_kind
 
 # Checked in order, on the path: the first match names the request's family.
 FAMILIES = (
@@ -36,20 +36,18 @@ class RequestMetrics:
         self.wsgi_app = wsgi_app
         # Label children by their labels: labels() takes a lock and builds a key each time.
         self._children: dict[tuple[str, str, str], Any] = {}
-        self._families: dict[str, tuple[Any, Any]] = {}
+        self._families: dict[str, Any] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         family = route_family(environ.get("PATH_INFO", ""))
         started = time.perf_counter()
 
         def counting(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            latency, served = self._per_family(family)
-            latency.observe(time.perf_counter() - started)
+            self._latency(family).observe(time.perf_counter() - started)
             method = environ.get("REQUEST_METHOD", "")
             self._requests(family, method if method in _METHODS else "other", status[:3]).inc()
-            for name, value in headers:
-                if name.lower() == "content-length" and value.isdigit():
-                    served.inc(int(value))
+            if family == "files" and status.startswith("200"):
+                _count_served(environ.get("PATH_INFO", ""), headers)
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, counting)
@@ -61,12 +59,17 @@ class RequestMetrics:
             child = self._children[key] = HTTP_REQUESTS.labels(*key)
         return child
 
-    def _per_family(self, family: str) -> tuple[Any, Any]:
-        children = self._families.get(family)
-        if children is None:
-            children = (HTTP_LATENCY.labels(family), HTTP_SERVED_BYTES.labels(family))
-            self._families[family] = children
-        return children
+    def _latency(self, family: str) -> Any:
+        child = self._families.get(family)
+        if child is None:
+            child = self._families[family] = HTTP_LATENCY.labels(family)
+        return child
+
+
+def _count_served(path: str, headers: list[tuple[str, str]]) -> None:
+    for name, value in headers:
+        if name.lower() == "content-length" and value.isdigit():
+            SERVED_BYTES.labels(file_kind(path)).inc(int(value))
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -37,6 +37,7 @@ from app.domain.storage_migration import CopyFailed, copy_verified
 from app.models import PackageFile, UpstreamFile
 
 SKIPPED_TABLES = {"alembic_version"}  # recorded as the manifest's schema_revision
+BATCH = 1000  # rows fetched at a time
 
 
 class BackupRefused(Exception):
@@ -96,11 +97,13 @@ def _dump_table(conn: Connection, table: Table, root: Path) -> TableDump:
 def _rows_in_insert_order(conn: Connection, table: Table) -> Iterator[dict[str, Any]]:
     """Rows by primary key, and a row referring to its own table after the row it names
     (nested groups), so that every foreign key holds as they are inserted."""
-    rows = [dict(r) for r in conn.execute(select(table).order_by(*table.primary_key)).mappings()]
+    query = select(table).order_by(*table.primary_key)
     self_refs = [fk for fk in table.foreign_keys if fk.column.table is table]
-    if not self_refs:
-        yield from rows
+    if not self_refs:  # streamed (a server-side cursor on PostgreSQL): any size
+        for row in conn.execute(query.execution_options(yield_per=BATCH)).mappings():
+            yield dict(row)
         return
+    rows = [dict(r) for r in conn.execute(query).mappings()]
     pending, done = rows, set()
     while pending:
         ready = [r for r in pending if all(_met(r, fk, done) for fk in self_refs)]
