@@ -12,6 +12,8 @@ from app import caching
 from app.config import load_config
 from app.domain.storage import backend_for_url
 from app.extensions import init_database
+from app.logs import RequestIds
+from app.metrics.wsgi import RequestMetrics
 from app.plugin_manager import credential_headers, get_plugin_manager, storage_factories
 from app.web import register_web
 from app.web.auth import CREDENTIAL_HEADERS
@@ -36,6 +38,9 @@ def create_app(config: Mapping[str, Any] | None = None, plugins: Iterable[object
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count, x_prefix=count
         )
+    # Outermost: the response cache's answers and ProxyFix'd requests are counted too.
+    app.wsgi_app = RequestMetrics(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = RequestIds(app.wsgi_app)  # type: ignore[method-assign]
     make_celery(app)
     register_web(app)
     return app

@@ -1,5 +1,5 @@
-"""The ``packyard`` command: serve, worker, create-admin, db upgrade, upstream. Thin: calls
-the domain."""
+"""The ``packyard`` command: serve, worker, create-admin, db upgrade, upstream, backup,
+check. Thin: calls the domain."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask
@@ -17,12 +18,17 @@ from app import create_app
 from app.config import EMBEDDED_BROKER, load_env_file
 from app.domain.accounts import create_personal_token, ensure_admin
 from app.domain.audit import SYSTEM
+from app.domain.backup.create import BackupRefused, create_backup
+from app.domain.backup.layout import BackupInvalid
+from app.domain.backup.restore import RestoreRefused, restore_backup
 from app.domain.errors import PackyardError
 from app.domain.storage import StorageError, backend_for_url
+from app.domain.storage_check import check_storage, repair
 from app.domain.storage_migration import describe, migrate_storage, problems, recorded_hashes
 from app.domain.upstream.records import cache_totals, files_query, purge
 from app.domain.users import set_password
 from app.extensions import db
+from app.metrics.exposition import default_directory, serve_metrics, use_directory
 from app.migrations import MigrationRefused, upgrade
 from app.models import User
 from app.plugin_manager import storage_factories
@@ -93,6 +99,69 @@ def _upgrade() -> None:
         upgrade()
     except MigrationRefused as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@main.group("backup")
+def backup_group() -> None:
+    """Backups of the database and files."""
+
+
+@backup_group.command("create")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+def backup_create(path: Path) -> None:
+    """Write a consistent backup of the database and files to PATH (a new directory);
+    safe while the registry serves."""
+    app = create_app()
+    with app.app_context():
+        try:
+            manifest = create_backup(db.engine, storage(), path, click.echo)
+        except BackupRefused as exc:
+            raise click.ClickException(str(exc)) from None
+    rows = sum(t.rows for t in manifest.tables)
+    click.echo(f"backup {manifest.id}: {rows} rows, {len(manifest.files)} files in {path}")
+    for problem in manifest.problems:
+        click.echo(f"not backed up: {problem}", err=True)
+    if manifest.problems:
+        raise click.ClickException("some files were not backed up (above)")
+
+
+@backup_group.command("restore")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def backup_restore(path: Path) -> None:
+    """Restore the backup in PATH into this (empty) instance; run it again to continue an
+    interrupted restore."""
+    app = create_app()
+    with app.app_context():
+        try:
+            manifest = restore_backup(db.engine, storage(), path, upgrade, click.echo)
+        except (BackupInvalid, RestoreRefused) as exc:
+            raise click.ClickException(str(exc)) from None
+        _upgrade()  # a backup of an older release: bring the schema up to this one
+    click.echo(f"restored backup {manifest.id} of {manifest.created_at}")
+
+
+@main.command("check")
+@click.option("--repair", "do_repair", is_flag=True, help="Fix what can be fixed.")
+@click.option(
+    "--grace", default=60.0, show_default=True,
+    help="Seconds an orphan file must stay without a row before --repair removes it.",
+)  # fmt: skip
+def check(do_repair: bool, grace: float) -> None:
+    """Find rows without files, files without rows and hash mismatches; exit 1 if any."""
+    app = create_app()
+    with app.app_context():
+        findings = check_storage(db.session, storage(), click.echo)
+        if do_repair:
+            repair(db.session, storage(), findings, grace)
+    for finding in findings:
+        click.echo(finding.describe())
+        if finding.repaired:
+            click.echo(f"  repaired: {finding.repaired}")
+        if finding.unrepairable:
+            click.echo(f"  cannot repair: {finding.unrepairable}")
+    if findings:
+        raise click.ClickException(f"{len(findings)} problems found (above)")
+    click.echo("no problems found")
 
 
 @main.group("upstream")
@@ -172,10 +241,21 @@ def _read_password() -> str:
 
 
 @main.command("worker", context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--metrics-port", type=int, default=None,
+    help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT/metrics (a worker on a "
+    "host of its own; beside `packyard serve`, its /-/metrics has them already).",
+)  # fmt: skip
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(celery_args: tuple[str, ...]) -> None:
+def worker(celery_args: tuple[str, ...], metrics_port: int | None, metrics_host: str) -> None:
     """A Celery worker for the configured broker (same as ``celery -A workers worker``)."""
-    celery = create_app().extensions["celery"]
+    app = create_app()
+    # Counted in the directory `packyard serve` on this host scrapes (if any).
+    use_directory(default_directory(app.config["DATA_DIR"]), clean=False)
+    if metrics_port is not None:
+        serve_metrics(metrics_host, metrics_port)
+    celery = app.extensions["celery"]
     celery.worker_main(["worker", "--loglevel=INFO", *celery_args])
 
 
@@ -192,6 +272,8 @@ def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
         if app.config["DATABASE_URL"].startswith("sqlite"):
             _upgrade()
         _first_run_admin(app)
+    # The uWSGI processes and the worker count in files here; /-/metrics sums them.
+    use_directory(default_directory(app.config["DATA_DIR"]), clean=True)
     url = f"http://{host}:{port}/"
     click.echo(f"Packyard serving on {url}", err=False)
     sys.stdout.flush()

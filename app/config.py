@@ -82,6 +82,8 @@ def load_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
         DOWNLOAD_FLUSH_INTERVAL=5,
         # Seconds between two applications of the retention policies by the workers.
         RETENTION_INTERVAL=3600,
+        METRICS_TOKEN=None,  # when set, /-/metrics wants it as a Bearer token
+        LOG_FORMAT="text",  # or "json": one JSON object per log line, with the request id
     )
     app.config.from_prefixed_env(prefix="PACKYARD")
     app.config.update(overrides or {})

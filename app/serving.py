@@ -26,6 +26,8 @@ from typing import Any, TextIO
 from flask import Flask
 
 from app import create_app
+from app.logs import configure_logging
+from app.metrics.exposition import mark_dead
 
 ReadChunk = Callable[[], bytes]
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -117,7 +119,10 @@ def create_uwsgi_app() -> Flask:
     import uwsgi
 
     app = create_app()
+    if app.config["LOG_FORMAT"] == "json":
+        configure_logging("json")
     app.wsgi_app = plain_http(for_uwsgi(app.wsgi_app))  # type: ignore[method-assign]
+    atexit.register(mark_dead)  # a uWSGI process that ends: its live gauges drop out
     uwsgi.atexit = _run_exit_handlers
     return app
 

@@ -151,6 +151,17 @@ class Registry:
             content_type="multipart/form-data",
         )
 
+    def releases(
+        self, project: Project, token: str, name: str, versions: tuple[str, ...]
+    ) -> dict[str, bytes]:
+        """A wheel and an sdist of each version uploaded; their content by filename."""
+        files = {}
+        for version in versions:
+            for filename, content in (make_wheel(name, version), make_sdist(name, version)):
+                assert self.upload(project, filename, content, token=token).status_code == 201
+                files[filename] = content
+        return files
+
 
 def basic(token: str, username: str = "__token__") -> dict[str, str]:
     import base64

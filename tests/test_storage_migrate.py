@@ -18,7 +18,7 @@ from app.models import PackageFile
 from app.runtime import storage
 from plugins.storage_s3 import S3Storage
 from tests.conftest import Registry
-from tests.dists import make_sdist, make_wheel
+from tests.dists import make_wheel
 from tests.s3server import S3Server
 
 pytestmark = pytest.mark.usefixtures("aws_env")
@@ -34,9 +34,7 @@ def uploaded(registry: Registry) -> dict[str, bytes]:
     """Five files uploaded to file:// storage, by storage key."""
     project = registry.project(registry.group("team"), "lib")
     token = registry.token(registry.user("root", admin=True))
-    for version in ("1.0", "1.1"):
-        for filename, content in (make_wheel("demo", version), make_sdist("demo", version)):
-            assert registry.upload(project, filename, content, token=token).status_code == 201
+    registry.releases(project, token, "demo", ("1.0", "1.1"))
     registry.upload(project, *make_wheel("other", "2.0"), token=token)
     files = db.session.query(PackageFile).all()
     store = storage()

@@ -8,7 +8,11 @@ from celery import Celery, Task
 from flask import Flask
 
 from app.config import EMBEDDED_BROKER, broker_url
-from workers import embedded  # noqa: F401  (registers the embedded broker's URL scheme)
+from workers import (
+    embedded,  # noqa: F401  (registers the embedded broker's URL scheme)
+    log_context,  # noqa: F401  (request ids, and JSON, in the worker's log lines)
+    metrics,  # noqa: F401  (counts every task through Celery's signals)
+)
 
 # Seconds a broker may take to answer: more than kombu's 1 s BRPOP timeout, which a
 # synchronous read waits out; a broker that hangs instead of refusing fails as fast.

@@ -8,6 +8,8 @@ from typing import Any
 
 from celery import Task
 
+from app.logs import TASK_HEADER, request_id
+
 log = logging.getLogger(__name__)
 
 
@@ -17,8 +19,9 @@ def send(task: Task, *args: Any) -> bool:
     Returns whether the task was sent. Publishing retries briefly (``celery_app``'s
     transport options), so a broker that is down costs the caller well under a second.
     """
+    sent_by = request_id.get()  # the worker's log lines then name the request
     try:
-        task.apply_async(args=args)
+        task.apply_async(args=args, headers={TASK_HEADER: sent_by} if sent_by else None)
     except Exception:  # the broker is down: the periodic sweep resends it
         log.exception("could not enqueue %s%r; it will be swept up later", task.name, args)
         return False

@@ -1,4 +1,5 @@
-"""Worker heartbeats on disk, for the dashboard when the broker cannot broadcast.
+"""Worker heartbeats: the ``packyard_worker_heartbeat_timestamp_seconds`` gauge (every
+broker), and files on disk for the dashboard when the broker cannot broadcast.
 
 Celery's ``inspect``/``ping`` travel on a fanout exchange, which the embedded broker
 (kombu's SQLAlchemy transport) does not have.  Each worker started with the embedded
@@ -21,6 +22,7 @@ from typing import Any
 from celery.signals import worker_ready, worker_shutdown
 
 from app.config import EMBEDDED_BROKER
+from app.metrics import WORKER_HEARTBEAT
 
 log = logging.getLogger(__name__)
 INTERVAL = 5.0
@@ -40,10 +42,13 @@ def beat(path: Path, record: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _run(path: Path, record: dict[str, Any]) -> None:
+def _run(path: Path | None, record: dict[str, Any]) -> None:
+    gauge = WORKER_HEARTBEAT.labels(record["hostname"])
     while True:
+        gauge.set(time.time())
         try:
-            beat(path, record)
+            if path is not None:
+                beat(path, record)
         except OSError:
             log.exception("could not write the worker heartbeat %s", path)
         if _stop.wait(INTERVAL):
@@ -53,8 +58,6 @@ def _run(path: Path, record: dict[str, Any]) -> None:
 @worker_ready.connect
 def _start(sender: Any, **_: Any) -> None:
     config = sender.app.flask_app.config
-    if config["BROKER_URL"] != EMBEDDED_BROKER:
-        return
     hostname = str(sender.hostname)
     controller = getattr(sender, "controller", None)
     record = {
@@ -64,10 +67,12 @@ def _start(sender: Any, **_: Any) -> None:
         or sender.app.conf.worker_concurrency,
         "queues": sorted(q.name for q in sender.app.amqp.queues.consume_from.values()),
     }
-    path = heartbeat_dir(config["DATA_DIR"]) / (
-        re.sub(r"[^A-Za-z0-9_.@-]", "_", hostname) + ".json"
-    )
-    _written.append(path)
+    path = None
+    if config["BROKER_URL"] == EMBEDDED_BROKER:  # Redis workers answer inspect instead
+        path = heartbeat_dir(config["DATA_DIR"]) / (
+            re.sub(r"[^A-Za-z0-9_.@-]", "_", hostname) + ".json"
+        )
+        _written.append(path)
     _stop.clear()
     threading.Thread(
         target=_run, args=(path, record), name="packyard-heartbeat", daemon=True

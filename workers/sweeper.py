@@ -35,6 +35,7 @@ from app.domain.retention import project_ids as retention_project_ids
 from app.domain.upstream.records import expire_unused
 from app.domain.webhooks import unsent_events
 from app.extensions import db
+from app.metrics import SWEEPER_RESENT
 from app.runtime import storage
 from workers.dispatch import send_each
 from workers.tasks.files import process_file
@@ -53,6 +54,7 @@ def sweep_once(app: Flask) -> list[int]:
     """Claim and resend stalled (and unsent) files; returns the ids sent."""
     older_than = timedelta(seconds=app.config["REDELIVER_AFTER"])
     sent = _send_claimed(app, lambda session: claim_stalled(session, older_than))
+    SWEEPER_RESENT.labels("stalled").inc(len(sent))
     if sent:
         log.warning("sweeper resent %d stalled file(s): %s", len(sent), sent[:20])
     return sent
@@ -61,6 +63,7 @@ def sweep_once(app: Flask) -> list[int]:
 def send_unsent(app: Flask) -> list[int]:
     """Send the files whose task could not be sent before; returns the ids sent."""
     sent = _send_claimed(app, claim_unsent)
+    SWEEPER_RESENT.labels("unsent").inc(len(sent))
     if sent:
         log.warning("sweeper sent %d file(s) the broker could not take: %s", len(sent), sent[:20])
     return sent

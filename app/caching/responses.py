@@ -27,6 +27,7 @@ from app.caching.process import ProcessCache
 from app.domain.errors import DATABASE_OUTAGES
 from app.domain.identity import AuthResult
 from app.domain.tokens import as_utc, is_expired
+from app.metrics import RESPONSE_CACHE
 
 _CACHEABLE = "packyard.response_cacheable"
 # Repeats of index pages are gzipped for clients that accept it (pip and uv do): a
@@ -93,6 +94,7 @@ class ResponseCache:
         self.credential_headers = frozenset(name.lower() for name in credential_headers)
         self._environ_keys = tuple(map(_environ_key, sorted(self.credential_headers)))
         self._blanks = ("",) * len(self._environ_keys)
+        self._counters: dict[str, Any] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         key = self._key(environ)
@@ -106,7 +108,9 @@ class ResponseCache:
         generation = self.cache.generation
         hit: FinishedResponse | None = self.cache.peek(key)
         if hit is not None and not is_expired(hit.expires_at):
+            self._counted("hit").inc()
             return self._serve(hit, environ, start_response)
+        self._counted("miss").inc()
         started: list[Any] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -131,6 +135,13 @@ class ResponseCache:
         finished = FinishedResponse(list(headers), body, etag, expires_at)
         self.cache.put(key, finished, generation)
         return [body]
+
+    def _counted(self, result: str) -> Any:
+        # Made on first use, not at import: a worker sets up its metrics directory later.
+        child = self._counters.get(result)
+        if child is None:
+            child = self._counters[result] = RESPONSE_CACHE.labels(result)
+        return child
 
     def _keyed_on(self, caller: AuthResult | None) -> bool:
         """Whether the key holds everything that identified ``caller``."""

@@ -106,13 +106,13 @@ def copy_verified(
             size += len(chunk)
         if expected is not None and digest.hexdigest() != expected:
             raise CopyFailed("the source file does not match its recorded sha256: not copied")
-    if _sha256(target, key) != digest.hexdigest():
+    if stored_sha256(target, key) != digest.hexdigest():
         target.delete(key)
         raise CopyFailed("the copy read back differs from the source: removed, run again")
     return size
 
 
-def _sha256(store: StorageBackend, key: str) -> str:
+def stored_sha256(store: StorageBackend, key: str) -> str:
     digest = hashlib.sha256()
     with store.open(key) as fh:
         while chunk := fh.read(CHUNK):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
-from sqlalchemy import func, select, text
+import hmac
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import text
 
 from app.extensions import db
-from app.models import PackageFile
+from app.metrics.exposition import CONTENT_TYPE, InstanceCollector, scrape
 from app.runtime import storage
+from workers.monitoring import queue_depths
 
 bp = Blueprint("ops", __name__)
 
@@ -43,17 +46,16 @@ def _check_broker() -> None:
 
 @bp.get("/-/metrics")
 def metrics() -> Response:
-    counts = db.session.execute(
-        select(
-            PackageFile.state, func.count(), func.coalesce(func.sum(PackageFile.size), 0)
-        ).group_by(PackageFile.state)
-    ).all()
-    lines = [
-        "# HELP packyard_package_files Package files by processing state.",
-        "# TYPE packyard_package_files gauge",
-        *(f'packyard_package_files{{state="{state}"}} {count}' for state, count, _ in counts),
-        "# HELP packyard_package_bytes Stored bytes by processing state.",
-        "# TYPE packyard_package_bytes gauge",
-        *(f'packyard_package_bytes{{state="{state}"}} {size}' for state, _, size in counts),
-    ]
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    token = current_app.config["METRICS_TOKEN"]
+    if token and not _bearer_matches(token):
+        return Response(
+            "a metrics token is needed\n", 401, {"WWW-Authenticate": 'Bearer realm="metrics"'}
+        )
+    depths = queue_depths(current_app.extensions["celery"])
+    body = scrape(InstanceCollector(db.session, depths))
+    return Response(body, content_type=CONTENT_TYPE)
+
+
+def _bearer_matches(token: str) -> bool:
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip(), token)

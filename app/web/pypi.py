@@ -57,6 +57,7 @@ from app.domain.upstream.index import kept_page, load_page
 from app.domain.upstream.pages import as_project_page
 from app.domain.upstream.policy import CACHE, REDIRECT, UpstreamPolicy, mode_for_name, policy_for
 from app.extensions import db
+from app.metrics import UPLOADED_BYTES, UPLOADED_FILES, file_kind
 from app.models import Group, PackageFile, Project
 from app.runtime import storage
 from app.web.auth import current_caller, current_identity
@@ -122,6 +123,9 @@ def upload(project_ref: str) -> tuple[str, int]:
     announce(uploaded.package, "published", identity, uploaded)
     enqueue(accepted.file_id)
     remove_stored_files(accepted.storage_deletions)  # a replaced failed file's bytes
+    kind = file_kind(accepted.package_file.filename)
+    UPLOADED_FILES.labels(kind).inc()
+    UPLOADED_BYTES.labels(kind).inc(accepted.package_file.size)
     return "201 Created\n", 201
 
 

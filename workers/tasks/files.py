@@ -42,6 +42,7 @@ def process_file(self: Task, file_id: int) -> str | None:
         # offered (when the database itself is out, this raises and the sweeper resends).
         reason = f"Not processed: {type(exc).__name__}: {exc} (retry once it is back)"
         state = "error" if give_up(db.session, file_id, reason[:2000]) else None
+    log.info("file %s processed: %s", file_id, state)
     if state in ("default", "error"):
         _announce(file_id, state)
         _notify_processed(file_id, state)
