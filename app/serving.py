@@ -10,13 +10,15 @@ connection open until its socket timeout: ``answer_errors`` answers 500 instead.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,35 +138,55 @@ def run_server(host: str, port: int, workers: int | None, app: str = UWSGI_APP) 
     measures the candidates, ``bench/SERVERS.md`` has the figures. uWSGI runs as a child
     process (pyuwsgi ends its process with exit(), which would skip the caller's clean-up).
     """
-    server = subprocess.Popen(uwsgi_command(host, port, workers, app))
-    forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        returncode = server.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with backend_socket() as backend:
+        server = subprocess.Popen(uwsgi_command(host, port, workers, app, backend))
+        forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            returncode = server.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     if returncode != 0:
         raise ServerFailed(f"uWSGI exited with status {returncode}")
 
 
-def uwsgi_command(host: str, port: int, workers: int | None, app: str = UWSGI_APP) -> list[str]:
+@contextlib.contextmanager
+def backend_socket() -> Iterator[str]:
+    """A path for the socket between uWSGI's HTTP router and its workers, in a directory
+    only this user may enter: whoever reaches that socket could set any request variable
+    (the client's address, say), which the HTTP port never lets a client do."""
+    with tempfile.TemporaryDirectory(prefix="packyard-serve-") as directory:
+        yield os.path.join(directory, "web.sock")
+
+
+def uwsgi_command(host: str, port: int, workers: int | None, app: str, backend: str) -> list[str]:
     """The command line of the uWSGI process that ``run_server`` starts."""
     run = "import sys, pyuwsgi; pyuwsgi.run(sys.argv[1:])"
-    return [sys.executable, "-c", run, *uwsgi_options(host, port, workers, app)]
+    return [sys.executable, "-c", run, *uwsgi_options(host, port, workers, app, backend)]
 
 
-def uwsgi_options(host: str, port: int, workers: int | None, app: str) -> list[str]:
+def uwsgi_options(host: str, port: int, workers: int | None, app: str, backend: str) -> list[str]:
+    """uWSGI's options: an HTTP router in front of the app's worker processes.
+
+    The router (one process, an event loop in C) holds the clients' connections, keep-alive
+    included, and hands each request to a free worker over the ``backend`` socket. Idle
+    keep-alive connections cost the router a file descriptor each, and no worker thread:
+    on uWSGI's own HTTP socket every open connection holds a thread until its timeout, so a
+    few idle clients stall it (hence the ``Connection: close`` it used to send)."""
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    access_log = os.environ.get("PACKYARD_ACCESS_LOG")
-    if not access_log:
-        logging = ["--disable-logging"]
-    else:
-        destination = "stdio" if access_log == "-" else f"file:{access_log}"
-        logging = ["--req-logger", destination, "--log-format", ACCESS_LOG_FORMAT]
     return [
         "--strict",  # an unknown option is an error, not a warning
-        "--http11-socket", address,
+        "--http", address,
+        "--http-to", backend,
+        "--socket", backend,
+        "--http-keepalive",  # HTTP/1.1 clients keep their connection between requests
+        "--http-auto-chunked",  # also after a response of unknown length (streamed)
+        "--http-chunked-input",  # bodies sent chunked (uv does) pass through to the worker
+        "--http-manage-expect",  # answer "Expect: 100-continue" (curl's large uploads)
+        "--http-buffer-size", "65535",  # request headers up to 64 KiB (default: 4 KiB)
+        "--buffer-size", "65535",  # and the same headers as the worker receives them
+        "--http-timeout", "120",  # a slow client's upload may pause; idle keep-alive ends
         "--module", app,
         "--need-app",
         "--master",
@@ -176,14 +198,18 @@ def uwsgi_options(host: str, port: int, workers: int | None, app: str) -> list[s
         "--single-interpreter",
         "--die-on-term",  # SIGTERM stops (uWSGI's default is to reload)
         "--listen", str(_listen_backlog()),
-        "--buffer-size", "65535",  # request headers up to 64 KiB (default: 4 KiB)
-        "--socket-timeout", "120",  # a slow client's upload may pause (default: 4 s)
-        # One request per connection, said plainly. With keep-alive, this socket holds a
-        # thread for every idle connection (until the socket timeout): idle clients stall it.
-        "--add-header", "Connection: close",
+        "--socket-timeout", "120",  # between router and worker, as --http-timeout
         "--ignore-sigpipe", "--ignore-write-errors", "--disable-write-exception",
-        *logging,
+        *_logging_options(),
     ]  # fmt: skip
+
+
+def _logging_options() -> list[str]:
+    access_log = os.environ.get("PACKYARD_ACCESS_LOG")
+    if not access_log:
+        return ["--disable-logging"]
+    destination = "stdio" if access_log == "-" else f"file:{access_log}"
+    return ["--req-logger", destination, "--log-format", ACCESS_LOG_FORMAT]
 
 
 def _listen_backlog(wanted: int = 1024) -> int:

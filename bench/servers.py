@@ -58,9 +58,13 @@ class Candidate:
 
 
 def _packyard_uwsgi(port: int) -> list[str]:
-    from app.serving import uwsgi_command
+    import tempfile
 
-    return uwsgi_command("127.0.0.1", port, None)
+    from app.serving import UWSGI_APP, uwsgi_command
+
+    # The workers' socket in a private directory, as run_server's (removed with /tmp).
+    backend = f"{tempfile.mkdtemp(prefix='packyard-servers-')}/web.sock"
+    return uwsgi_command("127.0.0.1", port, None, UWSGI_APP, backend)
 
 
 # uWSGI exactly as `packyard serve` runs it; the others as their documentation recommends
