@@ -10,15 +10,14 @@ connection open until its socket timeout: ``answer_errors`` answers 500 instead.
 
 from __future__ import annotations
 
-import contextlib
 import io
+import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -128,36 +127,35 @@ ACCESS_LOG_FORMAT = (
     '"%(referer)" "%(uagent)" %(msecs)ms'
 )
 UWSGI_APP = "app.serving:create_uwsgi_app()"
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
 
 
 def run_server(host: str, port: int, workers: int | None, app: str = UWSGI_APP) -> None:
-    """Serve the WSGI app ``app`` (uWSGI's ``module:callable``) on uWSGI until SIGTERM/SIGINT.
-
-    uWSGI serves Packyard's pages 1.7 to 2 times as fast as gunicorn here and keeps the
-    reason phrase twine shows (granian, faster still, drops it): ``bench/servers.py``
-    measures the candidates, ``bench/SERVERS.md`` has the figures. uWSGI runs as a child
-    process (pyuwsgi ends its process with exit(), which would skip the caller's clean-up).
-    """
-    with backend_socket() as backend:
-        server = subprocess.Popen(uwsgi_command(host, port, workers, app, backend))
-        forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
-        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            returncode = server.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    """Serve the WSGI app ``app`` (uWSGI's ``module:callable``) on uWSGI until SIGTERM/SIGINT,
+    under the supervisor in a child process (pyuwsgi ends its process with exit(), which
+    would skip the caller's clean-up)."""
+    returncode = subprocess.call(serve_command(host, port, workers, app))
     if returncode != 0:
         raise ServerFailed(f"uWSGI exited with status {returncode}")
 
 
-@contextlib.contextmanager
-def backend_socket() -> Iterator[str]:
-    """A path for the socket between uWSGI's HTTP router and its workers, in a directory
-    only this user may enter: whoever reaches that socket could set any request variable
-    (the client's address, say), which the HTTP port never lets a client do."""
-    with tempfile.TemporaryDirectory(prefix="packyard-serve-") as directory:
-        yield os.path.join(directory, "web.sock")
+def serve_command(
+    host: str, port: int, workers: int | None, app: str = UWSGI_APP, worker: list[str] | None = None
+) -> list[str]:
+    """The supervisor's command line: uWSGI serving ``app``, and the ``worker`` command.
+
+    uWSGI serves Packyard's pages 1.7 to 2 times as fast as gunicorn here and keeps the
+    reason phrase twine shows (granian, faster still, drops it): ``bench/servers.py``
+    measures the candidates, ``bench/SERVERS.md`` has the figures.
+
+    The socket between uWSGI's HTTP router and its workers is in a directory only this user
+    may enter, which the supervisor removes at the end: whoever reaches that socket could
+    set any request variable (the client's address, say), which the HTTP port never lets a
+    client do."""
+    directory = tempfile.mkdtemp(prefix="packyard-serve-")
+    server = uwsgi_command(host, port, workers, app, os.path.join(directory, "web.sock"))
+    spec = {"server": server, "worker": worker, "remove": directory}
+    return [sys.executable, "-I", str(SUPERVISOR), json.dumps(spec)]
 
 
 def uwsgi_command(host: str, port: int, workers: int | None, app: str, backend: str) -> list[str]:

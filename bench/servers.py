@@ -58,13 +58,9 @@ class Candidate:
 
 
 def _packyard_uwsgi(port: int) -> list[str]:
-    import tempfile
+    from app.serving import serve_command
 
-    from app.serving import UWSGI_APP, uwsgi_command
-
-    # The workers' socket in a private directory, as run_server's (removed with /tmp).
-    backend = f"{tempfile.mkdtemp(prefix='packyard-servers-')}/web.sock"
-    return uwsgi_command("127.0.0.1", port, None, UWSGI_APP, backend)
+    return serve_command("127.0.0.1", port, None)
 
 
 # uWSGI exactly as `packyard serve` runs it; the others as their documentation recommends

@@ -22,9 +22,8 @@ from app import create_app
 from app.extensions import db
 from app.serving import (
     ChunkedInput,
-    backend_socket,
     chunked_input,
-    uwsgi_command,
+    serve_command,
     uwsgi_options,
 )
 from tests.conftest import Registry
@@ -297,13 +296,8 @@ def test_an_error_outside_any_view_is_answered_not_left_hanging(tmp_path, path):
     """uWSGI answers nothing to a request whose app raises, and holds the connection for
     its socket timeout (120 s): the client hangs. The adapted app answers 500 at once."""
     port = free_port()
-    with backend_socket() as backend:
-        command = uwsgi_command("127.0.0.1", port, 1, "tests.failing_wsgi:create()", backend)
-        server = LiveProcess(command, packyard_env(tmp_path), tmp_path / "uwsgi.log")
-        _answer_500_at_once(server, port, path)
-
-
-def _answer_500_at_once(server: LiveProcess, port: int, path: str) -> None:
+    command = serve_command("127.0.0.1", port, 1, "tests.failing_wsgi:create()")
+    server = LiveProcess(command, packyard_env(tmp_path), tmp_path / "uwsgi.log")
     try:
         deadline = time.monotonic() + 30
         while True:
