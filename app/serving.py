@@ -188,10 +188,10 @@ def uwsgi_options(host: str, port: int, workers: int | None, app: str, backend: 
         "--module", app,
         "--need-app",
         "--master",
-        "--processes", str(workers or min(os.cpu_count() or 1, 8)),
+        "--processes", str(workers or default_processes()),
         "--threads", "4",
         "--thunder-lock",  # one process accepts at a time: connections spread evenly
-        "--shared-import", "app",  # imported once, before the fork: less CPU and memory
+        "--shared-import", "app.prefork",  # imported once, before the fork: less CPU and memory
         "--lazy-apps",  # each process makes its own app: no connections shared over fork
         "--single-interpreter",
         "--die-on-term",  # SIGTERM stops (uWSGI's default is to reload)
@@ -200,6 +200,13 @@ def uwsgi_options(host: str, port: int, workers: int | None, app: str, backend: 
         "--ignore-sigpipe", "--ignore-write-errors", "--disable-write-exception",
         *_logging_options(),
     ]  # fmt: skip
+
+
+def default_processes(cpus: int | None = None) -> int:
+    """One web process per core but one, up to 8: the HTTP router and the embedded worker
+    take the last core's share. On 2 cores, one process of 4 threads serves index pages as
+    fast as two (the router does the HTTP work in C) with 55 MiB less memory."""
+    return max(1, min((cpus or os.cpu_count() or 1) - 1, 8))
 
 
 def _logging_options() -> list[str]:

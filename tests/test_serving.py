@@ -23,6 +23,7 @@ from app.extensions import db
 from app.serving import (
     ChunkedInput,
     chunked_input,
+    default_processes,
     serve_command,
     uwsgi_options,
 )
@@ -126,6 +127,10 @@ def test_hosts_and_worker_counts_become_uwsgi_options():
     assert _option(options, "--http-to") == _option(options, "--socket") == "/run/web.sock"
     assert _option(options, "--processes") == "3"
     assert _option(options, "--module") == "wsgi:app"
+
+
+def test_the_default_leaves_a_core_to_the_router_and_the_worker():
+    assert [default_processes(cpus) for cpus in (1, 2, 4, 16)] == [1, 1, 3, 8]
 
 
 # --- packyard serve, live -----------------------------------------------------------------
