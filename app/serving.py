@@ -182,8 +182,11 @@ def uwsgi_options(host: str, port: int, workers: int | None, app: str, backend: 
         "--http-auto-chunked",  # also after a response of unknown length (streamed)
         "--http-chunked-input",  # bodies sent chunked (uv does) pass through to the worker
         "--http-manage-expect",  # answer "Expect: 100-continue" (curl's large uploads)
-        "--http-buffer-size", "65535",  # request headers up to 64 KiB (default: 4 KiB)
-        "--buffer-size", "65535",  # and the same headers as the worker receives them
+        # Request headers up to 32 KiB (default: 4 KiB). Not 64: the router passes them on in
+        # a uwsgi packet whose size field has 16 bits, and with a 64 KiB buffer, headers and
+        # the first part of a large body overflowed it: the upload failed without an answer.
+        "--http-buffer-size", "32768",
+        "--buffer-size", "65535",  # the largest packet the worker may receive
         "--http-timeout", "120",  # a slow client's upload may pause; idle keep-alive ends
         "--module", app,
         "--need-app",
