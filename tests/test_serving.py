@@ -133,6 +133,12 @@ def test_the_default_leaves_a_core_to_the_router_and_the_worker():
     assert [default_processes(cpus) for cpus in (1, 2, 4, 16)] == [1, 1, 3, 8]
 
 
+def test_the_master_imports_the_app_only_for_several_processes_to_share():
+    several = uwsgi_options("127.0.0.1", 8080, 3, "wsgi:app", "/run/web.sock")
+    assert _option(several, "--shared-import") == "app.prefork"
+    assert "--shared-import" not in uwsgi_options("127.0.0.1", 8080, 1, "wsgi:app", "/run/s")
+
+
 # --- packyard serve, live -----------------------------------------------------------------
 
 
