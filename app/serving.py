@@ -180,7 +180,6 @@ def uwsgi_options(host: str, port: int, workers: int | None, app: str, backend: 
         "--http-to", backend,
         "--socket", backend,
         "--http-keepalive",  # HTTP/1.1 clients keep their connection between requests
-        "--tcp-nodelay",  # no Nagle: 92 KB pages waited 40 ms each for a delayed ACK
         "--http-auto-chunked",  # also after a response of unknown length (streamed)
         "--http-chunked-input",  # bodies sent chunked (uv does) pass through to the worker
         "--http-manage-expect",  # answer "Expect: 100-continue" (curl's large uploads)
