@@ -153,18 +153,25 @@ def serve_command(
     set any request variable (the client's address, say), which the HTTP port never lets a
     client do."""
     directory = tempfile.mkdtemp(prefix="packyard-serve-")
-    server = uwsgi_command(host, port, workers, app, os.path.join(directory, "web.sock"))
-    spec = {"server": server, "worker": worker, "remove": directory}
+    backend = os.path.join(directory, "web.sock")
+    server = uwsgi_command("fd://{listen_fd}", workers, app, backend)
+    spec = {
+        "server": server,
+        "worker": worker,
+        "remove": directory,
+        "listen": [host, port, _listen_backlog()],
+    }
     return [sys.executable, "-I", str(SUPERVISOR), json.dumps(spec)]
 
 
-def uwsgi_command(host: str, port: int, workers: int | None, app: str, backend: str) -> list[str]:
-    """The command line of the uWSGI process that ``run_server`` starts."""
+def uwsgi_command(listen: str, workers: int | None, app: str, backend: str) -> list[str]:
+    """The command line of the uWSGI process that the supervisor starts; ``listen`` is the
+    router's socket as uWSGI names it (``fd://N``: the supervisor's)."""
     run = "import sys, pyuwsgi; pyuwsgi.run(sys.argv[1:])"
-    return [sys.executable, "-c", run, *uwsgi_options(host, port, workers, app, backend)]
+    return [sys.executable, "-c", run, *uwsgi_options(listen, workers, app, backend)]
 
 
-def uwsgi_options(host: str, port: int, workers: int | None, app: str, backend: str) -> list[str]:
+def uwsgi_options(listen: str, workers: int | None, app: str, backend: str) -> list[str]:
     """uWSGI's options: an HTTP router in front of the app's worker processes.
 
     The router (one process, an event loop in C) holds the clients' connections, keep-alive
@@ -172,11 +179,10 @@ def uwsgi_options(host: str, port: int, workers: int | None, app: str, backend: 
     keep-alive connections cost the router a file descriptor each, and no worker thread:
     on uWSGI's own HTTP socket every open connection holds a thread until its timeout, so a
     few idle clients stall it (hence the ``Connection: close`` it used to send)."""
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     processes = workers or default_processes()
     return [
         "--strict",  # an unknown option is an error, not a warning
-        "--http", address,
+        "--http", listen,
         "--http-to", backend,
         "--socket", backend,
         "--http-keepalive",  # HTTP/1.1 clients keep their connection between requests

@@ -112,18 +112,16 @@ def test_the_access_log_goes_where_the_setting_says(monkeypatch, access_log, exp
         monkeypatch.delenv("PACKYARD_ACCESS_LOG", raising=False)
     else:
         monkeypatch.setenv("PACKYARD_ACCESS_LOG", access_log)
-    options = uwsgi_options("127.0.0.1", 8080, None, "wsgi:app", "/run/web.sock")
+    options = uwsgi_options("fd://3", None, "wsgi:app", "/run/web.sock")
     if expected is None:
         assert "--disable-logging" in options and "--req-logger" not in options
     else:
         assert _option(options, "--req-logger") == expected
 
 
-def test_hosts_and_worker_counts_become_uwsgi_options():
-    ipv6 = uwsgi_options("::1", 8080, 3, "wsgi:app", "/run/web.sock")
-    assert _option(ipv6, "--http") == "[::1]:8080"
-    options = uwsgi_options("0.0.0.0", 8080, 3, "wsgi:app", "/run/web.sock")
-    assert _option(options, "--http") == "0.0.0.0:8080"
+def test_the_listener_and_worker_counts_become_uwsgi_options():
+    options = uwsgi_options("fd://3", 3, "wsgi:app", "/run/web.sock")
+    assert _option(options, "--http") == "fd://3"
     assert _option(options, "--http-to") == _option(options, "--socket") == "/run/web.sock"
     assert _option(options, "--processes") == "3"
     assert _option(options, "--module") == "wsgi:app"
@@ -134,9 +132,9 @@ def test_the_default_leaves_a_core_to_the_router_and_the_worker():
 
 
 def test_the_master_imports_the_app_only_for_several_processes_to_share():
-    several = uwsgi_options("127.0.0.1", 8080, 3, "wsgi:app", "/run/web.sock")
+    several = uwsgi_options("fd://3", 3, "wsgi:app", "/run/web.sock")
     assert _option(several, "--shared-import") == "app.prefork"
-    assert "--shared-import" not in uwsgi_options("127.0.0.1", 8080, 1, "wsgi:app", "/run/s")
+    assert "--shared-import" not in uwsgi_options("fd://3", 1, "wsgi:app", "/run/web.sock")
 
 
 # --- packyard serve, live -----------------------------------------------------------------
