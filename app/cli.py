@@ -4,9 +4,7 @@ check. Thin: calls the domain."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from app.migrations import MigrationRefused, upgrade
 from app.models import User
 from app.plugin_manager import storage_factories
 from app.runtime import plugin_manager, storage
-from app.serving import ServerFailed, run_server
+from app.serving import serve_command
 from app.web.ui.filters import filesize
 
 DEFAULT_ADMIN = "root"  # GitLab's; "admin" is a reserved top-level route
@@ -277,18 +275,12 @@ def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
     url = f"http://{host}:{port}/"
     click.echo(f"Packyard serving on {url}", err=False)
     sys.stdout.flush()
-    worker_process = None if no_worker else _start_worker(app)
-    try:
-        run_server(host, port, workers)
-    except ServerFailed as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        if worker_process is not None:
-            worker_process.send_signal(signal.SIGTERM)
-            try:
-                worker_process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker_process.kill()
+    worker = None if no_worker else _worker_command(app)
+    command = serve_command(host, port, workers, worker=worker)
+    sys.stderr.flush()
+    # From here on, the small supervisor runs the server and the worker instead of this
+    # process and the app it loaded (app.supervisor).
+    os.execv(command[0], command)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -324,13 +316,17 @@ def _first_run_admin(app: Flask) -> None:
     )
 
 
-def _start_worker(app: Flask) -> subprocess.Popen[bytes]:
-    # A single embedded worker process; with SQLite one consumer is enough.
-    concurrency = "1" if app.config["BROKER_URL"] == EMBEDDED_BROKER else str(os.cpu_count() or 2)
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "--quiet", "-A", "workers", "worker",
-         "--loglevel=WARNING", f"--concurrency={concurrency}", "--without-mingle",
-         "--without-gossip"],
-        # The embedded worker runs as whoever ran `packyard serve`; no root lecture.
-        env={**os.environ, "PYTHONWARNINGS": "ignore:You're running the worker with superuser"},
-    )  # fmt: skip
+def _worker_command(app: Flask) -> list[str]:
+    # The embedded worker runs as whoever ran `packyard serve`: no root lecture.
+    quiet_as_root = "ignore:You're running the worker with superuser"
+    return [sys.executable, "-W", quiet_as_root, "-m", "celery", "--quiet", "-A", "workers",
+            "worker", "--loglevel=WARNING", *_worker_pool(app), "--without-mingle",
+            "--without-gossip"]  # fmt: skip
+
+
+def _worker_pool(app: Flask) -> list[str]:
+    """With the embedded broker (SQLite), one consumer is enough, and it runs its tasks
+    itself (``solo``): a prefork pool of one would add a second process of 60 MiB."""
+    if app.config["BROKER_URL"] == EMBEDDED_BROKER:
+        return ["--pool=solo"]
+    return [f"--concurrency={os.cpu_count() or 2}"]

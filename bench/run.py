@@ -153,6 +153,7 @@ class Run:
             "visibility": {},
             "page_bytes": {},
             "load": {},
+            "memory": {},
         }
 
     def attempt(self, what: str, action: Callable[..., Any], *args: Any) -> Any:
@@ -303,9 +304,21 @@ class Run:
                 self.attempt(f"warm-up {page.url}", check_page, page)
 
     def _round(self, round_index: int) -> None:
-        for phase in (self._pages, self._twine, self._big, self._dry_runs, self._visibility):
+        phases = (self._memory, self._pages, self._twine, self._big, self._dry_runs,
+                  self._visibility)  # fmt: skip
+        for phase in phases:
             log(f"round {round_index + 1}: {phase.__doc__}")
             phase(round_index)
+
+    def _memory(self, round_index: int) -> None:
+        """idle memory (PSS of each registry's process tree)"""
+        from harness.measure import tree_pss
+
+        time.sleep(2)  # the previous phase's last requests and tasks end
+        for target in self.registries(round_index):
+            self._store(
+                "memory", target.key, self.attempt(f"PSS of {target.key}", tree_pss, target)
+            )
 
     def _pages(self, round_index: int) -> None:
         """wrk on every page"""

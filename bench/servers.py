@@ -58,9 +58,9 @@ class Candidate:
 
 
 def _packyard_uwsgi(port: int) -> list[str]:
-    from app.serving import uwsgi_command
+    from app.serving import serve_command
 
-    return uwsgi_command("127.0.0.1", port, None)
+    return serve_command("127.0.0.1", port, None)
 
 
 # uWSGI exactly as `packyard serve` runs it; the others as their documentation recommends

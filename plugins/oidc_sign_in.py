@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from authlib.integrations.base_client import OAuthError
-from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, Flask, current_app, flash, redirect, request, session, url_for
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
@@ -61,6 +59,10 @@ def sign_in_choices(next_url: str) -> SignInChoice | None:
 
 def _client() -> Any:
     """The Authlib client for this app, registered on first use."""
+    # Authlib (and the cryptography it loads) only where sign-in runs: 10 MiB less in
+    # every process that never signs anyone in.
+    from authlib.integrations.flask_client import OAuth
+
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     oauth = app.extensions.get("packyard.sso_oauth")
     if oauth is None:
@@ -92,6 +94,8 @@ def start() -> Response:
 def callback() -> Response:
     if not _enabled(current_app):
         raise NotFound()
+    from authlib.integrations.base_client import OAuthError  # on first use, as in _client
+
     target = safe_next(session.get(NEXT_KEY))
     try:
         if "error" in request.args:  # the provider refused, or the visitor cancelled

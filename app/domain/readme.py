@@ -11,10 +11,6 @@ from __future__ import annotations
 import io
 from functools import lru_cache
 
-import readme_renderer.markdown
-import readme_renderer.rst
-import readme_renderer.txt
-
 MAX_DESCRIPTION = 1024 * 1024  # longer descriptions are cut before rendering
 CACHED_DESCRIPTION = 64 * 1024  # shorter ones are rendered once per process
 
@@ -44,6 +40,12 @@ def _cached(text: str, content_type: str | None) -> str:
 
 
 def _render(text: str, content_type: str | None) -> str:
+    # Imported on first use: readme_renderer and docutils add 12 MiB to every process
+    # that imports them, and only project pages in the browser need them.
+    import readme_renderer.markdown
+    import readme_renderer.rst
+    import readme_renderer.txt
+
     kind, options = content_type_of(content_type)
     html: str | None = None
     if kind == "text/markdown":

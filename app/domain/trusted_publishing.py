@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jwt
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -107,6 +106,8 @@ def _fetch_keys(issuer: str) -> dict[str, Any]:
     discovery = _fetch_json(f"{issuer}/.well-known/openid-configuration")
     if not isinstance(discovery, dict) or discovery.get("issuer", "").rstrip("/") != issuer:
         raise TokenRefused("issuer-unreachable", "the discovery document names another issuer")
+    import jwt  # on first use: PyJWT and cryptography add 10 MiB to each process
+
     keys = jwt.PyJWKSet.from_dict(_fetch_json(discovery["jwks_uri"]))
     return {key.key_id: key for key in keys.keys if key.key_id}
 
@@ -116,6 +117,8 @@ def _fetch_keys(issuer: str) -> dict[str, Any]:
 
 def verify(token: str, issuers: list[str], audience: str, keys: KeyCache) -> dict[str, Any]:
     """The verified claims of ``token``, or TokenRefused naming the failed check."""
+    import jwt  # on first use, as in _fetch_keys
+
     try:
         header = jwt.get_unverified_header(token)
         unverified = jwt.decode(token, options={"verify_signature": False})

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import requests
-from upload_memory import MultipartBody, RssSampler, proc_status, reset_peak
+from upload_memory import MultipartBody, RssSampler, descendants, proc_status, reset_peak
 
 from harness.corpus import DRY_RUN_REQUIREMENTS, MIB, Dist
 from harness.processes import clean_env
@@ -19,6 +19,27 @@ from tests.dists import make_wheel
 
 WRK_THREADS, WRK_CONNECTIONS = 2, 32
 VISIBILITY_TIMEOUT = 30.0
+
+
+# --- memory ---------------------------------------------------------------------------
+
+
+def tree_pss(target: Target) -> dict[str, float]:
+    """The PSS of every process the target started and their descendants, summed: pages
+    that forked processes share count once (a process's PSS divides each page among the
+    processes that map it)."""
+    pids = [pid for process in target.processes for pid in (process.pid, *descendants(process.pid))]
+    return {"pss_mib": sum(map(_pss_kib, pids)) / 1024, "processes": len(pids)}
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:  # ended meanwhile
+        pass
+    return 0
 
 
 # --- wrk --------------------------------------------------------------------------------

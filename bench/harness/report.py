@@ -96,7 +96,18 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         }
         for t, v in results["visibility"].items()
     }
-    return {"wrk": wrk, "big_upload": big, "dry_run": dry, "twine": twine, "visibility": visibility}
+    memory = {
+        t: {k: med(r, k) for k in ("pss_mib", "processes")}
+        for t, r in results.get("memory", {}).items()
+    }
+    return {
+        "wrk": wrk,
+        "big_upload": big,
+        "dry_run": dry,
+        "twine": twine,
+        "visibility": visibility,
+        "memory": memory,
+    }
 
 
 def _best_peer(values: dict[str, float], better: Callable[..., float] = max) -> float:
@@ -189,6 +200,29 @@ def _visibility(s: dict[str, Any]) -> list[Check]:
     ]
 
 
+def _connections(s: dict[str, Any]) -> list[Check]:
+    checks: list[Check] = []
+    for tool, by_target in s["dry_run"].items():
+        mine = by_target.get("packyard", {}).get("connections", MISSING)
+        fewest = _best_peer({t: v["connections"] for t, v in by_target.items()}, min)
+        checks.append((f"{tool}: connections - fewest of peers", mine - fewest, 0.0, "<="))
+    return checks
+
+
+def _of_nginx(s: dict[str, Any]) -> list[Check]:
+    return [
+        ("5 versions", _ratio(_rps(s, "p5"), _rps(s, "p5", "nginx")), 0.25, ">="),
+        ("200 versions", _ratio(_rps(s, "p200"), _rps(s, "p200", "nginx")), 0.25, ">="),
+        ("5 versions, token", _ratio(_rps(s, "p5_token"), _rps(s, "p5", "nginx")), 0.15, ">="),
+    ]
+
+
+def _memory(s: dict[str, Any]) -> list[Check]:
+    pss = {t: v["pss_mib"] for t, v in s.get("memory", {}).items()}
+    return [("PSS / devpi's", _ratio(pss.get("packyard", MISSING), pss.get("devpi", MISSING)),
+             1.0, "<=")]  # fmt: skip
+
+
 TARGETS = (
     (1, "5-version project page: >= 5x the faster peer and >= 70% of the trivial route",
      _five_versions),
@@ -200,8 +234,13 @@ TARGETS = (
      _big_upload),
     (5, "pip and uv dry runs: no slower than the faster peer, fewer bytes (PEP 658)", _dry_runs),
     (6, "upload to group-index visibility: median < 1 s, p95 < 2 s", _visibility),
-    (7, "twine uploads, 100 files and 400 of one project, embedded and on PostgreSQL + "
-        "Redis: >= 1.5x the faster peer's files/s (issue 19)", _twine),
+    (7, "keep-alive: pip and uv open no more connections than with the fewest of the peers",
+     _connections),
+    (8, "index pages: >= 25% of nginx-static on the 5- and 200-version pages, >= 15% with a "
+     "token", _of_nginx),
+    (9, "memory: the whole server's process tree, idle, PSS at most devpi's", _memory),
+    (10, "twine uploads, 100 files and 400 of one project, embedded and on PostgreSQL + "
+         "Redis: >= 1.5x the faster peer's files/s (issue 19)", _twine),
 )  # fmt: skip
 
 
@@ -269,6 +308,7 @@ def render(results: dict[str, Any]) -> str:
     lines += _table(["#", "target", "figures", "met"], rows)
     lines += _pages(results)
     lines += _uploads(results)
+    lines += _memory_table(results)
     lines += _dry_runs(results)
     lines += _visibility(results)
     lines += _machine(results)
@@ -359,6 +399,25 @@ def _uploads(results: dict[str, Any]) -> list[str]:
                 ),
             ]
         )
+    return lines + _table(["", *(LABELS[t] for t in registries)], rows)
+
+
+def _memory_table(results: dict[str, Any]) -> list[str]:
+    memory = results["summary"].get("memory", {})
+    registries = [t for t in COLUMNS if t in memory]
+    lines = [
+        "## Memory",
+        "",
+        "Idle, at the start of each round: the PSS (proportional set size, from "
+        "`/proc/PID/smaps_rollup`) of every process the server started, summed, so that "
+        "pages forked processes share count once. Packyard: `packyard serve` with its "
+        "defaults (supervisor, uWSGI master, HTTP router, web processes, embedded worker).",
+        "",
+    ]
+    rows = [
+        ["process tree PSS, MiB", *(fmt(memory[t]["pss_mib"], 1) for t in registries)],
+        ["processes", *(fmt(memory[t]["processes"]) for t in registries)],
+    ]
     return lines + _table(["", *(LABELS[t] for t in registries)], rows)
 
 
