@@ -45,7 +45,10 @@ UWSGI_NOISE = re.compile(
     r"|python threads support enabled|mapped \d+ bytes|spawned uWSGI (master|worker|http)"
     r"|WSGI app \d+ \(mountpoint=.*\) ready in|SIGINT/SIGTERM received|worker \d+ buried"
     r"|goodbye to uWSGI|\*\*\* uWSGI is running in multiple interpreter mode"
-    r"|uWSGI http bound on |\[uwsgi-http\] "
+    r"|uWSGI http bound on |\[uwsgi-http\] |gateway \"uWSGI http \d+\" has been buried"
+    # At a stop: the router ended while it held one of uWSGI's shared locks, which the
+    # master then recovers (nothing is lost: no request is in flight any more).
+    r"|\[deadlock-detector\] a process holding a robust mutex died"
 )
 
 
