@@ -13,12 +13,14 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
+EXIT_ATTEMPTS = 5
 
 Store = Callable[[Session, Mapping[int, int]], None]  # adds counts by row id; commits
 
@@ -44,7 +46,7 @@ class BatchCounter:
             if self._pid != os.getpid():  # first count in this process (a fork starts anew)
                 self._pid = os.getpid()
                 threading.Thread(target=self._run, name=self._name, daemon=True).start()
-                atexit.register(self._write_now)
+                atexit.register(self._write_at_exit)
 
     def flush(self, session: Session) -> int:
         """Write the counts so far; returns how many. Counts a failed write held are
@@ -65,6 +67,19 @@ class BatchCounter:
     def _run(self) -> None:
         while not self._wake.wait(self._every):
             self._write_now()
+
+    def _write_at_exit(self) -> None:
+        """The last write has no next round: a busy database (the other processes stop and
+        write at the same moment) is given a few more tries."""
+        for attempt in range(EXIT_ATTEMPTS):
+            try:
+                self._write(self)
+                return
+            except Exception:
+                if attempt == EXIT_ATTEMPTS - 1:
+                    log.exception("could not write the counts of %s at exit", self._name)
+                    return
+                time.sleep(0.2 * (attempt + 1))
 
     def _write_now(self) -> None:
         try:
