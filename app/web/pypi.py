@@ -56,6 +56,7 @@ from app.domain.upstream.hits import store_hits
 from app.domain.upstream.index import kept_page, load_page
 from app.domain.upstream.pages import as_project_page
 from app.domain.upstream.policy import CACHE, REDIRECT, UpstreamPolicy, mode_for_name, policy_for
+from app.domain.webhooks import any_listening_hook
 from app.extensions import db
 from app.metrics import UPLOADED_BYTES, UPLOADED_FILES, file_kind
 from app.models import Group, PackageFile, Project
@@ -108,6 +109,7 @@ def upload(project_ref: str) -> tuple[str, int]:
         **{k: form.get(k, "") for k in UPLOAD_FIELDS},
     )
     identity = current_identity()
+    project_id, group_id = project.id, project.group_id  # the commit below expires them
     level = caller_level(identity, access)
     check_not_protected(db.session, project, upload_form.name, PUSH, level)
     accepted = accept_upload(
@@ -119,13 +121,14 @@ def upload(project_ref: str) -> tuple[str, int]:
         uploader=actor_name(identity),
         actor=identity,
     )
-    uploaded = accepted.package_file  # published is announced before processing can end
-    announce(uploaded.package, "published", identity, uploaded)
+    if any_listening_hook(db.session, project_id, group_id):  # published before processed
+        uploaded = accepted.package_file
+        announce(uploaded.package, "published", identity, uploaded)
     enqueue(accepted.file_id)
     remove_stored_files(accepted.storage_deletions)  # a replaced failed file's bytes
-    kind = file_kind(accepted.package_file.filename)
+    kind = file_kind(upload_form.filename)
     UPLOADED_FILES.labels(kind).inc()
-    UPLOADED_BYTES.labels(kind).inc(accepted.package_file.size)
+    UPLOADED_BYTES.labels(kind).inc(received.digest.size)
     return "201 Created\n", 201
 
 
