@@ -260,8 +260,8 @@ def notes(results: dict[str, Any]) -> list[str]:
         "carry the metadata uncompressed (about 84 KB here); uv accepts gzip.",
         "uv reads metadata from devpi by downloading wheels, then downloads them again to "
         "install: hence devpi's bytes with uv.",
-        "`packyard serve` answers `Connection: close` (README: uWSGI's keep-alive holds a "
-        "thread per idle connection); devpi keeps connections alive. Warm connections: "
+        "Both keep connections alive (`packyard serve` through uWSGI's HTTP router). "
+        "Warm connections: "
         + ", ".join(f"{tool} {key} {n:.0f}" for (tool, key), n in sorted(connections.items()))
         + ". Each new connection costs pip a little Python time.",
         "Other work on this shared machine moves single figures by 10-30 %: compare ratios "
