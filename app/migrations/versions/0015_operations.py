@@ -85,16 +85,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Plain DROP COLUMN (SQLite 3.35+), as 0013 does. A batch copy recreates the table:
+    # dropping the old groups table cascaded (ON DELETE CASCADE) into every project and
+    # package, and the copy lost 0006's lower() indexes.
     for table in ("groups", "projects"):
-        with op.batch_alter_table(table) as batch_op:
-            batch_op.drop_column("retention_prerelease_days")
-            batch_op.drop_column("retention_keep_n")
-    with op.batch_alter_table("packages") as batch_op:
-        batch_op.drop_column("protected")
+        op.drop_column(table, "retention_prerelease_days")
+        op.drop_column(table, "retention_keep_n")
+    op.drop_column("packages", "protected")
     for table in ("packages", "package_files"):
-        with op.batch_alter_table(table) as batch_op:
-            batch_op.drop_column("last_downloaded_at")
-            batch_op.drop_column("download_count")
+        op.drop_column(table, "last_downloaded_at")
+        op.drop_column(table, "download_count")
     op.drop_table("web_hook_deliveries")
     op.drop_table("web_hook_events")
     op.drop_table("web_hooks")
