@@ -355,6 +355,27 @@ def test_packyard_serve_starts_and_stops_in_a_few_clean_lines(tmp_path):
     assert "buried" not in stopped and "goodbye" not in stopped, stopped
 
 
+@pytest.mark.parametrize("to_stdout", [True, False])
+def test_the_access_log_passes_and_the_banner_does_not(tmp_path, to_stdout):
+    """With the access log on (to stdout, or to a file), uWSGI's banner and per-process
+    lines are still left out, and the access lines are all there."""
+    log_file = tmp_path / "access.log"
+    access_log = "-" if to_stdout else str(log_file)
+    env = packyard_env(tmp_path, ACCESS_LOG=access_log)
+    server = LiveServer(tmp_path, env, worker=False)
+    try:
+        assert requests.get(f"{server.url}/-/health?probe=1", timeout=10).status_code == 200
+        time.sleep(0.5)  # uWSGI logs a request after its answer
+    finally:
+        server.stop()
+    output = server.process.output()
+    access = output if to_stdout else log_file.read_text()
+    assert '"GET /-/health?probe=1 HTTP/1.1" 200' in access, access
+    assert f"Packyard serving on {server.url}/" in output
+    for noise in ("running as root", "uWSGI", "spawned", "WSGI app 0", "Python", "buried"):
+        assert noise not in output, f"{noise!r} in:\n{output}"
+
+
 def test_uwsgi_errors_pass_the_filter(tmp_path):
     """What is not uWSGI's start-up chatter reaches the operator: a port already taken."""
     import socket
