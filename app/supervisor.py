@@ -72,19 +72,26 @@ def supervise(spec: dict[str, Any]) -> int:
     worker = subprocess.Popen(spec["worker"]) if spec["worker"] else None
     try:
         server_args = [arg.replace("{listen_fd}", fd) for arg in spec["server"]]
+        # Both streams: with an access log (--req-logger) uWSGI writes its own log, the
+        # banner among it, on stdout, and the access lines too when they go to stdio.
         server = subprocess.Popen(
-            server_args, pass_fds=[listener.fileno()], stderr=subprocess.PIPE, text=True,
-            bufsize=1,
+            server_args, pass_fds=[listener.fileno()], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, bufsize=1,
         )  # fmt: skip
         listener.close()  # uWSGI holds it now
-        assert server.stderr is not None
-        relay = threading.Thread(target=quiet, args=(server.stderr, sys.stderr), daemon=True)
-        relay.start()
+        assert server.stdout is not None and server.stderr is not None
+        relays = [
+            threading.Thread(target=quiet, args=(source, sink), daemon=True)
+            for source, sink in ((server.stdout, sys.stdout), (server.stderr, sys.stderr))
+        ]
+        for relay in relays:
+            relay.start()
         forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, forward)
         returncode = server.wait()
-        relay.join(timeout=5)  # the last lines, a failure's reason among them
+        for relay in relays:
+            relay.join(timeout=5)  # the last lines, a failure's reason among them
         return returncode
     finally:
         if worker is not None:
