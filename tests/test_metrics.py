@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -139,6 +140,46 @@ def test_a_worker_on_its_own_serves_its_metrics(tmp_path):
     assert scraped["packyard_worker_heartbeat_timestamp_seconds"]
     assert total(web, "packyard_task_duration_seconds_count") == 0  # counted apart
     assert total(web, "packyard_uploaded_files_total") == 4
+
+
+# A process that counts in the metrics directory (5 wheels, say), then stays or ends.
+COUNTING = """
+import sys, time
+from prometheus_client import Counter
+Counter("packyard_uploaded_files", "", ["kind"]).labels("wheel").inc(int(sys.argv[1]))
+print("counted", flush=True)
+if sys.argv[2] == "stay":
+    time.sleep(300)
+"""
+
+
+def test_serve_keeps_the_files_of_processes_still_counting(tmp_path):
+    """``packyard serve`` starts with a clean slate of counts, but a process still running
+    on the same data directory (a separate ``packyard worker``, the serve being replaced)
+    keeps its files: only the files of ended processes go."""
+    (tmp_path / "metrics").mkdir()
+    env = {**packyard_env(tmp_path), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    subprocess.run([str(BIN / "python"), "-c", COUNTING, "7", "end"], env=env, check=True)
+    live = LiveProcess(
+        [str(BIN / "python"), "-c", COUNTING, "5", "stay"], env, tmp_path / "live.log"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "counted" not in live.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        live_files = {p.name for p in (tmp_path / "metrics").glob(f"*_{live.proc.pid}.db")}
+        assert live_files and len(list((tmp_path / "metrics").glob("*.db"))) == 2
+        server = LiveServer(tmp_path, packyard_env(tmp_path), worker=False)
+        try:
+            scraped = samples(requests.get(f"{server.url}/-/metrics", timeout=30).text)
+        finally:
+            server.stop()
+        assert live.proc.poll() is None
+    finally:
+        live.stop()
+    assert live_files <= {p.name for p in (tmp_path / "metrics").glob("*.db")}
+    # The live process's 5 count; the ended one's 7 were a previous run's.
+    assert total(scraped, "packyard_uploaded_files_total", kind="wheel") == 5
 
 
 def used_metrics() -> set[str]:
