@@ -3,7 +3,8 @@
 Multiprocess mode (``prometheus_client``'s, as documented for gunicorn and uWSGI): each
 process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``; a scrape, in any
 process, sums them. ``packyard serve`` sets the directory (``$DATA_DIR/metrics`` unless
-given) and empties it at start, for its uWSGI processes and its worker alike; a process
+given) and, at start, deletes the files of processes that have ended (a running one, a
+separate worker, keeps its own), for its uWSGI processes and its worker alike; a process
 that ends marks its files dead so its live gauges drop out. Without the variable (tests,
 a single process) the process's own registry is read.
 
@@ -38,11 +39,33 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 def use_directory(path: Path, *, clean: bool) -> None:
     """Count in files under ``path`` from now on, in this process and its children."""
     path.mkdir(parents=True, exist_ok=True)
-    if clean:  # a previous run's counts: its processes are gone
-        for stale in path.glob("*.db"):
-            stale.unlink(missing_ok=True)
+    if clean:
+        remove_ended(path)
     os.environ[ENV] = str(path)
     values.ValueClass = values.MultiProcessValue()
+
+
+def remove_ended(path: Path) -> None:
+    """Delete the files of processes that have ended: a previous run's counts, which
+    prometheus_client says to wipe before a start. A process still running here (a
+    separate ``packyard worker``, a serve being replaced) keeps its files: it still
+    writes to them, and its counts would vanish from every scrape."""
+    for stale in path.glob("*.db"):
+        pid = stale.stem.rpartition("_")[2]  # counter_<pid>, gauge_livesum_<pid>, ...
+        # This process has counted nothing yet: a file with its PID is a previous run's
+        # (a container's PIDs repeat from one start to the next).
+        if not (pid.isdigit() and int(pid) != os.getpid() and _running(int(pid))):
+            stale.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def default_directory(data_dir: str) -> Path:
