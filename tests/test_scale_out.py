@@ -245,8 +245,8 @@ def test_no_process_kept_anything_in_its_data_directory(cluster):
     """After every upload, processing and download above: the data directories are as
     empty as they started (but for the log the test itself writes there)."""
     for name in ("web1", "web2", "worker1", "worker2"):
-        # metrics/: each process's live Prometheus values (PROMETHEUS_MULTIPROC_DIR), emptied
-        # at every start: scratch space, not state another host would need.
+        # metrics/: each process's live Prometheus values (PROMETHEUS_MULTIPROC_DIR), the
+        # ended ones' deleted at the next start: scratch space, not state another host needs.
         kept = [
             p.name for p in (cluster.tmp / name).rglob("*")
             if p.name != "serve.log" and "metrics" not in p.relative_to(cluster.tmp / name).parts
