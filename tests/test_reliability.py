@@ -21,16 +21,20 @@ import pytest
 import requests
 import sqlalchemy as sa
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from app import create_app
 from app.caching.generation import GenerationReader
 from app.config import CONNECT_TIMEOUT, database_uri
+from app.domain.audit import SYSTEM
 from app.domain.processing import claim_stalled, claim_unsent, mark_unsent
+from app.domain.webhooks import HookParams, create_hook
 from app.extensions import db
 from app.migrations import upgrade
 from app.models import PackageFile
 from app.models.base import utcnow
+from tests.conftest import Registry
 from tests.dists import make_wheel
 from tests.services import (
     BIN,
@@ -486,3 +490,48 @@ def test_a_postgresql_restart_answers_every_request_quickly_and_loses_nothing(
         worker.stop(signal.SIGKILL)
         server.stop()
         redis.stop()
+
+
+@pytest.mark.parametrize("hook", [False, True], ids=["no-hook", "hook"])
+def test_an_upload_committed_just_before_the_database_goes_down_answers_201(
+    tmp_path: Path, private_postgres: PrivatePostgres, hook: bool
+) -> None:
+    """PostgreSQL stops the moment the upload's commit has returned: the announcements that
+    follow (whether a webhook listens, the ``published`` event) fail and are logged, and
+    the client hears 201, not an error that a retry would turn into ``File already
+    exists``."""
+    database_url = private_postgres.create_database("packyard")
+    migrate(database_url, tmp_path / "migrate")
+    app = _app_on(database_url, tmp_path)
+    with app.app_context():
+        registry = Registry(app, app.test_client())
+        admin = registry.user("root", admin=True)
+        project = registry.project(registry.group("team"), "lib")
+        if hook:
+            create_hook(db.session, project, HookParams(url="http://127.0.0.1:9/"), SYSTEM)
+        token, project_id = registry.token(admin), project.id
+        _use_broker(registry, "memory://")  # sent, never run
+        recorded: list[str] = []
+
+        def note(_conn, _cursor, statement: str, *_args) -> None:
+            recorded.append(statement)
+
+        def stop_after_the_upload(_session) -> None:
+            if any(s.startswith("INSERT INTO package_files") for s in recorded):
+                recorded.clear()
+                private_postgres.stop("fast")
+
+        event.listen(db.engine, "before_cursor_execute", note)
+        event.listen(Session, "after_commit", stop_after_the_upload)
+        try:
+            response = registry.upload(str(project_id), *make_wheel("late", "1.0"), token=token)
+        finally:
+            event.remove(Session, "after_commit", stop_after_the_upload)
+            event.remove(db.engine, "before_cursor_execute", note)
+            private_postgres.start()
+    assert response.status_code == 201, response.text
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        files = conn.execute(sa.text("SELECT filename FROM package_files")).scalars().all()
+    engine.dispose()
+    assert files == ["late-1.0-py3-none-any.whl"]
