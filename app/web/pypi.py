@@ -56,7 +56,6 @@ from app.domain.upstream.hits import store_hits
 from app.domain.upstream.index import kept_page, load_page
 from app.domain.upstream.pages import as_project_page
 from app.domain.upstream.policy import CACHE, REDIRECT, UpstreamPolicy, mode_for_name, policy_for
-from app.domain.webhooks import any_listening_hook
 from app.extensions import db
 from app.metrics import UPLOADED_BYTES, UPLOADED_FILES, file_kind
 from app.models import Group, PackageFile, Project
@@ -65,9 +64,7 @@ from app.web.auth import current_caller, current_identity
 from app.web.loaders import IndexScope, group_index_scope, project_for, project_index_scope
 from app.web.uploads import HashingSink
 from workers.dispatch import send
-from workers.tasks.cleanup import remove_stored_files
-from workers.tasks.files import enqueue
-from workers.tasks.hooks import announce
+from workers.tasks.files import announce_upload
 from workers.tasks.upstream import refresh_upstream_page
 
 bp = Blueprint("pypi", __name__)
@@ -121,11 +118,7 @@ def upload(project_ref: str) -> tuple[str, int]:
         uploader=actor_name(identity),
         actor=identity,
     )
-    if any_listening_hook(db.session, project_id, group_id):  # published before processed
-        uploaded = accepted.package_file
-        announce(uploaded.package, "published", identity, uploaded)
-    enqueue(accepted.file_id)
-    remove_stored_files(accepted.storage_deletions)  # a replaced failed file's bytes
+    announce_upload(accepted, project_id, group_id, identity)  # committed: it never raises
     kind = file_kind(upload_form.filename)
     UPLOADED_FILES.labels(kind).inc()
     UPLOADED_BYTES.labels(kind).inc(received.digest.size)

@@ -7,16 +7,18 @@ import logging
 from celery import Task, shared_task
 from sqlalchemy.exc import OperationalError
 
-from app.domain.audit import SYSTEM
+from app.domain.audit import SYSTEM, Actor
 from app.domain.errors import DATABASE_OUTAGES
 from app.domain.processing import give_up, mark_unsent
 from app.domain.processing import process_file as process
 from app.domain.storage import StorageError
+from app.domain.uploads import AcceptedUpload
 from app.extensions import db
 from app.models import PackageFile
 from app.runtime import plugin_manager, storage
 from workers.dispatch import send
-from workers.tasks.hooks import announce
+from workers.tasks.cleanup import remove_stored_files
+from workers.tasks.hooks import announce, announce_published
 
 log = logging.getLogger(__name__)
 OUTAGES = (OperationalError, OSError, StorageError)  # a later attempt may pass
@@ -62,6 +64,19 @@ def enqueue(file_id: int) -> None:
     except DATABASE_OUTAGES:  # then it looks lost after REDELIVER_AFTER, and is resent
         db.session.rollback()
         log.exception("could not mark file %s unsent", file_id)
+
+
+def announce_upload(accepted: AcceptedUpload, project_id: int, group_id: int,
+                    actor: Actor) -> None:  # fmt: skip
+    """Everything after an upload's commit: its ``published`` event if a webhook listens
+    (before the task, so hooks hear it first), its processing task, the removal of a
+    replaced file. None of it raises: the file is stored and the client must hear so (a
+    retry would get "File already exists"). An outage is logged; the sweeper sends the
+    task and pending events later, and a ``published`` event the database could not
+    queue is lost."""
+    announce_published(project_id, group_id, accepted.package_file, actor)
+    enqueue(accepted.file_id)
+    remove_stored_files(accepted.storage_deletions)  # a replaced failed file's bytes
 
 
 def _announce(file_id: int, state: str) -> None:

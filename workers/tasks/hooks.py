@@ -9,15 +9,16 @@ the commit, by the workers).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from celery import Task, shared_task
 from flask import current_app, has_request_context, request
+from sqlalchemy import inspect
 from sqlalchemy.exc import OperationalError
 
 from app.domain.audit import Actor
 from app.domain.errors import DATABASE_OUTAGES
-from app.domain.webhooks import deliver, queue_package_event
+from app.domain.webhooks import any_listening_hook, deliver, queue_package_event
 from app.extensions import db
 from app.models import Package, PackageFile
 from workers.dispatch import send_each
@@ -74,12 +75,38 @@ def announce(package: Package, action: str, actor: Actor,
              package_file: PackageFile | None = None) -> None:  # fmt: skip
     """Queue the event of a change already committed, commit it, and send it. A database
     failure here is logged: the change it reports stands."""
+    what = f"the {action} event of package {_key(package)}"
+    _queue_and_send(lambda: queue(package, action, actor, package_file), what)
+
+
+def announce_published(project_id: int, group_id: int, package_file: PackageFile,
+                       actor: Actor) -> None:  # fmt: skip
+    """``published`` for a file just committed, if a webhook hears its project: asked by
+    ids known before the commit, so that without hooks nothing is read back. Like
+    ``announce``, a database outage is logged, never raised."""
+
+    def queued() -> list[int]:
+        if not any_listening_hook(db.session, project_id, group_id):
+            return []
+        return queue(package_file.package, "published", actor, package_file)
+
+    _queue_and_send(queued, f"the published event of file {_key(package_file)}")
+
+
+def _queue_and_send(queued: Callable[[], list[int]], what: str) -> None:
     try:
-        event_ids = queue(package, action, actor, package_file)
+        event_ids = queued()
         if event_ids:
             db.session.commit()
     except DATABASE_OUTAGES:
         db.session.rollback()
-        log.exception("could not queue the %s event of package %s", action, package.id)
+        log.exception("could not queue %s", what)
         return
     send_events(event_ids)
+
+
+def _key(row: Package | PackageFile) -> object:
+    # Its id without a query: after a commit or the rollback, reading ``row.id`` would
+    # load the row again from the database that just failed.
+    identity = inspect(row).identity
+    return identity[0] if identity else None
