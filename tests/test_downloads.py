@@ -14,6 +14,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from app.caching.generation import current_generation
 from app.extensions import db
 from app.models import Package, PackageFile
 from app.web.pypi import DOWNLOADS
@@ -57,6 +58,23 @@ def test_downloads_are_counted_without_a_write_in_the_request(client, registry):
     assert {f["file_name"]: f["download_count"] for f in listed} == {wheel: 3, sdist: 1}
     page = client.get(f"/team/lib/-/packages/{package.id}").get_data(as_text=True)
     assert '<dd class="downloads">4' in page and 'class="num downloads">3</td>' in page
+
+
+def test_writing_download_counts_keeps_the_cached_pages(client, registry):
+    """No page or access decision shows a count: writing counts must not drop every
+    process's caches (during installs that would be every few seconds)."""
+    token = registry.token(registry.user("root", admin=True))
+    project = registry.project(registry.group("team", visibility="public"), "lib", "public")
+    wheel, content = make_wheel("demo", "1.0")
+    assert registry.upload(project, wheel, content, token=token).status_code == 201
+    stored = db.session.execute(select(PackageFile)).scalar_one()
+    url = f"/api/v4/projects/{project.id}/packages/pypi/files/{stored.sha256}/{wheel}"
+    assert client.get(url).status_code == 200
+    before = current_generation(db.engine)
+    assert flush_downloads(registry.app) == 1
+    assert current_generation(db.engine) == before
+    db.session.expire_all()
+    assert db.session.get(PackageFile, stored.id).download_count == 1
 
 
 # --- real pip installs against a live server -------------------------------------------
