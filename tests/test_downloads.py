@@ -10,7 +10,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 import requests
 from sqlalchemy import select
 
@@ -110,14 +109,26 @@ def wait_count(server: LiveServer, project: dict, expected: int, within: float) 
     return seen
 
 
-@pytest.mark.skip(
-    reason="intermittent: under a loaded run some live downloads are not counted within the "
-    "flush interval; cause not found yet (issue 21 stays open)"
-)
+def served_downloads(access_log: Path) -> list[str]:
+    """The access log's lines for GETs of the wheel itself (what is counted)."""
+    lines = access_log.read_text(errors="replace").splitlines()
+    return [line for line in lines if '"GET ' in line and ".whl " in line]
+
+
+def diagnosis(tmp_path: Path, access_log: Path) -> str:
+    serve_log = (tmp_path / "serve.log").read_text(errors="replace").splitlines()
+    return "\n".join(["wheel GETs served:", *served_downloads(access_log), "serve.log:",
+                      *serve_log[-40:]])  # fmt: skip
+
+
 def test_concurrent_pip_installs_are_all_counted_across_a_web_restart(tmp_path: Path):
     """The documented bound: a restart loses nothing older than one flush interval. (The
-    write each web process tries as it stops is best effort, so it is not counted on.)"""
-    env = packyard_env(tmp_path, DOWNLOAD_FLUSH_INTERVAL="2", UPSTREAM_MODE="off")
+    write each web process tries as it stops is best effort, so it is not counted on.)
+    Counts must be written within the interval; the wait allows a loaded machine more."""
+    access_log = tmp_path / "access.log"
+    env = packyard_env(
+        tmp_path, DOWNLOAD_FLUSH_INTERVAL="2", UPSTREAM_MODE="off", ACCESS_LOG=str(access_log)
+    )
     server = LiveServer(tmp_path, env, worker=True, web_workers=2)
     try:
         group = server.api("POST", "/groups", json={"name": "Team", "path": "team"}).json()
@@ -132,13 +143,16 @@ def test_concurrent_pip_installs_are_all_counted_across_a_web_restart(tmp_path: 
         )  # fmt: skip
         assert uploaded.status_code == 201
         installs(server, project, 6, tmp_path, "before")
-        assert wait_count(server, project, 6, within=2 + 10) == 6  # within the interval
+        seen = wait_count(server, project, 6, within=2 + 28)
+        assert seen == 6, f"{seen} of 6 counted\n{diagnosis(tmp_path, access_log)}"
         time.sleep(2.5)  # nothing left unwritten: a restart must lose none of the 6
         server.stop()
         server = LiveServer(tmp_path, env, worker=True, web_workers=2)
         assert counts(server, project)[0] == 6
         installs(server, project, 5, tmp_path, "after")
-        assert wait_count(server, project, 11, within=2 + 10) == 11
+        seen = wait_count(server, project, 11, within=2 + 28)
+        assert seen == 11, f"{seen} of 11 counted\n{diagnosis(tmp_path, access_log)}"
         assert counts(server, project)[1] is not None
+        assert len(served_downloads(access_log)) == 11  # each install downloaded once
     finally:
         server.stop()
