@@ -10,10 +10,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 import requests
 from sqlalchemy import select
 
+from app.caching.generation import current_generation
 from app.extensions import db
 from app.models import Package, PackageFile
 from app.web.pypi import DOWNLOADS
@@ -59,6 +59,23 @@ def test_downloads_are_counted_without_a_write_in_the_request(client, registry):
     assert '<dd class="downloads">4' in page and 'class="num downloads">3</td>' in page
 
 
+def test_writing_download_counts_keeps_the_cached_pages(client, registry):
+    """No page or access decision shows a count: writing counts must not drop every
+    process's caches (during installs that would be every few seconds)."""
+    token = registry.token(registry.user("root", admin=True))
+    project = registry.project(registry.group("team", visibility="public"), "lib", "public")
+    wheel, content = make_wheel("demo", "1.0")
+    assert registry.upload(project, wheel, content, token=token).status_code == 201
+    stored = db.session.execute(select(PackageFile)).scalar_one()
+    url = f"/api/v4/projects/{project.id}/packages/pypi/files/{stored.sha256}/{wheel}"
+    assert client.get(url).status_code == 200
+    before = current_generation(db.engine)
+    assert flush_downloads(registry.app) == 1
+    assert current_generation(db.engine) == before
+    db.session.expire_all()
+    assert db.session.get(PackageFile, stored.id).download_count == 1
+
+
 # --- real pip installs against a live server -------------------------------------------
 
 
@@ -92,14 +109,26 @@ def wait_count(server: LiveServer, project: dict, expected: int, within: float) 
     return seen
 
 
-@pytest.mark.skip(
-    reason="intermittent: under a loaded run some live downloads are not counted within the "
-    "flush interval; cause not found yet (issue 21 stays open)"
-)
+def served_downloads(access_log: Path) -> list[str]:
+    """The access log's lines for GETs of the wheel itself (what is counted)."""
+    lines = access_log.read_text(errors="replace").splitlines()
+    return [line for line in lines if '"GET ' in line and ".whl " in line]
+
+
+def diagnosis(tmp_path: Path, access_log: Path) -> str:
+    serve_log = (tmp_path / "serve.log").read_text(errors="replace").splitlines()
+    return "\n".join(["wheel GETs served:", *served_downloads(access_log), "serve.log:",
+                      *serve_log[-40:]])  # fmt: skip
+
+
 def test_concurrent_pip_installs_are_all_counted_across_a_web_restart(tmp_path: Path):
     """The documented bound: a restart loses nothing older than one flush interval. (The
-    write each web process tries as it stops is best effort, so it is not counted on.)"""
-    env = packyard_env(tmp_path, DOWNLOAD_FLUSH_INTERVAL="2", UPSTREAM_MODE="off")
+    write each web process tries as it stops is best effort, so it is not counted on.)
+    Counts must be written within the interval; the wait allows a loaded machine more."""
+    access_log = tmp_path / "access.log"
+    env = packyard_env(
+        tmp_path, DOWNLOAD_FLUSH_INTERVAL="2", UPSTREAM_MODE="off", ACCESS_LOG=str(access_log)
+    )
     server = LiveServer(tmp_path, env, worker=True, web_workers=2)
     try:
         group = server.api("POST", "/groups", json={"name": "Team", "path": "team"}).json()
@@ -114,13 +143,16 @@ def test_concurrent_pip_installs_are_all_counted_across_a_web_restart(tmp_path: 
         )  # fmt: skip
         assert uploaded.status_code == 201
         installs(server, project, 6, tmp_path, "before")
-        assert wait_count(server, project, 6, within=2 + 10) == 6  # within the interval
+        seen = wait_count(server, project, 6, within=2 + 28)
+        assert seen == 6, f"{seen} of 6 counted\n{diagnosis(tmp_path, access_log)}"
         time.sleep(2.5)  # nothing left unwritten: a restart must lose none of the 6
         server.stop()
         server = LiveServer(tmp_path, env, worker=True, web_workers=2)
         assert counts(server, project)[0] == 6
         installs(server, project, 5, tmp_path, "after")
-        assert wait_count(server, project, 11, within=2 + 10) == 11
+        seen = wait_count(server, project, 11, within=2 + 28)
+        assert seen == 11, f"{seen} of 11 counted\n{diagnosis(tmp_path, access_log)}"
         assert counts(server, project)[1] is not None
+        assert len(served_downloads(access_log)) == 11  # each install downloaded once
     finally:
         server.stop()

@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import requests
 from sqlalchemy import select
 
 from app.domain.access import DEVELOPER, MAINTAINER
+from app.domain.webhooks import deliver
 from app.extensions import db
 from app.models import WebHook, WebHookEvent
 from tests.dists import make_wheel
@@ -343,3 +346,39 @@ def wait_deliveries(server: LiveServer, project: dict, hook: dict, count: int,
         if len(deliveries) >= count or time.monotonic() > deadline:
             return deliveries
         time.sleep(0.2)
+
+
+def test_no_transaction_stays_open_while_the_receiver_answers(registry, world):
+    """A slow receiver must not hold a transaction (PostgreSQL: idle in transaction, a
+    snapshot that keeps VACUUM back; SQLite: a read that keeps the WAL from checkpointing)."""
+    session = db.session()
+    open_during_post: list[bool] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            open_during_post.append(session.in_transaction())
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        hook = WebHook(url=url, project_id=world["project"].id, package_events=True,
+                       enable_ssl_verification=True)  # fmt: skip
+        event = WebHookEvent(hook=hook, event_name="package_published", payload={"a": 1})
+        session.add_all([hook, event])
+        session.commit()
+        assert deliver(session, event.id, timeout=5, last_try=False) is True
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert open_during_post == [False]
+    session.expire_all()
+    delivered = session.get(WebHookEvent, event.id)
+    assert delivered.state == "delivered" and delivered.attempts == 1
+    assert [d.response_status for d in delivered.deliveries] == [200]

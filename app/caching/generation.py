@@ -47,6 +47,9 @@ WATCHED = (
     ReservedName,  # a release reopens a name to the upstream
 )  # fmt: skip
 _BUMPED = "packyard.generation_bumped"
+# An execution option for a bulk UPDATE of watched rows that changes nothing a page or an
+# access decision is made of (download counts): it leaves every cache in place.
+KEEPS_CACHES = {"packyard_keeps_caches": True}
 
 
 _READ = f"SELECT value FROM cache_generation WHERE id = {GENERATION_ROW}"
@@ -175,7 +178,10 @@ def _bump_on_flush(session: Session, _context: Any, _instances: Any) -> None:
 
 def _bump_on_bulk_write(state: ORMExecuteState) -> None:
     mapper = state.bind_mapper
-    if (state.is_update or state.is_delete) and mapper and issubclass(mapper.class_, WATCHED):
+    if not ((state.is_update or state.is_delete) and mapper):
+        return
+    keeps_caches = state.is_update and state.execution_options.get("packyard_keeps_caches")
+    if issubclass(mapper.class_, WATCHED) and not keeps_caches:
         bump(state.session)
 
 

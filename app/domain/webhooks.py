@@ -268,10 +268,14 @@ def deliver(session: Session, event_id: int, timeout: float, *, last_try: bool) 
     event = session.get(WebHookEvent, event_id)
     if event is None or event.state == "delivered":
         return None
-    body = event_body(event)
+    post = _request(event.hook, event)
+    session.commit()  # no transaction stays open while the receiver takes its time
     started = time.monotonic()
-    status, error = _post(event.hook, event, body, timeout)
+    status, error = post.send(timeout)
     succeeded = status is not None and 200 <= status < 300
+    event = session.get(WebHookEvent, event_id)
+    if event is None:  # deleted with its hook meanwhile: nothing to log it against
+        return None
     session.add(WebHookDelivery(
         event_id=event.id, status="succeeded" if succeeded else "failed", response_status=status,
         duration=round(time.monotonic() - started, 3), error=error,
@@ -282,8 +286,31 @@ def deliver(session: Session, event_id: int, timeout: float, *, last_try: bool) 
     return succeeded
 
 
-def _post(hook: WebHook, event: WebHookEvent, body: bytes,
-          timeout: float) -> tuple[int | None, str | None]:  # fmt: skip
+@dataclass(frozen=True)
+class _Post:
+    """One delivery attempt's request, read from the rows before the POST."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    verify: bool
+
+    def send(self, timeout: float) -> tuple[int | None, str | None]:
+        try:
+            response = requests.post(
+                self.url, data=self.body, headers=self.headers, timeout=timeout,
+                verify=self.verify, allow_redirects=False,
+            )  # fmt: skip
+            response.close()
+        except requests.RequestException as exc:
+            return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+        ok = 200 <= response.status_code < 300
+        error = None if ok else f"HTTP {response.status_code} {response.reason}"[:MAX_ERROR]
+        return response.status_code, error
+
+
+def _request(hook: WebHook, event: WebHookEvent) -> _Post:
+    body = event_body(event)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Packyard-Hook",
@@ -292,17 +319,7 @@ def _post(hook: WebHook, event: WebHookEvent, body: bytes,
     }
     if hook.token:
         headers["X-Packyard-Signature-256"] = signature(body, hook.token)
-    try:
-        response = requests.post(
-            hook.url, data=body, headers=headers, timeout=timeout,
-            verify=hook.enable_ssl_verification, allow_redirects=False,
-        )  # fmt: skip
-        response.close()
-    except requests.RequestException as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
-    ok = 200 <= response.status_code < 300
-    error = None if ok else f"HTTP {response.status_code} {response.reason}"[:MAX_ERROR]
-    return response.status_code, error
+    return _Post(hook.url, body, headers, hook.enable_ssl_verification)
 
 
 def unsent_events(session: Session, older_than: timedelta, limit: int = 500) -> list[int]:
