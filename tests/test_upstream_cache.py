@@ -210,9 +210,12 @@ def test_a_file_is_fetched_once_verified_stored_then_served_from_storage(registr
     page_json(registry, world, "shiny")
     url = file_url(world, "shiny", "shiny-1.0.tar.gz")
     content = world["tree"].projects["shiny"][1].content
-    for _ in range(3):
+    for _ in range(3):  # streamed as fetched, then from storage
         response = get(registry, url, world["token"])
         assert response.status_code == 200 and response.data == content
+        assert response.cache_control.max_age == 365 * 24 * 3600
+        assert response.cache_control.immutable and not response.cache_control.no_cache
+        assert "Expires" not in response.headers  # max-age says it
     assert len(upstream_requests(world, "/files/shiny-1.0.tar.gz")) == 1
     flush_hits(registry)
     row = db.session.execute(select(UpstreamFile)).scalar_one()
