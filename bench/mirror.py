@@ -319,12 +319,33 @@ def notes(results: dict[str, Any]) -> list[str]:
         for tool, by_target in results["runs"].items()
         for key, phases in by_target.items()
     }
+    pip = results["summary"]["pip"]
+    metadata = {phase: pip[phase]["packyard"]["classes"]["metadata"] for phase in ("cold", "warm")}
+    over = {
+        phase: (pip[phase]["packyard"]["bytes"], pip[phase]["devpi"]["bytes"])
+        for phase in ("cold", "warm")
+    }
     return [
         "Packyard keeps every field of the upstream's pages, PEP 658 core metadata included; "
         "devpi's mirror drops it. So pip and uv fetch each candidate's `.metadata` from "
         "Packyard before its wheel (one more request per package), and from devpi they fetch "
-        "wheels only. pip asks for metadata with `Accept-Encoding: identity`, so its bytes "
-        "carry the metadata uncompressed (about 84 KB here); uv accepts gzip.",
+        "wheels only. pip asks for metadata with `Accept-Encoding: identity` (pip's "
+        "`network/utils.py` `HEADERS`, used for every download), so it gets the metadata "
+        "uncompressed: "
+        + "; ".join(
+            f"{phase} {m['responses']} responses, {m['head'] + m['body']:,} bytes "
+            f"({m['body']:,} of bodies), against Packyard's excess over devpi of "
+            f"{over[phase][0] - over[phase][1]:,.0f}"
+            for phase, m in metadata.items()
+        )
+        + ". "
+        + (
+            "Without them pip's bytes are at most devpi's (see the breakdown): the bytes "
+            "target is missed by the metadata the issue requires, and by nothing else."
+            if all(without_metadata(pip[p]["packyard"]) <= over[p][1] for p in over)
+            else "Even without them pip's bytes are above devpi's (see the breakdown)."
+        )
+        + " uv asks for gzip and gets it.",
         "uv reads metadata from devpi by downloading wheels, then downloads them again to "
         "install: hence devpi's bytes with uv.",
         "Both keep connections alive (`packyard serve` through uWSGI's HTTP router). "
