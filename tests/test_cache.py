@@ -242,14 +242,19 @@ def test_an_answered_response_stays_recent_in_the_lru(registry: Registry):
     assert cache.peek("a") == 1 and cache.peek("b") is None
 
 
-def test_repeats_are_gzipped_for_clients_that_accept_it(registry: Registry):
+def _page_over_a_kibibyte(registry: Registry) -> str:
+    """A public project's page of five releases (big enough to be gzipped): its URL."""
     admin = registry.user("root", admin=True)
     token = registry.token(admin)
     project = registry.project(registry.group("team", "public"), "lib", "public")
     for version in ("1.0", "1.1", "1.2", "1.3", "1.4"):
         wheel = make_wheel("demo", version)
         assert registry.upload(project, *wheel, token=token).status_code == 201
-    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/demo/"
+    return f"/api/v4/projects/{project.id}/packages/pypi/simple/demo/"
+
+
+def test_repeats_are_gzipped_for_clients_that_accept_it(registry: Registry):
+    url = _page_over_a_kibibyte(registry)
     gzip_ok = {"Accept-Encoding": "gzip, deflate"}
     first = registry.client.get(url)  # made by Flask, for a client that takes no gzip
     assert "Content-Encoding" not in first.headers
@@ -273,13 +278,7 @@ def test_repeats_are_gzipped_for_clients_that_accept_it(registry: Registry):
 
 def test_the_first_answer_is_gzipped_too(registry: Registry):
     """Not only repeats: a cold install fetches each page once."""
-    admin = registry.user("root", admin=True)
-    token = registry.token(admin)
-    project = registry.project(registry.group("team", "public"), "lib", "public")
-    for version in ("1.0", "1.1", "1.2", "1.3", "1.4"):
-        wheel = make_wheel("demo", version)
-        assert registry.upload(project, *wheel, token=token).status_code == 201
-    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/demo/"
+    url = _page_over_a_kibibyte(registry)
     dispatched: list[str] = []
     with request_started.connected_to(lambda _app, **_kw: dispatched.append("x"), registry.app):
         first = registry.client.get(url, headers={**JSON, "Accept-Encoding": "gzip"})
