@@ -39,7 +39,7 @@ sys.path[:0] = [str(BENCH), str(ROOT)]
 
 from harness.corpus import DRY_RUN_REQUIREMENTS, fetch_real  # noqa: E402
 from harness.processes import Process, clean_env, free_port, wait_http  # noqa: E402
-from harness.proxy import CountingProxy  # noqa: E402
+from harness.proxy import CountingProxy, Exchange  # noqa: E402
 from run import ensure_peers, load_average, log, machine  # noqa: E402
 
 from tests.upstream import LiveUpstream, UpstreamTree  # noqa: E402
@@ -174,7 +174,7 @@ def install(tool: str, target: Any, work: Path, peers_bin: Path) -> dict[str, An
     subprocess.run([str(VENV_BIN / "uv"), "venv", "--python", sys.executable, str(venv)],
                    env=clean_env(), check=True, capture_output=True)  # fmt: skip
     python = venv / "bin" / "python"
-    proxy = CountingProxy(target.port)
+    proxy = CountingProxy(target.port, read_http=True)
     index = f"http://127.0.0.1:{proxy.port}{target.index_path}"
     if tool == "pip":
         args = [str(peers_bin / "pip"), "--python", str(python), "install", "--no-cache-dir",
@@ -190,7 +190,60 @@ def install(tool: str, target: Any, work: Path, peers_bin: Path) -> dict[str, An
     shutil.rmtree(venv, ignore_errors=True)
     if result.returncode != 0:
         raise RuntimeError(f"{tool} through {target.key} failed:\n{result.stderr[-3000:]}")
-    return {"seconds": seconds, "bytes": proxy.down, "connections": proxy.connections}
+    exchanges = proxy.exchanges
+    if proxy.unreadable or sum(e.head_bytes + e.body_bytes for e in exchanges) != proxy.down:
+        raise RuntimeError(f"the proxy could not read {tool}'s HTTP through {target.key}")
+    return {
+        "seconds": seconds,
+        "bytes": proxy.down,
+        "connections": proxy.connections,
+        "classes": breakdown(exchanges),
+        "asked_with": asked_with(exchanges),
+    }
+
+
+# What a response is, by what was asked and what came back.
+CLASSES = ("pages", "metadata", "files", "other")
+
+
+def response_class(exchange: Exchange) -> str:
+    content_type = exchange.response_headers.get("content-type", "")
+    if not 200 <= exchange.status < 300 and exchange.status != 304:
+        return "other"  # redirects and errors
+    if exchange.target.split("?")[0].rstrip("/").endswith(".metadata"):
+        return "metadata"
+    if content_type.startswith(("text/html", "application/vnd.pypi.simple")):
+        return "pages"
+    return "files" if exchange.status == 200 else "other"
+
+
+def breakdown(exchanges: list[Exchange]) -> dict[str, dict[str, int]]:
+    """Per response class: how many responses, and the bytes of their heads and bodies."""
+    classes = {name: {"responses": 0, "head": 0, "body": 0} for name in CLASSES}
+    for exchange in exchanges:
+        counts = classes[response_class(exchange)]
+        counts["responses"] += 1
+        counts["head"] += exchange.head_bytes
+        counts["body"] += exchange.body_bytes
+    return classes
+
+
+ASKED_WITH = ("accept", "accept-encoding")
+
+
+def asked_with(exchanges: list[Exchange]) -> dict[str, dict[str, list[str]]]:
+    """Per response class, the distinct request headers that matter to encoding, and the
+    response headers that came back (names only), as the client sent and received them."""
+    seen: dict[str, dict[str, set[str]]] = {}
+    for exchange in exchanges:
+        entry = seen.setdefault(response_class(exchange), {})
+        for name in ASKED_WITH:
+            entry.setdefault(name, set()).add(exchange.request_headers.get(name, ""))
+        entry.setdefault("content-encoding", set()).add(
+            exchange.response_headers.get("content-encoding", "")
+        )
+        entry.setdefault("response headers", set()).update(exchange.response_headers)
+    return {cls: {k: sorted(v) for k, v in entry.items()} for cls, entry in seen.items()}
 
 
 def measure(rounds: int, work: Path, peers_bin: Path, upstream: LiveUpstream) -> dict[str, Any]:
@@ -223,10 +276,24 @@ def summarize(runs: dict[str, Any]) -> dict[str, Any]:
         for key, phases in by_target.items():
             for phase, figures in phases.items():
                 summary.setdefault(tool, {}).setdefault(phase, {})[key] = {
-                    name: statistics.median(f[name] for f in figures)
-                    for name in ("seconds", "bytes")
+                    **{
+                        name: statistics.median(f[name] for f in figures)
+                        for name in ("seconds", "bytes")
+                    },
+                    "classes": _median_round(figures)["classes"],
                 }
     return summary
+
+
+def _median_round(figures: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round of median bytes, so that its breakdown adds up to a real total."""
+    middle = statistics.median_low(f["bytes"] for f in figures)
+    return next(f for f in figures if f["bytes"] == middle)
+
+
+def without_metadata(figures: dict[str, Any]) -> int:
+    metadata = figures["classes"]["metadata"]
+    return int(figures["bytes"] - metadata["head"] - metadata["body"])
 
 
 def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -252,12 +319,33 @@ def notes(results: dict[str, Any]) -> list[str]:
         for tool, by_target in results["runs"].items()
         for key, phases in by_target.items()
     }
+    pip = results["summary"]["pip"]
+    metadata = {phase: pip[phase]["packyard"]["classes"]["metadata"] for phase in ("cold", "warm")}
+    over = {
+        phase: (pip[phase]["packyard"]["bytes"], pip[phase]["devpi"]["bytes"])
+        for phase in ("cold", "warm")
+    }
     return [
         "Packyard keeps every field of the upstream's pages, PEP 658 core metadata included; "
         "devpi's mirror drops it. So pip and uv fetch each candidate's `.metadata` from "
         "Packyard before its wheel (one more request per package), and from devpi they fetch "
-        "wheels only. pip asks for metadata with `Accept-Encoding: identity`, so its bytes "
-        "carry the metadata uncompressed (about 84 KB here); uv accepts gzip.",
+        "wheels only. pip asks for metadata with `Accept-Encoding: identity` (pip's "
+        "`network/utils.py` `HEADERS`, used for every download), so it gets the metadata "
+        "uncompressed: "
+        + "; ".join(
+            f"{phase} {m['responses']} responses, {m['head'] + m['body']:,} bytes "
+            f"({m['body']:,} of bodies), against Packyard's excess over devpi of "
+            f"{over[phase][0] - over[phase][1]:,.0f}"
+            for phase, m in metadata.items()
+        )
+        + ". "
+        + (
+            "Without them pip's bytes are at most devpi's (see the breakdown): the bytes "
+            "target is missed by the metadata the issue requires, and by nothing else."
+            if all(without_metadata(pip[p]["packyard"]) <= over[p][1] for p in over)
+            else "Even without them pip's bytes are above devpi's (see the breakdown)."
+        )
+        + " uv asks for gzip and gets it.",
         "uv reads metadata from devpi by downloading wheels, then downloads them again to "
         "install: hence devpi's bytes with uv.",
         "Both keep connections alive (`packyard serve` through uWSGI's HTTP router). "
@@ -293,6 +381,7 @@ def render(results: dict[str, Any]) -> str:
                 f"{ours['seconds'] / theirs['seconds']:.2f} | {ours['bytes']:,.0f} | "
                 f"{theirs['bytes']:,.0f} | {ours['bytes'] / theirs['bytes']:.2f} |"
             )
+    lines += breakdown_table(results)
     lines += ["", "## Targets", "", "| target | ratio | met |", "|---|---:|---|"]
     for goal in results["targets"]:
         lines.append(f"| {goal['what']} | {goal['ratio']:.2f} | {'yes' if goal['met'] else 'no'} |")
@@ -301,6 +390,82 @@ def render(results: dict[str, Any]) -> str:
     lines += ["", "## Machine", ""]
     lines += [f"- {key}: {value}" for key, value in results["machine"].items()]
     return "\n".join(lines) + "\n"
+
+
+def breakdown_table(results: dict[str, Any]) -> list[str]:
+    """The bytes of the median round by response class (head + body: all bytes received),
+    and the headers the clients sent for each class."""
+    lines = [
+        "",
+        "## Bytes by response class",
+        "",
+        "Each class: every byte of its responses (status line, headers, body as sent). "
+        "Headers and bodies: all classes. The last column leaves out the `.metadata` "
+        "responses (PEP 658), which only Packyard serves.",
+        "",
+        "| tool | phase | server | responses | pages | `.metadata` | files | other "
+        "| headers | bodies | total | without `.metadata` |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    comparisons = []
+    for tool, phases in results["summary"].items():
+        for phase in ("cold", "warm"):
+            for key, label in (("packyard", "Packyard"), ("devpi", "devpi")):
+                figures = phases[phase][key]
+                classes = figures["classes"]
+                cells = [f"{c['head'] + c['body']:,}" for c in classes.values()]
+                lines.append(
+                    f"| {tool} | {phase} | {label} | "
+                    f"{sum(c['responses'] for c in classes.values())} | {' | '.join(cells)} | "
+                    f"{sum(c['head'] for c in classes.values()):,} | "
+                    f"{sum(c['body'] for c in classes.values()):,} | {figures['bytes']:,.0f} | "
+                    f"{without_metadata(figures):,} |"
+                )
+            ours, theirs = phases[phase]["packyard"], phases[phase]["devpi"]
+            comparisons.append(
+                f"{tool} {phase} {without_metadata(ours) / theirs['bytes']:.3f} "
+                f"({without_metadata(ours):,} against {theirs['bytes']:,.0f})"
+            )
+    lines += [
+        "",
+        "Packyard's bytes without its `.metadata` responses, against devpi's: "
+        + "; ".join(comparisons)
+        + ".",
+        "",
+        "What the clients asked with (request headers, all rounds), and the encoding that "
+        "came back:",
+        "",
+        "| tool | class | Accept | Accept-Encoding | Content-Encoding from Packyard | from devpi |",
+        "|---|---|---|---|---|---|",
+    ]
+    for tool, by_target in results["runs"].items():
+        asked = {key: _merged_asked_with(phases) for key, phases in by_target.items()}
+        for cls in CLASSES:
+            ours, theirs = asked["packyard"].get(cls), asked["devpi"].get(cls)
+            if ours is None and theirs is None:
+                continue
+            either = ours or theirs
+            lines.append(
+                f"| {tool} | {cls} | {_said(either, 'accept')} | "
+                f"{_said(either, 'accept-encoding')} | {_said(ours, 'content-encoding')} | "
+                f"{_said(theirs, 'content-encoding')} |"
+            )
+    return lines
+
+
+def _said(entry: dict[str, list[str]] | None, name: str) -> str:
+    if entry is None:
+        return "(no such response)"
+    return ", ".join(f"`{value}`" if value else "(no header)" for value in entry[name])
+
+
+def _merged_asked_with(phases: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list]]:
+    merged: dict[str, dict[str, set[str]]] = {}
+    for figures in (f for runs in phases.values() for f in runs):
+        for cls, entry in figures["asked_with"].items():
+            for name, values in entry.items():
+                merged.setdefault(cls, {}).setdefault(name, set()).update(values)
+    return {cls: {k: sorted(v) for k, v in entry.items()} for cls, entry in merged.items()}
 
 
 def main() -> int:

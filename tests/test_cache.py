@@ -9,14 +9,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, request_started
+from flask import Flask, Response, request_started
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.caching import generation
 from app.caching.generation import GenerationReader, current_generation
 from app.caching.process import ProcessCache
-from app.caching.responses import ResponseCache
+from app.caching.responses import ResponseCache, cache_this_response
+from app.domain.identity import ANONYMOUS, AuthResult
 from app.extensions import db
 from app.models import PersonalAccessToken
 from tests.conftest import Registry, _migrated_app, basic
@@ -241,16 +242,22 @@ def test_an_answered_response_stays_recent_in_the_lru(registry: Registry):
     assert cache.peek("a") == 1 and cache.peek("b") is None
 
 
-def test_repeats_are_gzipped_for_clients_that_accept_it(registry: Registry):
+def _page_over_a_kibibyte(registry: Registry) -> str:
+    """A public project's page of five releases (big enough to be gzipped): its URL."""
     admin = registry.user("root", admin=True)
     token = registry.token(admin)
     project = registry.project(registry.group("team", "public"), "lib", "public")
     for version in ("1.0", "1.1", "1.2", "1.3", "1.4"):
         wheel = make_wheel("demo", version)
         assert registry.upload(project, *wheel, token=token).status_code == 201
-    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/demo/"
+    return f"/api/v4/projects/{project.id}/packages/pypi/simple/demo/"
+
+
+def test_repeats_are_gzipped_for_clients_that_accept_it(registry: Registry):
+    url = _page_over_a_kibibyte(registry)
     gzip_ok = {"Accept-Encoding": "gzip, deflate"}
-    first = registry.client.get(url, headers=gzip_ok)  # made by Flask: identity
+    first = registry.client.get(url)  # made by Flask, for a client that takes no gzip
+    assert "Content-Encoding" not in first.headers
     assert "Accept-Encoding" in first.headers["Vary"] and len(first.data) >= 1024
     again = registry.client.get(url, headers=gzip_ok)
     assert again.headers["Content-Encoding"] == "gzip"
@@ -267,6 +274,45 @@ def test_repeats_are_gzipped_for_clients_that_accept_it(registry: Registry):
         plain = registry.client.get(url, headers=refused)
         assert "Content-Encoding" not in plain.headers and plain.data == first.data
         assert plain.headers["ETag"] == first.headers["ETag"]
+
+
+def test_the_first_answer_is_gzipped_too(registry: Registry):
+    """Not only repeats: a cold install fetches each page once."""
+    url = _page_over_a_kibibyte(registry)
+    dispatched: list[str] = []
+    with request_started.connected_to(lambda _app, **_kw: dispatched.append("x"), registry.app):
+        first = registry.client.get(url, headers={**JSON, "Accept-Encoding": "gzip"})
+        plain = registry.client.get(url, headers=JSON)  # the kept answer, not recoded
+    assert len(dispatched) == 1  # the first was Flask's, and kept
+    assert first.headers["Content-Encoding"] == "gzip"
+    assert int(first.headers["Content-Length"]) == len(first.data)
+    assert gzip.decompress(first.data) == plain.data and len(plain.data) >= 1024
+    assert "Content-Encoding" not in plain.headers
+    assert first.headers["ETag"] == f"W/{plain.headers['ETag']}"
+    assert first.headers["Vary"] == plain.headers["Vary"] == "Accept, Accept-Encoding"
+    assert first.headers["Content-Type"] == plain.headers["Content-Type"]
+
+
+def test_a_page_that_cannot_be_kept_is_gzipped_all_the_same(registry: Registry):
+    """A plugin that did not say what identified its caller: never kept, still gzipped."""
+    page, rendered = b"<a href='x'>x</a>\n" * 200, []
+    tiny = Flask("tiny")
+
+    @tiny.get("/p/simple/")
+    def index() -> Response:
+        rendered.append(page)
+        cache_this_response(AuthResult.ok(ANONYMOUS))  # identified_by: not said
+        return Response(page, content_type="text/html")
+
+    cache = ProcessCache(GenerationReader(db.engine))
+    tiny.wsgi_app = ResponseCache(tiny.wsgi_app, cache, "/simple/", ())  # type: ignore[method-assign]
+    client = tiny.test_client()
+    for _ in range(2):
+        answer = client.get("/p/simple/", headers={"Accept-Encoding": "gzip"})
+        assert answer.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(answer.data) == page
+    assert client.get("/p/simple/").data == page
+    assert len(rendered) == 3  # none was kept
 
 
 def test_small_pages_are_not_gzipped(registry: Registry):

@@ -2,8 +2,9 @@
 
 ``ResponseCache`` sits in front of Flask: a repeat of a request (same path, ``Accept`` and
 credentials) is answered from the finished response, before Flask routes, authenticates
-or renders anything, and gzipped (once per page) for clients that accept it.  Its entries
-live in the process cache (``app.caching.process``), so any write drops them.
+or renders anything. Index pages, the first answer too, are gzipped (once per page) for
+clients that accept it. Its entries live in the process cache (``app.caching.process``),
+so any write drops them.
 
 Which headers are credentials is what authentication says: the host's own
 (``Authorization``, ``PRIVATE-TOKEN``, ``JOB-TOKEN``) and those plugins registered; a
@@ -18,7 +19,7 @@ import gzip
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from flask import request
 from werkzeug.http import parse_accept_header, parse_etags
@@ -111,30 +112,41 @@ class ResponseCache:
             self._counted("hit").inc()
             return self._serve(hit, environ, start_response)
         self._counted("miss").inc()
+        # The response is started here, once Flask has answered: a page it marked is then
+        # sent as a repeat would be, gzipped for clients that accept it.
         started: list[Any] = []
+        deferring = True
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if not deferring or exc_info is not None:
+                return start_response(status, headers, exc_info)
             started[:] = [status, headers]
-            return start_response(status, headers, exc_info)
+            return _no_write
 
         app_iter = self.wsgi_app(environ, capture)
-        caller, fresh_until = environ.get(_CACHEABLE, (None, None))
-        if not self._keyed_on(caller) or not started or not started[0].startswith("200 "):
+        deferring = False
+        if not started:  # the app starts its response as it is iterated: as it comes
+            return app_iter
+        status, headers = started
+        marked = environ.get(_CACHEABLE)
+        if marked is None or not status.startswith("200 "):
+            start_response(status, headers)
             return app_iter
         try:
             body = b"".join(app_iter)
         finally:
             if hasattr(app_iter, "close"):
                 app_iter.close()
-        headers = started[1]
+        caller, fresh_until = marked
         etag = next((v for k, v in headers if k.lower() == "etag"), None)
-        assert caller is not None and caller.identity is not None  # _keyed_on
-        expires_at = caller.identity.expires_at  # is_expired reads it as UTC
-        if fresh_until is not None:  # only kept upstream pages have one
-            expires_at = _sooner(expires_at, fresh_until)
-        finished = FinishedResponse(list(headers), body, etag, expires_at)
-        self.cache.put(key, finished, generation)
-        return [body]
+        finished = FinishedResponse(list(headers), body, etag, None)
+        if self._keyed_on(caller):
+            assert caller.identity is not None  # _keyed_on
+            finished.expires_at = caller.identity.expires_at  # is_expired reads it as UTC
+            if fresh_until is not None:  # only kept upstream pages have one
+                finished.expires_at = _sooner(finished.expires_at, fresh_until)
+            self.cache.put(key, finished, generation)
+        return self._serve(finished, environ, start_response)
 
     def _counted(self, result: str) -> Any:
         # Made on first use, not at import: a worker sets up its metrics directory later.
@@ -143,7 +155,7 @@ class ResponseCache:
             child = self._counters[result] = RESPONSE_CACHE.labels(result)
         return child
 
-    def _keyed_on(self, caller: AuthResult | None) -> bool:
+    def _keyed_on(self, caller: AuthResult | None) -> TypeGuard[AuthResult]:
         """Whether the key holds everything that identified ``caller``."""
         if caller is None or caller.identity is None or caller.identified_by is None:
             return False  # not cacheable, or a plugin did not say what it read
@@ -178,6 +190,11 @@ class ResponseCache:
             return []
         start_response("200 OK", headers)
         return [body]
+
+
+def _no_write(data: bytes) -> None:
+    # WSGI's legacy write() before the response is started: Flask never calls it.
+    raise NotImplementedError("ResponseCache starts the response after the app returns")
 
 
 def _sooner(moment: datetime | None, other: datetime) -> datetime:

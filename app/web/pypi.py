@@ -400,6 +400,8 @@ def _content_type(filename: str) -> str:
 
 
 def _cache_forever(response: Response, public: bool) -> None:
+    # No Expires (send_file adds one): with max-age, HTTP/1.1 caches ignore it (RFC 9111).
+    response.headers.pop("Expires", None)
     response.cache_control.max_age = 365 * 24 * 3600
     response.cache_control.public = public
     response.cache_control.private = not public
