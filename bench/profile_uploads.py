@@ -9,6 +9,7 @@ files of one project), fresh names each round. Per set it reports:
 - CPU per uploaded file in the process tree from /proc (uWSGI's router and web
   processes, the embedded worker), counted until the worker has processed every file;
 - the server's own time per request (uWSGI's access log, ``%(msecs)``);
+- how long the worker took, after twine's end, to process the last file;
 - the load average.
 
     .venv/bin/python bench/profile_uploads.py [--rounds 3] [--services] [--src DIR]
@@ -25,6 +26,7 @@ import re
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -99,7 +101,9 @@ def main() -> int:
                 load = os.getloadavg()[0]
                 result = twine_upload(target, root, dists, twine)
                 during = cpu_seconds(web), cpu_seconds(worker)
+                settle_started = time.monotonic()
                 target.settle(timeout=300)
+                settle_s = time.monotonic() - settle_started
                 after = cpu_seconds(web), cpu_seconds(worker)
                 msecs = [
                     int(m.group(1))
@@ -113,6 +117,7 @@ def main() -> int:
                     "worker_ms_during": (during[1] - before[1]) * 1000 / n,
                     "worker_ms": (after[1] - before[1]) * 1000 / n,
                     "server_ms": statistics.median(msecs) if msecs else 0.0,
+                    "settle_s": settle_s,
                     "load": load,
                 }
                 results[name].append(row)
