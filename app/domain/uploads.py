@@ -11,11 +11,8 @@ page never links a sha256 to other bytes (the old link answers 404 once replaced
 from __future__ import annotations
 
 import hmac
-import os
-import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from packaging.version import Version
@@ -99,12 +96,10 @@ def accept_upload(
 ) -> AcceptedUpload:
     """Record and store one file, atomically: both the row and the file, or neither.
 
-    The bytes are published (made durable under their fresh key) while the rows are
-    prepared, and the rows commit only once that succeeded. The row is flushed first, so
-    the database's unique constraint picks exactly one winner when two uploads of the
-    same filename race; every other outcome (the race's loser, a refusal, a failed
-    commit) removes the published bytes again, and the caller aborts an unpublished
-    writer.
+    The row is flushed first, so the database's unique constraint picks exactly one
+    winner when two uploads of the same filename race; only the winner's bytes are
+    published (the caller aborts the writer of every other outcome), and they are
+    removed again if the commit fails.
     """
     name = validate_name(form.name)
     version = parse_version(form.version)
@@ -113,75 +108,50 @@ def accept_upload(
     requires_python = validate_requires_python(form.requires_python)
     _verify_digests(form, received.digest)
     check_signature(dist.filename, received.head)
-    # The bytes are made durable (a local file's fsync, an object store's last request)
-    # while the row is prepared: the commit below waits for them, never the other way.
-    publishing = _publisher().submit(received.writer.commit)
-    try:
-        replaced, deletions = _remove_replaced_file(
-            session, project, dist.filename, lambda: _duplicate_allowed(session, project, form)
-        )
-        check_storage_quota(session, project, received.digest.size)  # without the replaced file
+    replaced, deletions = _remove_replaced_file(
+        session, project, dist.filename, lambda: _duplicate_allowed(session, project, form)
+    )
+    check_storage_quota(session, project, received.digest.size)  # without the replaced file
 
-        package = _get_or_create_package(session, project, name, form.version.strip(), version)
-        reserve(session, package.normalized_name)  # never forwarded upstream from now on
-        package_file = PackageFile(
-            package_id=package.id,
-            project_id=project.id,
-            filename=dist.filename,
-            size=received.digest.size,
-            sha256=received.digest.sha256,
-            md5=received.digest.md5,
-            blake2_256=received.digest.blake2_256,
-            storage_key=received.writer.key,
-            requires_python=requires_python,
-            uploaded_by=uploader,
-            state="processing",
-            enqueued_at=utcnow(),  # the caller sends the task after commit; the sweeper backs it up
-        )
-        session.add(package_file)
-        try:
-            session.flush()
-        except IntegrityError:
-            raise FileExists(dist.filename) from None
-        record(
-            session, actor if actor is not None else uploader, "package_file_uploaded", project,
-            "PackageFile", package_file.id,
-            f"{project.full_path}/{package.name}/{package.version}/{dist.filename}",
-            {"package_id": package.id, "sha256": package_file.sha256, "size": package_file.size,
-             **replaced},
-        )  # fmt: skip
-        file_id = package_file.id  # known since the flush; after the commit it is a query
-        publishing.result()  # the storage failing (503) keeps no row either
+    package = _get_or_create_package(session, project, name, form.version.strip(), version)
+    reserve(session, package.normalized_name)  # never forwarded upstream from now on
+    package_file = PackageFile(
+        package_id=package.id,
+        project_id=project.id,
+        filename=dist.filename,
+        size=received.digest.size,
+        sha256=received.digest.sha256,
+        md5=received.digest.md5,
+        blake2_256=received.digest.blake2_256,
+        storage_key=received.writer.key,
+        requires_python=requires_python,
+        uploaded_by=uploader,
+        state="processing",
+        enqueued_at=utcnow(),  # the caller sends the task after commit; the sweeper backs it up
+    )
+    session.add(package_file)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()  # the whole upload: nothing of it is kept
+        raise FileExists(dist.filename) from None
+    record(
+        session, actor if actor is not None else uploader, "package_file_uploaded", project,
+        "PackageFile", package_file.id,
+        f"{project.full_path}/{package.name}/{package.version}/{dist.filename}",
+        {"package_id": package.id, "sha256": package_file.sha256, "size": package_file.size,
+         **replaced},
+    )  # fmt: skip
+    file_id = package_file.id  # known since the flush; after the commit it is a query
+    try:
+        received.writer.commit()  # the storage failing here (503) keeps no row either
         session.commit()
     except BaseException:
-        session.rollback()  # the whole upload: nothing of it is kept
-        if _published(publishing):
-            store.delete(received.writer.key)
+        session.rollback()
+        if received.writer.committed:
+            store.delete(package_file.storage_key)
         raise
     return AcceptedUpload(package_file, file_id, deletions)
-
-
-_PUBLISHER: tuple[int, ThreadPoolExecutor] | None = None
-_PUBLISHER_LOCK = threading.Lock()
-
-
-def _publisher() -> ThreadPoolExecutor:
-    """This process's threads that publish received files (made after a fork, never
-    inherited: a forked copy's threads do not run)."""
-    global _PUBLISHER
-    with _PUBLISHER_LOCK:
-        if _PUBLISHER is None or _PUBLISHER[0] != os.getpid():
-            _PUBLISHER = (os.getpid(), ThreadPoolExecutor(4, thread_name_prefix="publish"))
-        return _PUBLISHER[1]
-
-
-def _published(publishing: Future[None]) -> bool:
-    """Whether the file was published, once its publishing has ended either way."""
-    try:
-        publishing.result()
-    except BaseException:
-        return False
-    return True
 
 
 def _duplicate_allowed(session: Session, project: Project, form: UploadForm) -> bool:
