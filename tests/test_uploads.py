@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, func, select, update
 
+from app.domain.storage import FileStorage, StorageError
 from app.extensions import db
 from app.models import Package, PackageFile
 from tests.conftest import Registry, basic
@@ -49,6 +50,24 @@ def test_wheel_and_sdist_are_created_and_stored(registry, setup, wheel, sdist):
     assert files[0].state == "default"  # the (eager) worker processed it
     assert len(stored_files(registry.app)) == 2
     assert len({f.package_id for f in files}) == 1  # one release, two files
+
+
+def test_an_upload_the_storage_fails_keeps_no_release_either(registry, setup, wheel, monkeypatch):
+    """A new release and its first file are one transaction: when publishing the bytes
+    fails (503), the release is not left behind without a file (on SQLite a savepoint
+    around the release's insert used to commit it on its own)."""
+    project, token = setup
+
+    def failing_store(self, key, source):
+        raise StorageError("the disk is gone")
+
+    monkeypatch.setattr(FileStorage, "store", failing_store)
+    response = registry.upload(project, *wheel, token=token)
+    assert response.status_code == 503, response.text
+    db.session.expire_all()
+    assert db.session.execute(select(Package)).scalars().all() == []
+    assert db.session.execute(select(PackageFile)).scalars().all() == []
+    assert stored_files(registry.app) == []
 
 
 @pytest.mark.parametrize("suffix", ["", "/"])
