@@ -6,7 +6,7 @@ decisions are made of moves one counter in the same transaction; readers compare
 (one primary-key read per request) and drop their caches when it moved.  Caches are
 therefore never stale, and no code path has to remember to invalidate: the listeners below
 watch the app's sessions (``watch_writes``, called by the app factory), for ORM flushes and
-for bulk UPDATE/DELETE statements alike.
+for bulk INSERT/UPDATE/DELETE statements alike.
 """
 
 from __future__ import annotations
@@ -175,7 +175,8 @@ def _bump_on_flush(session: Session, _context: Any, _instances: Any) -> None:
 
 def _bump_on_bulk_write(state: ORMExecuteState) -> None:
     mapper = state.bind_mapper
-    if (state.is_update or state.is_delete) and mapper and issubclass(mapper.class_, WATCHED):
+    written = state.is_insert or state.is_update or state.is_delete
+    if written and mapper and issubclass(mapper.class_, WATCHED):
         bump(state.session)
 
 
