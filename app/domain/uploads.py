@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from packaging.version import Version
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,6 +37,7 @@ from app.domain.names import (
 )
 from app.domain.packages import schedule_deletions
 from app.domain.reserved_names import reserve
+from app.domain.sql import insert_or_skip
 from app.domain.storage import StorageBackend, StorageWriter
 from app.models import Package, PackageFile, Project
 from app.models.base import utcnow
@@ -225,7 +225,7 @@ def _get_or_create_package(
     package = session.execute(query).scalar_one_or_none()
     if package is not None:
         return package
-    insert = _INSERTS[session.get_bind().dialect.name](Package)
+    insert = insert_or_skip(session, Package, "project_id", "normalized_name", "canonical_version")
     created = session.execute(
         insert.values(
             project_id=project.id,
@@ -233,13 +233,6 @@ def _get_or_create_package(
             normalized_name=normalized,
             version=spelling,
             canonical_version=canonical,
-        )
-        .on_conflict_do_nothing(
-            index_elements=["project_id", "normalized_name", "canonical_version"]
-        )
-        .returning(Package)
+        ).returning(Package)
     ).scalar_one_or_none()
     return created if created is not None else session.execute(query).scalar_one()
-
-
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
