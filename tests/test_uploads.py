@@ -13,7 +13,7 @@ from sqlalchemy import event, func, select, update
 
 from app.domain.storage import FileStorage, StorageError
 from app.extensions import db
-from app.models import Package, PackageFile
+from app.models import Package, PackageFile, ReservedName
 from tests.conftest import Registry, basic
 from tests.dists import make_sdist, make_wheel
 
@@ -440,6 +440,32 @@ def test_same_filename_race_has_exactly_one_winner(registry, setup, wheel):
     assert sorted(statuses) == [201] + [400] * 5
     assert db.session.execute(select(func.count()).select_from(PackageFile)).scalar_one() == 1
     assert len(stored_files(registry.app)) == 1
+
+
+def test_a_wheel_and_an_sdist_of_a_new_name_racing_share_one_release(registry, setup, wheel, sdist):
+    """Both create the release and reserve the name at once: one inserts each, the other
+    finds them (``INSERT ... ON CONFLICT DO NOTHING``), and both files are accepted."""
+    _project, token = setup
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+    app = registry.app
+
+    def upload(dist: tuple[str, bytes]) -> None:
+        racer = Registry(app, app.test_client())
+        barrier.wait()
+        statuses.append(racer.upload("team%2Flib", *dist, token=token).status_code)
+
+    threads = [threading.Thread(target=upload, args=(dist,)) for dist in (wheel, sdist)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [201, 201]
+    db.session.expire_all()
+    assert db.session.execute(select(func.count()).select_from(Package)).scalar_one() == 1
+    files = db.session.execute(select(PackageFile.package_id)).scalars().all()
+    assert len(files) == 2 and len(set(files)) == 1
+    assert db.session.execute(select(func.count()).select_from(ReservedName)).scalar_one() == 1
 
 
 def test_replacing_a_failed_file_race_has_exactly_one_winner(registry, setup):
