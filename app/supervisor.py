@@ -18,6 +18,7 @@ ACK: 800 requests/s instead of 5,600.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -29,6 +30,10 @@ from collections.abc import Iterable
 from typing import Any, TextIO
 
 WORKER_STOP_SECONDS = 20
+# The embedded worker's niceness: its processing of an uploaded file (about as much CPU as
+# the upload itself) yields the cores to the web processes, which answer the next request
+# meanwhile. It still gets any CPU the web processes leave idle.
+WORKER_NICENESS = 10
 
 # uWSGI's start-up banner and the lines it repeats for each process (``running as root``
 # three times, ``spawned``, ``ready``, ``buried``): facts about uWSGI, not about Packyard,
@@ -70,6 +75,8 @@ def supervise(spec: dict[str, Any]) -> int:
         sys.exit(f"Error: cannot listen on {host}:{port}: {exc.strerror}")
     fd = str(listener.fileno())
     worker = subprocess.Popen(spec["worker"]) if spec["worker"] else None
+    if worker is not None:
+        os.setpriority(os.PRIO_PROCESS, worker.pid, WORKER_NICENESS)
     try:
         server_args = [arg.replace("{listen_fd}", fd) for arg in spec["server"]]
         # Both streams: with an access log (--req-logger) uWSGI writes its own log, the

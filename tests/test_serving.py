@@ -6,12 +6,14 @@ import contextlib
 import hashlib
 import http.client
 import io
+import os
 import random
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -391,3 +393,26 @@ def test_uwsgi_errors_pass_the_filter(tmp_path):
     assert result.returncode != 0
     assert "Address already in use" in result.stderr, result.stderr
     assert "running as root" not in result.stderr
+
+
+def _descendants(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for child in children for c in (child, *_descendants(int(child)))]
+
+
+def test_the_embedded_worker_yields_the_cores_to_the_web_processes(tmp_path):
+    """Processing an upload costs about as much CPU as receiving it: the worker runs at a
+    lower priority, so that it does not slow the client's next upload down."""
+    server = LiveServer(tmp_path, packyard_env(tmp_path), worker=True)
+    try:
+        pids = _descendants(server.process.proc.pid)
+        niceness = {
+            "celery" in Path(f"/proc/{pid}/cmdline").read_text(): os.getpriority(
+                os.PRIO_PROCESS, pid
+            )
+            for pid in pids
+        }
+    finally:
+        server.stop()
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert niceness == {True: min(own + 10, 19), False: own}, niceness

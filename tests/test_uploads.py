@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, func, select, update
 
+from app.domain.storage import FileStorage, StorageError
 from app.extensions import db
-from app.models import Package, PackageFile
+from app.models import Package, PackageFile, ReservedName
 from tests.conftest import Registry, basic
 from tests.dists import make_sdist, make_wheel
 
@@ -49,6 +50,24 @@ def test_wheel_and_sdist_are_created_and_stored(registry, setup, wheel, sdist):
     assert files[0].state == "default"  # the (eager) worker processed it
     assert len(stored_files(registry.app)) == 2
     assert len({f.package_id for f in files}) == 1  # one release, two files
+
+
+def test_an_upload_the_storage_fails_keeps_no_release_either(registry, setup, wheel, monkeypatch):
+    """A new release and its first file are one transaction: when publishing the bytes
+    fails (503), the release is not left behind without a file (on SQLite a savepoint
+    around the release's insert used to commit it on its own)."""
+    project, token = setup
+
+    def failing_store(self, key, source):
+        raise StorageError("the disk is gone")
+
+    monkeypatch.setattr(FileStorage, "store", failing_store)
+    response = registry.upload(project, *wheel, token=token)
+    assert response.status_code == 503, response.text
+    db.session.expire_all()
+    assert db.session.execute(select(Package)).scalars().all() == []
+    assert db.session.execute(select(PackageFile)).scalars().all() == []
+    assert stored_files(registry.app) == []
 
 
 @pytest.mark.parametrize("suffix", ["", "/"])
@@ -421,6 +440,32 @@ def test_same_filename_race_has_exactly_one_winner(registry, setup, wheel):
     assert sorted(statuses) == [201] + [400] * 5
     assert db.session.execute(select(func.count()).select_from(PackageFile)).scalar_one() == 1
     assert len(stored_files(registry.app)) == 1
+
+
+def test_a_wheel_and_an_sdist_of_a_new_name_racing_share_one_release(registry, setup, wheel, sdist):
+    """Both create the release and reserve the name at once: one inserts each, the other
+    finds them (``INSERT ... ON CONFLICT DO NOTHING``), and both files are accepted."""
+    _project, token = setup
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+    app = registry.app
+
+    def upload(dist: tuple[str, bytes]) -> None:
+        racer = Registry(app, app.test_client())
+        barrier.wait()
+        statuses.append(racer.upload("team%2Flib", *dist, token=token).status_code)
+
+    threads = [threading.Thread(target=upload, args=(dist,)) for dist in (wheel, sdist)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [201, 201]
+    db.session.expire_all()
+    assert db.session.execute(select(func.count()).select_from(Package)).scalar_one() == 1
+    files = db.session.execute(select(PackageFile.package_id)).scalars().all()
+    assert len(files) == 2 and len(set(files)) == 1
+    assert db.session.execute(select(func.count()).select_from(ReservedName)).scalar_one() == 1
 
 
 def test_replacing_a_failed_file_race_has_exactly_one_winner(registry, setup):

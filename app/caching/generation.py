@@ -6,7 +6,7 @@ decisions are made of moves one counter in the same transaction; readers compare
 (one primary-key read per request) and drop their caches when it moved.  Caches are
 therefore never stale, and no code path has to remember to invalidate: the listeners below
 watch the app's sessions (``watch_writes``, called by the app factory), for ORM flushes and
-for bulk UPDATE/DELETE statements alike.
+for bulk INSERT/UPDATE/DELETE statements alike.
 """
 
 from __future__ import annotations
@@ -178,10 +178,10 @@ def _bump_on_flush(session: Session, _context: Any, _instances: Any) -> None:
 
 def _bump_on_bulk_write(state: ORMExecuteState) -> None:
     mapper = state.bind_mapper
-    if not ((state.is_update or state.is_delete) and mapper):
+    written = state.is_insert or state.is_update or state.is_delete
+    if not (written and mapper and issubclass(mapper.class_, WATCHED)):
         return
-    keeps_caches = state.is_update and state.execution_options.get("packyard_keeps_caches")
-    if issubclass(mapper.class_, WATCHED) and not keeps_caches:
+    if not (state.is_update and state.execution_options.get("packyard_keeps_caches")):
         bump(state.session)
 
 

@@ -11,12 +11,12 @@ project holds; only an admin releases one, and only once no project holds the na
 from __future__ import annotations
 
 from sqlalchemy import Select, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
 from app.domain.audit import Actor, record
 from app.domain.errors import Conflict, NotFound
 from app.domain.names import normalize
+from app.domain.sql import insert_or_skip
 from app.models import Package, Project, ReservedName, User
 
 RELEASED = "reserved_name_released"
@@ -26,11 +26,8 @@ def reserve(session: Session, normalized: str) -> None:
     """Reserve the name in the caller's transaction (a no-op if it is reserved)."""
     if session.get(ReservedName, normalized) is not None:
         return
-    try:
-        with session.begin_nested():
-            session.add(ReservedName(name=normalized))
-    except IntegrityError:
-        pass  # a concurrent upload of the name reserved it first
+    # A concurrent upload of the name may reserve it first: then this inserts nothing.
+    session.execute(insert_or_skip(session, ReservedName).values(name=normalized))
 
 
 def is_reserved(session: Session, normalized: str) -> bool:

@@ -37,6 +37,7 @@ from app.domain.names import (
 )
 from app.domain.packages import schedule_deletions
 from app.domain.reserved_names import reserve
+from app.domain.sql import insert_or_skip
 from app.domain.storage import StorageBackend, StorageWriter
 from app.models import Package, PackageFile, Project
 from app.models.base import utcnow
@@ -208,7 +209,12 @@ def _verify_digests(form: UploadForm, digest: MultiDigest) -> None:
 def _get_or_create_package(
     session: Session, project: Project, name: str, spelling: str, version: Version
 ) -> Package:
-    """The release of this PEP 440 version, or a new one with these spellings."""
+    """The release of this PEP 440 version, or a new one with these spellings.
+
+    A new release is inserted with ``ON CONFLICT DO NOTHING``, not in a savepoint: on
+    SQLite a savepoint outside a transaction is the outermost one, and its release would
+    commit the release on its own, before its file (and with an fsync more). A release
+    that a racing upload (a wheel and an sdist) created meanwhile is then read."""
     normalized = normalize(name)
     canonical = release_key(version)
     query = select(Package).where(
@@ -219,17 +225,14 @@ def _get_or_create_package(
     package = session.execute(query).scalar_one_or_none()
     if package is not None:
         return package
-    package = Package(
-        project_id=project.id,
-        name=name,
-        normalized_name=normalized,
-        version=spelling,
-        canonical_version=canonical,
-    )
-    try:
-        with session.begin_nested():
-            session.add(package)
-    except IntegrityError:
-        # Another upload created it meanwhile (a wheel and an sdist racing).
-        return session.execute(query).scalar_one()
-    return package
+    insert = insert_or_skip(session, Package, "project_id", "normalized_name", "canonical_version")
+    created = session.execute(
+        insert.values(
+            project_id=project.id,
+            name=name,
+            normalized_name=normalized,
+            version=spelling,
+            canonical_version=canonical,
+        ).returning(Package)
+    ).scalar_one_or_none()
+    return created if created is not None else session.execute(query).scalar_one()
