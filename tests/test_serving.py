@@ -227,6 +227,27 @@ def test_a_client_keeps_its_connection_between_requests(served):
     assert sockets[0] is sockets[1] is sockets[2]
 
 
+def test_a_revalidation_leaves_the_connection_readable(served):
+    """A 304 has no body (RFC 9112), but uWSGI's router chunks every response without a
+    length: its terminating chunk then began the next answer on the connection, which
+    browsers reject (ERR_INVALID_HTTP_RESPONSE). (http.client happens to read it.)"""
+    server, _ = served
+    etag = requests.get(f"{server.url}/static/packyard.css", timeout=10).headers["ETag"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(f"GET /static/packyard.css HTTP/1.1\r\nHost: localhost\r\n"
+                           f"If-None-Match: {etag}\r\n\r\n".encode())  # fmt: skip
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += connection.recv(4096)
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 304 ")
+        if b"connection: close" not in head.lower():  # kept alive: the next answer is clean
+            connection.sendall(b"GET /-/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            while len(rest) < 9:
+                rest += connection.recv(4096)
+            assert rest.startswith(b"HTTP/1.1 200 "), rest[:40]
+
+
 def _ask_health(port: int, connection: socket.socket | None = None) -> socket.socket:
     """A connection (a new one, or ``connection``) that asked for a page, read the answer,
     and stays open: idle keep-alive."""
