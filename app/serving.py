@@ -107,11 +107,39 @@ def answer_errors(wsgi_app: WSGIApp) -> WSGIApp:
     return guarded
 
 
+def close_after_bodiless(wsgi_app: WSGIApp) -> WSGIApp:
+    """``wsgi_app``, closing the connection after a 304, or an answer to HEAD, that has no
+    ``Content-Length``.
+
+    uWSGI's HTTP router (``--http-auto-chunked``) chunks every response without a length
+    on a kept-alive connection, 304 included. Such a response has no body (RFC 9112), so
+    the client reads the router's terminating chunk as the start of the next response
+    (Chromium: ERR_INVALID_HTTP_RESPONSE). The router closes instead when asked to. Only
+    conditional and HEAD requests can get such an answer: the rest pass untouched.
+    """
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        head = environ.get("REQUEST_METHOD") == "HEAD"
+        if not (head or "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MODIFIED_SINCE" in environ):
+            return wsgi_app(environ, start_response)
+
+        def starting(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            bodiless = head or status.startswith("304")
+            if bodiless and not any(name.lower() == "content-length" for name, _ in headers):
+                headers = [*headers, ("Connection", "close")]
+            return start_response(status, headers, exc_info)
+
+        return wsgi_app(environ, starting)
+
+    return app
+
+
 def for_uwsgi(wsgi_app: WSGIApp) -> WSGIApp:
-    """``wsgi_app`` as uWSGI needs it: chunked bodies readable, escaped errors answered."""
+    """``wsgi_app`` as uWSGI needs it: chunked bodies readable, escaped errors answered,
+    bodiless answers framed."""
     import uwsgi  # only inside uWSGI's processes
 
-    return answer_errors(chunked_input(wsgi_app, uwsgi.chunked_read))
+    return close_after_bodiless(answer_errors(chunked_input(wsgi_app, uwsgi.chunked_read)))
 
 
 def create_uwsgi_app() -> Flask:
