@@ -75,8 +75,8 @@ def announce(package: Package, action: str, actor: Actor,
              package_file: PackageFile | None = None) -> None:  # fmt: skip
     """Queue the event of a change already committed, commit it, and send it. A database
     failure here is logged: the change it reports stands."""
-    what = f"the {action} event of package {_key(package)}"
-    _queue_and_send(lambda: queue(package, action, actor, package_file), what)
+    _queue_and_send(lambda: queue(package, action, actor, package_file),
+                    f"the {action} event of package", package)  # fmt: skip
 
 
 def announce_published(project_id: int, group_id: int, package_file: PackageFile,
@@ -90,17 +90,20 @@ def announce_published(project_id: int, group_id: int, package_file: PackageFile
             return []
         return queue(package_file.package, "published", actor, package_file)
 
-    _queue_and_send(queued, f"the published event of file {_key(package_file)}")
+    _queue_and_send(queued, "the published event of file", package_file)
 
 
-def _queue_and_send(queued: Callable[[], list[int]], what: str) -> None:
+def _queue_and_send(queued: Callable[[], list[int]], what: str,
+                    row: Package | PackageFile) -> None:  # fmt: skip
+    """Run ``queued``, commit its events and send them; on an outage, log ``what`` and
+    ``row``'s id (worked out only then: every upload passes here)."""
     try:
         event_ids = queued()
         if event_ids:
             db.session.commit()
     except DATABASE_OUTAGES:
         db.session.rollback()
-        log.exception("could not queue %s", what)
+        log.exception("could not queue %s %s", what, _key(row))
         return
     send_events(event_ids)
 
