@@ -139,12 +139,10 @@ class ResponseCache:
                 app_iter.close()
         caller, fresh_until = marked
         etag = next((v for k, v in headers if k.lower() == "etag"), None)
-        finished = FinishedResponse(list(headers), body, etag, None)
-        if self._keyed_on(caller):
-            assert caller.identity is not None  # _keyed_on
-            finished.expires_at = caller.identity.expires_at  # is_expired reads it as UTC
-            if fresh_until is not None:  # only kept upstream pages have one
-                finished.expires_at = _sooner(finished.expires_at, fresh_until)
+        keep = self._keyed_on(caller)
+        expires_at = _expiry(caller, fresh_until) if keep else None
+        finished = FinishedResponse(list(headers), body, etag, expires_at)
+        if keep:
             self.cache.put(key, finished, generation)
         return self._serve(finished, environ, start_response)
 
@@ -195,6 +193,14 @@ class ResponseCache:
 def _no_write(data: bytes) -> None:
     # WSGI's legacy write() before the response is started: Flask never calls it.
     raise NotImplementedError("ResponseCache starts the response after the app returns")
+
+
+def _expiry(caller: AuthResult, fresh_until: datetime | None) -> datetime | None:
+    """When a kept response ends: its token's expiry (``is_expired`` reads it as UTC), or
+    sooner for a kept upstream page, the only kind with ``fresh_until``."""
+    assert caller.identity is not None  # _keyed_on
+    expires_at = caller.identity.expires_at
+    return expires_at if fresh_until is None else _sooner(expires_at, fresh_until)
 
 
 def _sooner(moment: datetime | None, other: datetime) -> datetime:
