@@ -58,7 +58,7 @@ def cpu_seconds(pids: list[int]) -> float:
 def main() -> int:
     args = parse_args()
     sys.path[:0] = [str(BENCH), str(args.src.resolve())]
-    from harness.corpus import project
+    from harness.corpus import MODES, twine_sets
     from harness.measure import twine_upload
     from harness.processes import cmdline
     from harness.targets import Packyard, PackyardServices, Paths
@@ -79,20 +79,13 @@ def main() -> int:
         target.admin_token = target._admin_token()
         target._create_namespaces()
     twine = VENV_BIN / "twine"
+    projects = MODES["quick"].twine_projects  # the sets make bench uploads
     results: dict[str, list[dict[str, float]]] = {name: [] for name in args.sets}
     try:
         for round_index in range(args.rounds):
             for name in args.sets:
                 root = work / "corpus"
-                if name == "twine":
-                    dists = []
-                    for index in range(50):
-                        pkg = f"up-r{round_index}-{index:03d}"
-                        dists += project(root, f"{name}_{round_index}", pkg, ["1.0"], True)
-                else:
-                    versions = [f"{1 + i // 50}.{i % 50 // 10}.{i % 10}" for i in range(200)]
-                    pkg = f"up-one-r{round_index}"
-                    dists = project(root, f"{name}_{round_index}", pkg, versions, True)
+                dists = twine_sets(root, round_index, projects, prefix="up")[name]
                 tree = descendants(target.processes[0].pid)
                 worker = [pid for pid in tree if "celery" in cmdline(pid)]
                 web = [pid for pid in tree if pid not in worker]

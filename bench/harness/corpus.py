@@ -176,19 +176,30 @@ def generate(root: Path, mode: Mode) -> dict[str, list[Dist]]:
     for index in range(2000):
         sets["large"] += project(root, "large", f"large-{index:04d}", ["1.0"], mode.large_sdists)
     for round_index in range(ROUNDS):
-        twine: list[Dist] = []
-        for index in range(mode.twine_projects):
-            name = f"twine-r{round_index}-{index:03d}"
-            twine += project(root, f"twine_{round_index}", name, ["1.0"], True)
-        sets[f"twine_{round_index}"] = twine
-        versions = [f"1.{n}" for n in range(200)]
-        sets[f"twine400_{round_index}"] = project(
-            root, f"twine400_{round_index}", f"twine-one-r{round_index}", versions, True
-        )
+        twine = twine_sets(root, round_index, mode.twine_projects)
+        sets[f"twine_{round_index}"] = twine["twine"]
+        sets[f"twine400_{round_index}"] = twine["twine400"]
         sets[f"big_{round_index}"] = [
             _big_wheel(root, round_index, index, mode.big_mib) for index in range(mode.big_uploads)
         ]
     return sets
+
+
+def twine_sets(root: Path, round_index: int, projects: int, prefix: str = "twine",
+               ) -> dict[str, list[Dist]]:  # fmt: skip
+    """What twine uploads in a round, under names of its own: ``twine``, one wheel and one
+    sdist of version 1.0 for each of ``projects`` projects; ``twine400``, 200 versions of
+    one project (400 files)."""
+    twine: list[Dist] = []
+    for index in range(projects):
+        name = f"{prefix}-r{round_index}-{index:03d}"
+        twine += project(root, f"{prefix}_{round_index}", name, ["1.0"], True)
+    versions = [f"1.{n}" for n in range(200)]
+    one = f"{prefix}-one-r{round_index}"
+    return {
+        "twine": twine,
+        "twine400": project(root, f"{prefix}400_{round_index}", one, versions, True),
+    }
 
 
 def fetch_real(directory: Path, pip: Path) -> list[Dist]:
