@@ -3,6 +3,7 @@ of the columns it does not own."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,11 +12,10 @@ import sqlalchemy as sa
 from alembic import command
 from flask import Flask
 
-from app import create_app
 from app.domain.access import MAINTAINER
 from app.extensions import db
 from app.migrations import alembic_config, upgrade
-from tests.conftest import DATABASES, Registry
+from tests.conftest import DATABASES, Registry, _migrated_app
 from tests.dists import make_wheel
 from tests.services import postgres_database
 
@@ -63,23 +63,12 @@ STEPS: dict[str, tuple[str, dict[str, set[str]], set[str]]] = {
 @pytest.fixture(params=DATABASES)
 def fresh_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     """An app on an empty database of its own: the shared ones must stay at head."""
-
-    def make(url: str) -> Flask:
-        app = create_app(
-            {"DATA_DIR": str(tmp_path), "DATABASE_URL": url, "LOAD_ENTRYPOINT_PLUGINS": False}
-        )
-        app.extensions["celery"].conf.task_always_eager = True
-        return app
-
-    if request.param == "sqlite":
-        app = make(f"sqlite:///{tmp_path}/packyard.db")
-        with app.app_context():
-            yield app
-            db.session.remove()
-            db.engine.dispose()
-        return
-    with postgres_database() as url:
-        app = make(url)
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path}/packyard.db"
+        else:
+            url = stack.enter_context(postgres_database())
+        app = _migrated_app(tmp_path, url)
         with app.app_context():
             yield app
             db.session.remove()
