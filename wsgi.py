@@ -1,7 +1,8 @@
 """WSGI entry point for a server of your own (``packyard serve`` needs none of it).
 
-``packyard serve`` runs uWSGI with settings that matter (app/serving.py): one request per
-connection, chunked uploads, timeouts. Bring those along if you serve ``wsgi:app`` yourself.
+``packyard serve`` runs uWSGI with settings that matter (app/serving.py): kept-alive
+connections, chunked uploads, an unread body read before the answer, timeouts. Bring those
+along if you serve ``wsgi:app`` yourself.
 """
 
 from app import create_app

@@ -11,6 +11,7 @@ connection open until its socket timeout: ``answer_errors`` answers 500 instead.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import json
 import logging
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,40 @@ def answer_errors(wsgi_app: WSGIApp) -> WSGIApp:
     return guarded
 
 
+def drain_unread_body(wsgi_app: WSGIApp, max_bytes: int, seconds: float = 30) -> WSGIApp:
+    """``wsgi_app``, reading what it left of the request body before it answers.
+
+    A view may answer before reading the body (a wrong token is refused first). The process
+    then closes its socket to the router with the body unread, and the router drops the
+    client's connection with the answer: twine shows a connection error, not the 401 that
+    says why. Like nginx's lingering close, the rest is read and discarded, but only for a
+    body no longer than ``max_bytes`` (what an upload may be anyway) and for ``seconds``.
+    """
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        length = environ.get("CONTENT_LENGTH") or ""
+        chunked = environ.get("wsgi.input_terminated", False)
+        if not (chunked or (length.isdigit() and 0 < int(length) <= max_bytes)):
+            return wsgi_app(environ, start_response)
+        response = wsgi_app(environ, start_response)
+        _discard(environ["wsgi.input"], max_bytes, time.monotonic() + seconds)
+        return response
+
+    return app
+
+
+def _discard(body: io.RawIOBase | io.BufferedIOBase, max_bytes: int, deadline: float) -> None:
+    """Reads ``body`` to its end, up to ``max_bytes`` and until ``deadline``; a client that
+    went away ends it too."""
+    left = max_bytes
+    with contextlib.suppress(OSError):
+        while left > 0 and time.monotonic() < deadline:
+            piece = body.read(min(left, 65536))
+            if not piece:
+                return
+            left -= len(piece)
+
+
 def close_after_bodiless(wsgi_app: WSGIApp) -> WSGIApp:
     """``wsgi_app``, closing the connection after a 304, or an answer to HEAD, that has no
     ``Content-Length``.
@@ -134,12 +170,14 @@ def close_after_bodiless(wsgi_app: WSGIApp) -> WSGIApp:
     return app
 
 
-def for_uwsgi(wsgi_app: WSGIApp) -> WSGIApp:
+def for_uwsgi(wsgi_app: WSGIApp, max_body: int) -> WSGIApp:
     """``wsgi_app`` as uWSGI needs it: chunked bodies readable, escaped errors answered,
-    bodiless answers framed."""
+    unread bodies (up to ``max_body`` bytes) read before the answer, bodiless answers
+    framed."""
     import uwsgi  # only inside uWSGI's processes
 
-    return close_after_bodiless(answer_errors(chunked_input(wsgi_app, uwsgi.chunked_read)))
+    answered = drain_unread_body(answer_errors(wsgi_app), max_body)
+    return close_after_bodiless(chunked_input(answered, uwsgi.chunked_read))
 
 
 def create_uwsgi_app() -> Flask:
@@ -149,7 +187,7 @@ def create_uwsgi_app() -> Flask:
     app = create_app()
     if app.config["LOG_FORMAT"] == "json":
         configure_logging("json")
-    app.wsgi_app = plain_http(for_uwsgi(app.wsgi_app))  # type: ignore[method-assign]
+    app.wsgi_app = plain_http(for_uwsgi(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"]))  # type: ignore[method-assign]
     atexit.register(mark_dead)  # a uWSGI process that ends: its live gauges drop out
     uwsgi.atexit = _run_exit_handlers
     return app

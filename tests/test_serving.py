@@ -27,6 +27,7 @@ from app.serving import (
     ChunkedInput,
     chunked_input,
     default_processes,
+    drain_unread_body,
     serve_command,
     uwsgi_options,
 )
@@ -100,6 +101,37 @@ def test_a_body_with_a_length_is_left_alone():
 
     chunked_input(app, _reader([b"never read"]))(environ, lambda s, h: None)
     assert seen["input"] is original
+
+
+class _Gone(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        raise OSError("the client went away")
+
+
+def _refuse(environ, start_response):
+    start_response("401 Unauthorized", [("Content-Length", "0")])
+    return []
+
+
+@pytest.mark.parametrize(
+    ("body", "max_bytes", "left"),
+    [(b"x" * 300_000, 2**20, 0), (b"x" * 300_000, 100_000, 300_000), (b"", 2**20, 0)],
+    ids=["within-the-limit", "over-the-limit", "no-body"],
+)
+def test_an_unread_body_is_read_only_within_the_limit(body, max_bytes, left):
+    environ = EnvironBuilder(method="POST", data=body).get_environ()
+    answer = drain_unread_body(_refuse, max_bytes)(environ, lambda s, h: None)
+    assert list(answer) == []
+    assert len(environ["wsgi.input"].read()) == left
+
+
+def test_a_client_gone_while_its_body_is_read_still_gets_the_answer_returned():
+    environ = EnvironBuilder(method="POST", data=b"x" * 10).get_environ()
+    environ["wsgi.input"] = io.BufferedReader(_Gone())
+    assert list(drain_unread_body(_refuse, 2**20)(environ, lambda s, h: None)) == []
 
 
 def _option(options: list[str], name: str) -> str:
