@@ -19,6 +19,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
+from app.metrics.tally import FLUSH_SECONDS
 from tests.dists import make_wheel
 from tests.services import BIN, LiveProcess, LiveServer, free_port, packyard_env
 from tests.test_e2e_clients import Deployment
@@ -70,9 +71,27 @@ def scrape(deployment: Deployment) -> dict:
     return samples(response.text)
 
 
+def settled_scrape(deployment: Deployment) -> dict:
+    """A scrape once every process has flushed its request counts (``TALLY``): two scrapes
+    a flush apart agree on every request but the scrapes themselves."""
+
+    def requests_counted(scraped: dict) -> dict:
+        counts = scraped.get("packyard_http_requests_total", {})
+        return {labels: n for labels, n in counts.items() if ("family", "metrics") not in labels}
+
+    scraped = scrape(deployment)
+    for _ in range(20):
+        time.sleep(FLUSH_SECONDS + 0.2)
+        again = scrape(deployment)
+        if requests_counted(again) == requests_counted(scraped):
+            return again
+        scraped = again
+    raise AssertionError("the request counts never settled")
+
+
 @pytest.mark.e2e
 def test_counts_add_up_across_the_web_processes_and_the_worker(served):
-    before = scrape(served)
+    before = settled_scrape(served)
     for _ in range(40):  # one connection each: uWSGI's processes take turns
         assert requests.get(f"{served.server.url}/-/health", timeout=10).status_code == 200
     wheels = [make_wheel("counted", f"1.{n}") for n in range(3)]
@@ -86,7 +105,7 @@ def test_counts_add_up_across_the_web_processes_and_the_worker(served):
     assert download.content == wheels[0][1]
     for _ in range(10):  # the first in each process fills its response cache
         served.page("counted")
-    after = scrape(served)
+    after = settled_scrape(served)
 
     def grew(name: str, **labels: str) -> float:
         return total(after, name, **labels) - total(before, name, **labels)

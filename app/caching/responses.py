@@ -29,6 +29,7 @@ from app.domain.errors import DATABASE_OUTAGES
 from app.domain.identity import AuthResult
 from app.domain.tokens import as_utc, is_expired
 from app.metrics import RESPONSE_CACHE
+from app.metrics.tally import TALLY
 
 _CACHEABLE = "packyard.response_cacheable"
 # Repeats of index pages are gzipped for clients that accept it (pip and uv do): a
@@ -109,9 +110,9 @@ class ResponseCache:
         generation = self.cache.generation
         hit: FinishedResponse | None = self.cache.peek(key)
         if hit is not None and not is_expired(hit.expires_at):
-            self._counted("hit").inc()
+            TALLY.add(self._counted("hit"))
             return self._serve(hit, environ, start_response)
-        self._counted("miss").inc()
+        TALLY.add(self._counted("miss"))
         # The response is started here, once Flask has answered: a page it marked is then
         # sent as a repeat would be, gzipped for clients that accept it.
         started: list[Any] = []

@@ -30,6 +30,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.metrics.tally import TALLY
 from app.models import PackageFile
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -117,6 +118,7 @@ def serve_metrics(host: str, port: int) -> None:
 
 def scrape(instance: InstanceCollector) -> bytes:
     """The exposition text: every process's counts, then the instance's gauges."""
+    TALLY.flush()  # this process's latest; the others' are at most FLUSH_SECONDS late
     if os.environ.get(ENV):
         processes: Any = CollectorRegistry()
         multiprocess.MultiProcessCollector(processes)

@@ -1,6 +1,6 @@
 """``RequestMetrics``: the WSGI middleware counting every request, outermost so that the
-response cache's answers count too. Cheap: a few string tests, one clock pair, and
-label children cached per (family, method, status)."""
+response cache's answers count too. Cheap: a few string tests, one clock pair, label
+children cached per (family, method, status), and counts added in memory (``TALLY``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from app.metrics import HTTP_LATENCY, HTTP_REQUESTS, SERVED_BYTES, file_kind
+from app.metrics.tally import TALLY
 
 # Checked in order, on the path: the first match names the request's family.
 FAMILIES = (
@@ -43,9 +44,9 @@ class RequestMetrics:
         started = time.perf_counter()
 
         def counting(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            self._latency(family).observe(time.perf_counter() - started)
+            TALLY.observe(self._latency(family), time.perf_counter() - started)
             method = environ.get("REQUEST_METHOD", "")
-            self._requests(family, method if method in _METHODS else "other", status[:3]).inc()
+            TALLY.add(self._requests(family, method if method in _METHODS else "other", status[:3]))
             if family == "files" and status.startswith("200"):
                 _count_served(environ.get("PATH_INFO", ""), headers)
             return start_response(status, headers, exc_info)
@@ -69,7 +70,7 @@ class RequestMetrics:
 def _count_served(path: str, headers: list[tuple[str, str]]) -> None:
     for name, value in headers:
         if name.lower() == "content-length" and value.isdigit():
-            SERVED_BYTES.labels(file_kind(path)).inc(int(value))
+            TALLY.add(SERVED_BYTES.labels(file_kind(path)), int(value))
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
