@@ -265,6 +265,32 @@ def test_an_upload_refused_before_its_body_is_read_is_still_answered(served, chu
         assert session.get(f"{server.url}/-/health", timeout=10).status_code == 200
 
 
+def test_an_upload_over_every_limit_is_answered_413_not_dropped(tmp_path):
+    """A body longer than any upload may be is refused unread. Twine, sending a 20 MB file
+    to a registry with a 1 MB limit, showed a traceback (the connection dropped) instead of
+    "413 File too large"."""
+    server = LiveServer(tmp_path, packyard_env(tmp_path, MAX_UPLOAD_SIZE="1000000"), worker=False)
+    try:
+        group = server.api("POST", "/groups", json={"name": "team", "path": "team"}).json()
+        project = server.api(
+            "POST", "/projects", json={"name": "lib", "path": "lib", "namespace_id": group["id"]}
+        ).json()
+        filename, data = make_wheel("big", "1.0", payload=random.randbytes(20_000_000))
+        path = tmp_path / filename
+        path.write_bytes(data)
+        upload = subprocess.run(
+            [str(BIN / "twine"), "upload", "--non-interactive", "--disable-progress-bar",
+             "--repository-url", f"{server.url}/api/v4/projects/{project['id']}/packages/pypi",
+             "-u", "__token__", "-p", server.admin_token, str(path)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert upload.returncode == 1
+        assert "413 Request Entity Too Large" in upload.stdout + upload.stderr, upload.stderr
+        assert "File too large: the limit is 1000000 bytes" in upload.stdout + upload.stderr
+    finally:
+        server.stop()
+
+
 def test_a_client_keeps_its_connection_between_requests(served):
     server, url = served
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
