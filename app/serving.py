@@ -35,6 +35,7 @@ ReadChunk = Callable[[], bytes]
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 log = logging.getLogger(__name__)
 INTERNAL_ERROR = b"500 Internal Server Error\n"
+LINGER_SECONDS = 30  # nginx's lingering_time: how long an unread body is read and discarded
 
 
 class ChunkedInput(io.RawIOBase):
@@ -109,38 +110,34 @@ def answer_errors(wsgi_app: WSGIApp) -> WSGIApp:
     return guarded
 
 
-def drain_unread_body(wsgi_app: WSGIApp, max_bytes: int, seconds: float = 30) -> WSGIApp:
+def drain_unread_body(wsgi_app: WSGIApp, seconds: float = LINGER_SECONDS) -> WSGIApp:
     """``wsgi_app``, reading what it left of the request body before it answers.
 
-    A view may answer before reading the body (a wrong token is refused first). The process
-    then closes its socket to the router with the body unread, and the router drops the
-    client's connection with the answer: twine shows a connection error, not the 401 that
-    says why. Like nginx's lingering close, the rest is read and discarded, but only for a
-    body no longer than ``max_bytes`` (what an upload may be anyway) and for ``seconds``.
+    A view may answer before reading the body: a wrong token is refused first, a body
+    longer than any upload is refused unread (413). The process then closed its socket to
+    the router with the body unread, and the router dropped the client's connection with
+    the answer: twine showed a connection error instead of the 401 or 413 that says why.
+    Like nginx's lingering close, the rest is read and discarded, for ``seconds`` at most
+    (a body that takes longer still loses its answer). A slow body held a web thread as
+    long already, while it was being read.
     """
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        length = environ.get("CONTENT_LENGTH") or ""
-        chunked = environ.get("wsgi.input_terminated", False)
-        if not (chunked or (length.isdigit() and 0 < int(length) <= max_bytes)):
-            return wsgi_app(environ, start_response)
+        length = environ.get("CONTENT_LENGTH") or "0"
+        if length == "0" and not environ.get("wsgi.input_terminated"):
+            return wsgi_app(environ, start_response)  # no body (chunked_input marks one)
         response = wsgi_app(environ, start_response)
-        _discard(environ["wsgi.input"], max_bytes, time.monotonic() + seconds)
+        _discard(environ["wsgi.input"], time.monotonic() + seconds)
         return response
 
     return app
 
 
-def _discard(body: io.RawIOBase | io.BufferedIOBase, max_bytes: int, deadline: float) -> None:
-    """Reads ``body`` to its end, up to ``max_bytes`` and until ``deadline``; a client that
-    went away ends it too."""
-    left = max_bytes
+def _discard(body: io.RawIOBase | io.BufferedIOBase, deadline: float) -> None:
+    """Reads ``body`` to its end or until ``deadline``; a client that went away ends it."""
     with contextlib.suppress(OSError):
-        while left > 0 and time.monotonic() < deadline:
-            piece = body.read(min(left, 65536))
-            if not piece:
-                return
-            left -= len(piece)
+        while time.monotonic() < deadline and body.read(65536):
+            pass
 
 
 def close_after_bodiless(wsgi_app: WSGIApp) -> WSGIApp:
@@ -170,13 +167,12 @@ def close_after_bodiless(wsgi_app: WSGIApp) -> WSGIApp:
     return app
 
 
-def for_uwsgi(wsgi_app: WSGIApp, max_body: int) -> WSGIApp:
+def for_uwsgi(wsgi_app: WSGIApp) -> WSGIApp:
     """``wsgi_app`` as uWSGI needs it: chunked bodies readable, escaped errors answered,
-    unread bodies (up to ``max_body`` bytes) read before the answer, bodiless answers
-    framed."""
+    unread bodies read before the answer, bodiless answers framed."""
     import uwsgi  # only inside uWSGI's processes
 
-    answered = drain_unread_body(answer_errors(wsgi_app), max_body)
+    answered = drain_unread_body(answer_errors(wsgi_app))
     return close_after_bodiless(chunked_input(answered, uwsgi.chunked_read))
 
 
@@ -187,7 +183,7 @@ def create_uwsgi_app() -> Flask:
     app = create_app()
     if app.config["LOG_FORMAT"] == "json":
         configure_logging("json")
-    app.wsgi_app = plain_http(for_uwsgi(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"]))  # type: ignore[method-assign]
+    app.wsgi_app = plain_http(for_uwsgi(app.wsgi_app))  # type: ignore[method-assign]
     atexit.register(mark_dead)  # a uWSGI process that ends: its live gauges drop out
     uwsgi.atexit = _run_exit_handlers
     return app

@@ -17,4 +17,4 @@ def _fails(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
 
 
 def create() -> WSGIApp:
-    return for_uwsgi(_fails, max_body=2**20)
+    return for_uwsgi(_fails)
