@@ -330,6 +330,43 @@ def test_a_revalidation_leaves_the_connection_readable(served):
             assert rest.startswith(b"HTTP/1.1 200 "), rest[:40]
 
 
+def _read_answer(connection: socket.socket, pending: bytes) -> tuple[bytes, bytes, bytes]:
+    """One response's head and body (by its Content-Length; none for a 304), and what
+    followed it, from a raw socket."""
+    while b"\r\n\r\n" not in pending:
+        pending += connection.recv(65536)
+    head, _, rest = pending.partition(b"\r\n\r\n")
+    fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    length = 0 if head.startswith(b"HTTP/1.1 304 ") else int(fields.get(b"content-length", 0))
+    while len(rest) < length:
+        rest += connection.recv(65536)
+    return head, rest[:length], rest[length:]
+
+
+def test_pip_revalidating_a_cached_page_keeps_its_connection(served):
+    """pip revalidates every index page it has cached (If-None-Match). A 304 from the
+    response cache carries the page's Content-Length (RFC 9110 allows it), so the router
+    neither chunks it nor has to close the connection: pip goes on on the same one."""
+    server, url = served
+    page = f"{urlsplit(url).path}/simple/"
+    ask = f"GET {page} HTTP/1.1\r\nHost: localhost\r\nPRIVATE-TOKEN: {server.admin_token}\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        pending = b""
+        for _ in range(2):  # the second answer comes from the response cache
+            connection.sendall(f"{ask}\r\n".encode())
+            head, _, pending = _read_answer(connection, pending)
+            assert head.startswith(b"HTTP/1.1 200 ")
+        etag = next(line.split(b": ", 1)[1] for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"etag: "))  # fmt: skip
+        connection.sendall(f"{ask}If-None-Match: {etag.decode()}\r\n\r\n".encode())
+        head, _, pending = _read_answer(connection, pending)
+        assert head.startswith(b"HTTP/1.1 304 ")
+        assert b"connection: close" not in head.lower()
+        connection.sendall(b"GET /-/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head, _, pending = _read_answer(connection, pending)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+
+
 def _ask_health(port: int, connection: socket.socket | None = None) -> socket.socket:
     """A connection (a new one, or ``connection``) that asked for a page, read the answer,
     and stays open: idle keep-alive."""
