@@ -71,7 +71,11 @@ class FinishedResponse:
 
     @staticmethod
     def not_modified(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        return [(k, v) for k, v in headers if k.lower() in ("etag", "vary", "cache-control")]
+        """A 304's headers. Its Content-Length is the 200's (RFC 9110 8.6 allows exactly
+        that): with a length, uWSGI's router neither chunks the bodiless answer nor closes
+        the connection after it (``app.serving.close_after_bodiless``)."""
+        kept = ("etag", "vary", "cache-control", "content-length")
+        return [(k, v) for k, v in headers if k.lower() in kept]
 
 
 class ResponseCache:
