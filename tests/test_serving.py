@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
 import http.client
 import io
@@ -13,8 +14,9 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
@@ -289,6 +291,30 @@ def test_an_upload_over_every_limit_is_answered_413_not_dropped(tmp_path):
         assert "a file of at most" in upload.stdout and "1000000 bytes" in upload.stdout
     finally:
         server.stop()
+
+
+def test_every_answer_carries_the_date(served):
+    """RFC 9110 6.6.1: an origin server with a clock sends Date. uWSGI's router adds none;
+    only answers made by Werkzeug's send_file (the files) had one. Caches between client and
+    registry work out an answer's age from it."""
+    server, url = served
+    filename, data = make_wheel("dated", "1.0")
+    boundary = uuid.uuid4().hex
+    assert _post(server, url, _multipart(boundary, "dated", filename, data), boundary).ok
+    auth = {"PRIVATE-TOKEN": server.admin_token}
+    page = requests.get(f"{url}/simple/dated/", headers=auth, timeout=10)
+    href = page.text.split('href="', 1)[1].split('"', 1)[0]
+    answers = [
+        requests.get(f"{server.url}/-/health", timeout=10),
+        page,
+        requests.get(f"{url}/simple/dated/", headers=auth, timeout=10),  # from the cache
+        requests.get(urljoin(page.url, href), headers=auth, timeout=10),  # the file
+        requests.get(f"{server.url}/no-such-page", timeout=10),
+    ]
+    for answer in answers:
+        sent = email.utils.parsedate_to_datetime(answer.headers["Date"])
+        assert abs((datetime.now(UTC) - sent).total_seconds()) < 30, answer.url
+        assert answer.headers["Date"].endswith(" GMT")
 
 
 def test_a_client_keeps_its_connection_between_requests(served):
