@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import email.utils
 import io
 import json
 import logging
@@ -167,13 +168,43 @@ def close_after_bodiless(wsgi_app: WSGIApp) -> WSGIApp:
     return app
 
 
+def dated(wsgi_app: WSGIApp) -> WSGIApp:
+    """``wsgi_app``, each answer carrying ``Date`` unless it has one.
+
+    RFC 9110 (6.6.1) asks an origin server with a clock for it, and uWSGI's router adds
+    none: only the files had one (Werkzeug's ``send_file`` sets it). Caches between client
+    and registry work out an answer's age from it."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def starting(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if not any(name.lower() == "date" for name, _ in headers):
+                headers = [*headers, ("Date", http_date())]  # not in place: lists are shared
+            return start_response(status, headers, exc_info)
+
+        return wsgi_app(environ, starting)
+
+    return app
+
+
+_formatted: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """Now in HTTP's format, formatted once a second."""
+    global _formatted
+    now = int(time.time())
+    if _formatted[0] != now:
+        _formatted = (now, email.utils.formatdate(now, usegmt=True))
+    return _formatted[1]
+
+
 def for_uwsgi(wsgi_app: WSGIApp) -> WSGIApp:
     """``wsgi_app`` as uWSGI needs it: chunked bodies readable, escaped errors answered,
-    unread bodies read before the answer, bodiless answers framed."""
+    unread bodies read before the answer, bodiless answers framed, answers dated."""
     import uwsgi  # only inside uWSGI's processes
 
     answered = drain_unread_body(answer_errors(wsgi_app))
-    return close_after_bodiless(chunked_input(answered, uwsgi.chunked_read))
+    return dated(close_after_bodiless(chunked_input(answered, uwsgi.chunked_read)))
 
 
 def create_uwsgi_app() -> Flask:

@@ -28,6 +28,7 @@ from app.extensions import db
 from app.serving import (
     ChunkedInput,
     chunked_input,
+    dated,
     default_processes,
     drain_unread_body,
     serve_command,
@@ -134,6 +135,25 @@ def test_a_client_gone_while_its_body_is_read_still_gets_the_answer_returned():
     environ = EnvironBuilder(method="POST", data=b"x" * 10).get_environ()
     environ["wsgi.input"] = io.BufferedReader(_Gone())
     assert list(drain_unread_body(_refuse)(environ, lambda s, h: None)) == []
+
+
+def _headers_sent(headers: list[tuple[str, str]]) -> dict[str, str]:
+    def app(environ, start_response):
+        start_response("200 OK", headers)
+        return [b""]
+
+    sent: list[tuple[str, str]] = []
+    dated(app)({}, lambda status, headers, exc_info=None: sent.extend(headers))
+    return dict(sent)
+
+
+def test_a_date_is_added_to_a_copy_and_never_over_the_apps_own():
+    shared = [("Content-Type", "text/plain")]
+    added = email.utils.parsedate_to_datetime(_headers_sent(shared)["Date"])
+    assert abs((datetime.now(UTC) - added).total_seconds()) < 5
+    assert shared == [("Content-Type", "text/plain")]  # the response cache's list, untouched
+    own = "Tue, 01 Dec 2026 00:00:00 GMT"
+    assert _headers_sent([("Date", own)])["Date"] == own
 
 
 def _option(options: list[str], name: str) -> str:
