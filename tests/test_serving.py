@@ -355,6 +355,25 @@ def test_a_client_keeps_its_connection_between_requests(served):
     assert sockets[0] is sockets[1] is sockets[2]
 
 
+def _read_answer(connection: socket.socket, pending: bytes) -> tuple[bytes, bytes, bytes]:
+    """One response's head and body (by its Content-Length; none for a 304), and what
+    followed it, from a raw socket."""
+
+    def more(received: bytes) -> bytes:
+        chunk = connection.recv(65536)
+        assert chunk, f"closed after {received!r}"
+        return received + chunk
+
+    while b"\r\n\r\n" not in pending:
+        pending = more(pending)
+    head, _, rest = pending.partition(b"\r\n\r\n")
+    fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    length = 0 if head.startswith(b"HTTP/1.1 304 ") else int(fields.get(b"content-length", 0))
+    while len(rest) < length:
+        rest = more(rest)
+    return head, rest[:length], rest[length:]
+
+
 def test_a_revalidation_leaves_the_connection_readable(served):
     """A 304 has no body (RFC 9112), but uWSGI's router chunks every response without a
     length: its terminating chunk then began the next answer on the connection, which
@@ -364,29 +383,12 @@ def test_a_revalidation_leaves_the_connection_readable(served):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
         connection.sendall(f"GET /static/packyard.css HTTP/1.1\r\nHost: localhost\r\n"
                            f"If-None-Match: {etag}\r\n\r\n".encode())  # fmt: skip
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            answer += connection.recv(4096)
-        head, _, rest = answer.partition(b"\r\n\r\n")
+        head, _, rest = _read_answer(connection, b"")
         assert head.startswith(b"HTTP/1.1 304 ")
         if b"connection: close" not in head.lower():  # kept alive: the next answer is clean
             connection.sendall(b"GET /-/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            while len(rest) < 9:
-                rest += connection.recv(4096)
-            assert rest.startswith(b"HTTP/1.1 200 "), rest[:40]
-
-
-def _read_answer(connection: socket.socket, pending: bytes) -> tuple[bytes, bytes, bytes]:
-    """One response's head and body (by its Content-Length; none for a 304), and what
-    followed it, from a raw socket."""
-    while b"\r\n\r\n" not in pending:
-        pending += connection.recv(65536)
-    head, _, rest = pending.partition(b"\r\n\r\n")
-    fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:])
-    length = 0 if head.startswith(b"HTTP/1.1 304 ") else int(fields.get(b"content-length", 0))
-    while len(rest) < length:
-        rest += connection.recv(65536)
-    return head, rest[:length], rest[length:]
+            head, _, _ = _read_answer(connection, rest)
+            assert head.startswith(b"HTTP/1.1 200 "), head[:40]
 
 
 def test_pip_revalidating_a_cached_page_keeps_its_connection(served):
