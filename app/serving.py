@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import email.utils
 import io
 import json
 import logging
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.http import http_date
 
 from app import create_app
 from app.logs import configure_logging
@@ -178,7 +178,8 @@ def dated(wsgi_app: WSGIApp) -> WSGIApp:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         def starting(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if not any(name.lower() == "date" for name, _ in headers):
-                headers = [*headers, ("Date", http_date())]  # not in place: lists are shared
+                # A new list, not an append: the response cache's lists are shared.
+                headers = [*headers, ("Date", current_http_date())]
             return start_response(status, headers, exc_info)
 
         return wsgi_app(environ, starting)
@@ -189,12 +190,12 @@ def dated(wsgi_app: WSGIApp) -> WSGIApp:
 _formatted: tuple[int, str] = (0, "")
 
 
-def http_date() -> str:
-    """Now in HTTP's format, formatted once a second."""
+def current_http_date() -> str:
+    """Now in HTTP's format (Werkzeug's ``http_date``), formatted once a second."""
     global _formatted
     now = int(time.time())
     if _formatted[0] != now:
-        _formatted = (now, email.utils.formatdate(now, usegmt=True))
+        _formatted = (now, http_date(now))
     return _formatted[1]
 
 
