@@ -338,10 +338,10 @@ def test_wheel_with_a_200_mb_metadata_is_refused_quickly():
         for limits in (LIMITS, ArchiveLimits(max_ratio=10**9)):
             fh.seek(0)
             tracemalloc.start()
-            started = time.perf_counter()
+            started = time.process_time()  # CPU: a busy box cannot fail it
             with pytest.raises(UnsafeArchive, match=r"compression ratio|larger than"):
                 read_metadata_bytes(fh, "demo_pkg-1.0-py3-none-any.whl", limits)
-            elapsed = time.perf_counter() - started
+            elapsed = time.process_time() - started
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             assert elapsed < 2
