@@ -31,7 +31,7 @@ from app.migrations import MigrationRefused, upgrade
 from app.models import User
 from app.plugin_manager import storage_factories
 from app.runtime import plugin_manager, storage
-from app.serving import serve_command
+from app.serving import DEFAULT_THREADS, serve_command
 from app.web.ui.filters import filesize
 
 DEFAULT_ADMIN = "root"  # GitLab's; "admin" is a reserved top-level route
@@ -262,7 +262,14 @@ def worker(celery_args: tuple[str, ...], metrics_port: int | None, metrics_host:
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--no-worker", is_flag=True, help="Do not start the embedded worker.")
 @click.option("--workers", default=None, type=int, help="Web worker processes.")
-def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
+@click.option(
+    "--threads",
+    default=DEFAULT_THREADS,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Threads per web process (see the README's Production section).",
+)
+def serve(host: str, port: int, no_worker: bool, workers: int | None, threads: int) -> None:
     """Serve the web app on uWSGI (and the embedded worker unless --no-worker)."""
     _check_port_free(host, port)
     app = create_app()
@@ -276,7 +283,7 @@ def serve(host: str, port: int, no_worker: bool, workers: int | None) -> None:
     click.echo(f"Packyard serving on {url}", err=False)
     sys.stdout.flush()
     worker = None if no_worker else _worker_command(app)
-    command = serve_command(host, port, workers, worker=worker)
+    command = serve_command(host, port, workers, worker=worker, threads=threads)
     sys.stderr.flush()
     # From here on, the small supervisor runs the server and the worker instead of this
     # process and the app it loaded (app.supervisor).

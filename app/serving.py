@@ -240,6 +240,10 @@ ACCESS_LOG_FORMAT = (
     '"%(referer)" "%(uagent)" %(msecs)ms'
 )
 UWSGI_APP = "app.serving:create_uwsgi_app()"
+# Threads per web process. Each request that waits on its client (an upload's body, a
+# download to a slow link) holds one; fewer threads contend less for the GIL: 1 serves
+# index pages 1.3 to 1.5 times as fast as 4, 2 about 1.1 to 1.25 (bench/README.md).
+DEFAULT_THREADS = 4
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
 
 
@@ -253,7 +257,12 @@ def run_server(host: str, port: int, workers: int | None, app: str = UWSGI_APP) 
 
 
 def serve_command(
-    host: str, port: int, workers: int | None, app: str = UWSGI_APP, worker: list[str] | None = None
+    host: str,
+    port: int,
+    workers: int | None,
+    app: str = UWSGI_APP,
+    worker: list[str] | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> list[str]:
     """The supervisor's command line: uWSGI serving ``app``, and the ``worker`` command.
 
@@ -267,7 +276,7 @@ def serve_command(
     client do."""
     directory = tempfile.mkdtemp(prefix="packyard-serve-")
     backend = os.path.join(directory, "web.sock")
-    server = uwsgi_command("fd://{listen_fd}", workers, app, backend)
+    server = uwsgi_command("fd://{listen_fd}", workers, app, backend, threads)
     spec = {
         "server": server,
         "worker": worker,
@@ -277,14 +286,18 @@ def serve_command(
     return [sys.executable, "-I", str(SUPERVISOR), json.dumps(spec)]
 
 
-def uwsgi_command(listen: str, workers: int | None, app: str, backend: str) -> list[str]:
+def uwsgi_command(
+    listen: str, workers: int | None, app: str, backend: str, threads: int = DEFAULT_THREADS
+) -> list[str]:
     """The command line of the uWSGI process that the supervisor starts; ``listen`` is the
     router's socket as uWSGI names it (``fd://N``: the supervisor's)."""
     run = "import sys, pyuwsgi; pyuwsgi.run(sys.argv[1:])"
-    return [sys.executable, "-c", run, *uwsgi_options(listen, workers, app, backend)]
+    return [sys.executable, "-c", run, *uwsgi_options(listen, workers, app, backend, threads)]
 
 
-def uwsgi_options(listen: str, workers: int | None, app: str, backend: str) -> list[str]:
+def uwsgi_options(
+    listen: str, workers: int | None, app: str, backend: str, threads: int = DEFAULT_THREADS
+) -> list[str]:
     """uWSGI's options: an HTTP router in front of the app's worker processes.
 
     The router (one process, an event loop in C) holds the clients' connections, keep-alive
@@ -312,7 +325,7 @@ def uwsgi_options(listen: str, workers: int | None, app: str, backend: str) -> l
         "--need-app",
         "--master",
         "--processes", str(processes),
-        "--threads", "4",
+        "--threads", str(threads),
         "--thunder-lock",  # one process accepts at a time: connections spread evenly
         *_shared_import(processes),
         "--lazy-apps",  # each process makes its own app: no connections shared over fork

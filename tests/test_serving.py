@@ -7,6 +7,7 @@ import email.utils
 import hashlib
 import http.client
 import io
+import json
 import os
 import random
 import socket
@@ -20,10 +21,11 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
+from click.testing import CliRunner
 from flask import Flask, request
 from werkzeug.test import EnvironBuilder
 
-from app import create_app
+from app import cli, create_app
 from app.extensions import db
 from app.serving import (
     ChunkedInput,
@@ -182,6 +184,28 @@ def test_the_listener_and_worker_counts_become_uwsgi_options():
     assert _option(options, "--http-to") == _option(options, "--socket") == "/run/web.sock"
     assert _option(options, "--processes") == "3"
     assert _option(options, "--module") == "wsgi:app"
+
+
+def test_the_thread_count_becomes_a_uwsgi_option():
+    assert _option(uwsgi_options("fd://3", 1, "wsgi:app", "/run/web.sock"), "--threads") == "4"
+    options = uwsgi_options("fd://3", 1, "wsgi:app", "/run/web.sock", threads=1)
+    assert _option(options, "--threads") == "1"
+    spec = json.loads(serve_command("127.0.0.1", 8080, 1, threads=2)[-1])
+    assert _option(spec["server"], "--threads") == "2"
+
+
+def test_serve_passes_its_thread_count_on_and_refuses_none(monkeypatch, tmp_path):
+    """``packyard serve --threads N`` ends in uWSGI's options; 0 is a usage error."""
+    monkeypatch.setenv("PACKYARD_DATA_DIR", str(tmp_path))
+    executed: list[list[str]] = []
+    monkeypatch.setattr(cli.os, "execv", lambda path, command: executed.append(command))
+    runner = CliRunner()
+    port = str(free_port())
+    refused = runner.invoke(cli.main, ["serve", "--port", port, "--no-worker", "--threads", "0"])
+    assert refused.exit_code == 2 and "--threads" in refused.output and not executed
+    served = runner.invoke(cli.main, ["serve", "--port", port, "--no-worker", "--threads", "1"])
+    assert served.exit_code == 0, served.output
+    assert _option(json.loads(executed[0][-1])["server"], "--threads") == "1"
 
 
 def test_the_default_leaves_a_core_to_the_router_and_the_worker():
