@@ -311,6 +311,25 @@ def test_an_upload_refused_before_its_body_is_read_is_still_answered(served, chu
         assert session.get(f"{server.url}/-/health", timeout=10).status_code == 200
 
 
+def test_an_answer_to_a_chunked_request_says_the_connection_closes(served):
+    """uWSGI's router keeps no connection alive after a chunked request body, and used to
+    close it without saying so: a client sending its next request on it (the chunked test
+    above, now and then; uv after a chunked upload) got a reset instead of an answer."""
+    server, url = served
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(
+            f"POST {urlsplit(url).path} HTTP/1.1\r\nHost: localhost\r\n"
+            "Authorization: Basic X190b2tlbl9fOnB5ZC1wYXQtbm90LWEtdG9rZW4=\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n"
+            "5\r\n--b--\r\n0\r\n\r\n".encode()
+        )
+        head, _, rest = _read_answer(connection, b"")
+        assert head.startswith(b"HTTP/1.1 401 ")
+        assert b"\r\nconnection: close" in head.lower()
+        assert rest == b"" and connection.recv(1) == b""  # and it is closed
+
+
 def test_an_upload_over_every_limit_is_answered_413_not_dropped(tmp_path):
     """A body longer than any upload may be is refused unread. Twine, sending a 20 MB file
     to a registry with a 1 MB limit, showed a traceback (the connection dropped) instead of
