@@ -62,13 +62,23 @@ class ChunkedInput(io.RawIOBase):
 
 
 def chunked_input(wsgi_app: WSGIApp, read_chunk: ReadChunk) -> WSGIApp:
-    """``wsgi_app`` with chunked request bodies readable from ``wsgi.input``."""
+    """``wsgi_app`` with chunked request bodies readable from ``wsgi.input``.
+
+    uWSGI's router never keeps a connection alive after a chunked request body, and closes
+    it without a word: the answer says so (RFC 9112, 9.6), or a client would send its next
+    request on the closing connection and get a reset instead of an answer."""
 
     def adapted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            environ["wsgi.input"] = io.BufferedReader(ChunkedInput(read_chunk))
-            environ["wsgi.input_terminated"] = True  # Werkzeug reads it to its end
-        return wsgi_app(environ, start_response)
+        if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return wsgi_app(environ, start_response)
+        environ["wsgi.input"] = io.BufferedReader(ChunkedInput(read_chunk))
+        environ["wsgi.input_terminated"] = True  # Werkzeug reads it to its end
+
+        def closing(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            kept = [(name, value) for name, value in headers if name.lower() != "connection"]
+            return start_response(status, [*kept, ("Connection", "close")], exc_info)
+
+        return wsgi_app(environ, closing)
 
     return adapted
 

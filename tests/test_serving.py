@@ -88,10 +88,13 @@ def test_a_chunked_upload_reaches_the_view_whole():
     environ["wsgi.input"] = io.BytesIO()  # what uWSGI passes: nothing
     chunks = [body[i : i + 7000] for i in range(0, len(body), 7000)]
     app = _echo_upload_app()
-    status: list[str] = []
-    answer = chunked_input(app.wsgi_app, _reader(chunks))(environ, lambda s, h: status.append(s))
-    assert status == ["200 OK"]
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+    answer = chunked_input(app.wsgi_app, _reader(chunks))(
+        environ, lambda status, headers, exc_info=None: started.append((status, headers))
+    )
     assert b"".join(answer) == b"demo demo-1.0.whl 256000"
+    [(status, headers)] = started
+    assert status == "200 OK" and headers[-1] == ("Connection", "close")
 
 
 def test_a_body_with_a_length_is_left_alone():
