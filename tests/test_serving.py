@@ -12,6 +12,7 @@ import os
 import random
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from click.testing import CliRunner
 from flask import Flask, request
 from werkzeug.test import EnvironBuilder
 
-from app import cli, create_app
+from app import cli, create_app, serving
 from app.extensions import db
 from app.serving import (
     ChunkedInput,
@@ -187,6 +188,26 @@ def test_the_listener_and_worker_counts_become_uwsgi_options():
     assert _option(options, "--http-to") == _option(options, "--socket") == "/run/web.sock"
     assert _option(options, "--processes") == "3"
     assert _option(options, "--module") == "wsgi:app"
+
+
+def test_the_exit_handlers_run_in_whichever_thread_ends_the_process(monkeypatch):
+    """A threaded uWSGI process ends in the thread that finished last. Setting signal
+    handlers there raised ValueError, so the buffered download counts were never written
+    (and the process then hung at times until killed)."""
+    ran: list[str] = []
+    monkeypatch.setattr(serving.atexit, "_run_exitfuncs", lambda: ran.append("handlers"))
+    failures: list[BaseException] = []
+
+    def ending() -> None:
+        try:
+            serving._run_exit_handlers()
+        except BaseException as error:  # reported below, in the test's thread
+            failures.append(error)
+
+    thread = threading.Thread(target=ending)
+    thread.start()
+    thread.join()
+    assert not failures and ran == ["handlers"]
 
 
 def test_the_thread_count_becomes_a_uwsgi_option():
