@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -234,9 +235,14 @@ def create_uwsgi_app() -> Flask:
 def _run_exit_handlers() -> None:
     """Python's exit handlers, which write what is still buffered (the download counts,
     ``app.domain.counters``), safe from the stop signals that uWSGI's master repeats
-    while it waits: one would interrupt them half-way (KeyboardInterrupt)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while it waits: one would interrupt them half-way (KeyboardInterrupt).
+
+    A threaded process may end in any of its threads, the last one to finish its request.
+    Only the main thread may set signal handlers, and only it gets KeyboardInterrupt: in
+    another, the handlers simply run."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     atexit._run_exitfuncs()
 
 
