@@ -21,6 +21,7 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 
+from app.background import start_daemon_thread
 from app.config import EMBEDDED_BROKER
 from app.metrics import WORKER_HEARTBEAT
 
@@ -74,9 +75,7 @@ def _start(sender: Any, **_: Any) -> None:
         )
         _written.append(path)
     _stop.clear()
-    threading.Thread(
-        target=_run, args=(path, record), name="packyard-heartbeat", daemon=True
-    ).start()
+    start_daemon_thread(_run, "packyard-heartbeat", path, record)
 
 
 @worker_shutdown.connect

@@ -28,6 +28,7 @@ from celery.signals import worker_ready, worker_shutdown
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from app.background import start_daemon_thread
 from app.domain.errors import DATABASE_OUTAGES
 from app.domain.packages import purge_deletions, stale_deletions
 from app.domain.processing import claim_stalled, claim_unsent, mark_unsent
@@ -161,7 +162,7 @@ def _run(app: Flask) -> None:
 def _start(sender: Any, **_: Any) -> None:
     app = sender.app.flask_app
     _stop.clear()
-    threading.Thread(target=_run, args=(app,), name="packyard-sweeper", daemon=True).start()
+    start_daemon_thread(_run, "packyard-sweeper", app)
 
 
 @worker_shutdown.connect

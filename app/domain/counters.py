@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 
 from sqlalchemy.orm import Session
 
+from app.background import start_daemon_thread
+
 log = logging.getLogger(__name__)
 EXIT_ATTEMPTS = 5
 
@@ -45,7 +47,7 @@ class BatchCounter:
             self._pending[row_id] += 1
             if self._pid != os.getpid():  # first count in this process (a fork starts anew)
                 self._pid = os.getpid()
-                threading.Thread(target=self._run, name=self._name, daemon=True).start()
+                start_daemon_thread(self._run, self._name)
                 atexit.register(self._write_at_exit)
 
     def flush(self, session: Session) -> int:

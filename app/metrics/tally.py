@@ -17,6 +17,8 @@ import time
 from bisect import bisect_left
 from typing import Any
 
+from app.background import start_daemon_thread
+
 FLUSH_SECONDS = 1.0
 
 
@@ -72,10 +74,7 @@ class Tally:
     def _start_flusher(self) -> None:
         with self._lock:
             if self._flusher is None:
-                self._flusher = threading.Thread(
-                    target=self._flush_every_second, name="metrics-flush", daemon=True
-                )
-                self._flusher.start()
+                self._flusher = start_daemon_thread(self._flush_every_second, "metrics-flush")
 
     def _flush_every_second(self) -> None:
         while True:
