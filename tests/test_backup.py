@@ -19,9 +19,11 @@ from app import create_app
 from app.domain.backup.create import BackupRefused, create_backup
 from app.domain.backup.layout import BackupInvalid, Manifest, files_root, table_path
 from app.domain.backup.restore import RestoreRefused, restore_backup
+from app.domain.processing import claim_unsent
 from app.extensions import db
 from app.migrations import upgrade
 from app.models import Package, PackageFile, User
+from app.models.base import utcnow
 from app.runtime import storage
 from tests.conftest import Registry
 from tests.dists import make_wheel
@@ -76,6 +78,20 @@ def test_rows_and_files_come_back_the_same(uploaded, backup, target):
                 assert fh.read() == uploaded[row.filename]
         assert all(f.metadata_bytes for f in files if f.filename.endswith(".whl"))
         assert db.session.query(Package).count() == 2
+
+
+def test_files_being_processed_at_the_backup_are_sent_at_once_after_a_restore(
+    uploaded, tmp_path, target
+):
+    """Their tasks were in the source's broker, not in the backup. Left as they were, the
+    restored workers took them for lost only after ``REDELIVER_AFTER`` (60 s)."""
+    busy = db.session.query(PackageFile).order_by(PackageFile.id).first()
+    busy.state, busy.enqueued_at, busy.started_at = "processing", utcnow(), utcnow()
+    db.session.commit()
+    create_backup(db.engine, storage(), tmp_path / "busy", lambda _: None)
+    restore_into(target, tmp_path / "busy")
+    with target.app_context():
+        assert claim_unsent(db.session) == [busy.id]  # what the sweeper sends every 2 s
 
 
 def _naive(files: dict) -> dict:
