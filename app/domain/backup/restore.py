@@ -3,9 +3,10 @@
 The backup is checked whole first (every table's and file's sha256 against the
 manifest), so a damaged one is refused before anything is written. The target's schema
 is migrated to the backup's revision, the rows go in in one transaction (with a marker
-row), then the files are copied through the storage API, each verified, skipping those
-already there. An interrupted restore is continued by running it again: the marker says
-the rows are this backup's, and files already copied are kept. The marker goes last.
+row; files still being processed are marked to be sent again), then the files are
+copied through the storage API, each verified, skipping those already there. An
+interrupted restore is continued by running it again: the marker says the rows are this
+backup's, and files already copied are kept. The marker goes last.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, text, update
 
 from app.domain.backup.layout import (
     BackupInvalid,
@@ -130,7 +131,21 @@ def _load_rows(engine: Engine, root: Path, manifest: Manifest, report: Callable[
             _insert_rows(conn, tables[dump.name], table_path(root, dump.name))
             report(f"table {dump.name}: {dump.rows} rows restored")
         _reset_sequences(conn, [tables[d.name] for d in manifest.tables])
+        _mark_unfinished_unsent(conn, tables)
         conn.execute(insert(InstanceSecret).values(name=MARKER, value=manifest.id))
+
+
+def _mark_unfinished_unsent(conn: Connection, tables: dict[str, Table]) -> None:
+    """Files still being processed when the backup was taken had their tasks in the
+    source's broker, which no backup holds. Marked unsent (``mark_unsent``), they are
+    sent by the restored instance's workers within seconds, not taken for lost after
+    ``REDELIVER_AFTER``."""
+    files = tables.get("package_files")
+    if files is None or not {"state", "enqueued_at", "started_at"} <= set(files.c.keys()):
+        return  # a backup from before processing was tracked
+    conn.execute(
+        update(files).where(files.c.state == "processing").values(enqueued_at=None, started_at=None)
+    )
 
 
 def _insert_rows(conn: Connection, table: Table, path: Path) -> None:
