@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.utils
 import hashlib
@@ -191,9 +192,9 @@ def test_the_listener_and_worker_counts_become_uwsgi_options():
 
 
 def test_the_exit_handlers_run_in_whichever_thread_ends_the_process(monkeypatch):
-    """A threaded uWSGI process ends in the thread that finished last. Setting signal
-    handlers there raised ValueError, so the buffered download counts were never written
-    (and the process then hung at times until killed)."""
+    """A uWSGI process may end in a thread other than its main one (the metrics' flush
+    thread did, having taken the SIGTERM). Setting signal handlers there raised
+    ValueError, so the buffered download counts were never written."""
     ran: list[str] = []
     monkeypatch.setattr(serving.atexit, "_run_exitfuncs", lambda: ran.append("handlers"))
     failures: list[BaseException] = []
@@ -221,6 +222,10 @@ def test_the_thread_count_becomes_a_uwsgi_option():
 def test_serve_passes_its_thread_count_on_and_refuses_none(monkeypatch, tmp_path):
     """``packyard serve --threads N`` ends in uWSGI's options; 0 is a usage error."""
     monkeypatch.setenv("PACKYARD_DATA_DIR", str(tmp_path))
+    for name in ("PACKYARD_DATABASE_URL", "PACKYARD_STORAGE_URL", "PACKYARD_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    # Neither this process's metrics nor its image may change: it is pytest's.
+    monkeypatch.setattr(cli, "use_directory", lambda path, clean: None)
     executed: list[list[str]] = []
     monkeypatch.setattr(cli.os, "execv", lambda path, command: executed.append(command))
     runner = CliRunner()
@@ -343,7 +348,7 @@ def test_an_answer_to_a_chunked_request_says_the_connection_closes(served):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
         connection.sendall(
             f"POST {urlsplit(url).path} HTTP/1.1\r\nHost: localhost\r\n"
-            "Authorization: Basic X190b2tlbl9fOnB5ZC1wYXQtbm90LWEtdG9rZW4=\r\n"
+            f"Authorization: Basic {base64.b64encode(b'__token__:pyd-pat-wrong').decode()}\r\n"
             "Content-Type: multipart/form-data; boundary=b\r\n"
             "Transfer-Encoding: chunked\r\n\r\n"
             "5\r\n--b--\r\n0\r\n\r\n".encode()
