@@ -12,6 +12,8 @@ import signal
 import threading
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Counter
+
 from app.background import start_daemon_thread
 from app.domain.counters import BatchCounter
 from app.metrics.tally import Tally
@@ -40,8 +42,6 @@ def test_a_background_thread_blocks_the_stop_signals_and_its_starter_does_not():
 
 
 def test_the_metrics_flush_thread_takes_no_stop_signal():
-    from prometheus_client import CollectorRegistry, Counter
-
     tally = Tally()
     tally.add(Counter("c", "c", registry=CollectorRegistry()))
     assert tally._flusher is not None
