@@ -257,8 +257,8 @@ ACCESS_LOG_FORMAT = (
 )
 UWSGI_APP = "app.serving:create_uwsgi_app()"
 # Threads per web process. Each request that waits on its client (an upload's body, a
-# download to a slow link) holds one; fewer threads contend less for the GIL: 1 serves
-# index pages 1.3 to 1.5 times as fast as 4, 2 about 1.1 to 1.25 (bench/README.md).
+# download to a slow link) holds one; fewer threads contend less for the GIL, so short
+# requests go faster (figures in the README's Production section).
 DEFAULT_THREADS = 4
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
 

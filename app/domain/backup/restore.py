@@ -137,12 +137,10 @@ def _load_rows(engine: Engine, root: Path, manifest: Manifest, report: Callable[
 
 def _mark_unfinished_unsent(conn: Connection, tables: dict[str, Table]) -> None:
     """Files still being processed when the backup was taken had their tasks in the
-    source's broker, which no backup holds. Marked unsent (``mark_unsent``), they are
-    sent by the restored instance's workers within seconds, not taken for lost after
-    ``REDELIVER_AFTER``."""
-    files = tables.get("package_files")
-    if files is None or not {"state", "enqueued_at", "started_at"} <= set(files.c.keys()):
-        return  # a backup from before processing was tracked
+    source's broker, which no backup holds. Marked unsent as ``mark_unsent`` marks them
+    (no ``enqueued_at``), they are sent by the restored instance's workers within seconds,
+    not taken for lost after ``REDELIVER_AFTER``; and no worker here has started them."""
+    files = tables["package_files"]
     conn.execute(
         update(files).where(files.c.state == "processing").values(enqueued_at=None, started_at=None)
     )
