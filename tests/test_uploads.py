@@ -534,3 +534,18 @@ def test_an_upload_loads_the_token_with_its_user_and_the_group_chain_without_the
     assert not any(s.startswith("SELECT users.") for s in statements)
     by_id = [s for s in statements if s.startswith("SELECT groups.id") and "groups.id = " in s]
     assert by_id == [], by_id
+
+
+def test_an_upload_reads_its_group_chain_once_whatever_its_depth(registry, wheel):
+    """The access check, the size limit, the quota and the webhook check all need the
+    project's groups: one query loads them, and the others find them in the session
+    (each walking the chain by itself cost a query per group and check)."""
+    admin = registry.user("root", admin=True)
+    parent = None
+    for path in ("org", "dept", "team"):
+        parent = registry.group(path, parent=parent)
+    project = registry.project(parent, "lib")
+    token = registry.token(admin)
+    statements = statements_of_upload(registry, project, wheel, token)
+    from_groups = [s for s in statements if " FROM groups" in s.split(" WHERE")[0]]
+    assert len(from_groups) == 1, from_groups

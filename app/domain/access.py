@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, true
+from sqlalchemy import ColumnElement, inspect, or_, select, true
 from sqlalchemy.orm import Session
 
 from app.domain.errors import Forbidden, NotFound, Unauthenticated
@@ -70,18 +70,63 @@ def least_visible(*visibilities: str) -> str:
     return min(visibilities, key=visibility_rank)
 
 
+def group_chain_of(
+    session: Session, group_id: int | None, full_path: str | None = None
+) -> list[Group]:
+    """The group and its ancestors, nearest first. A request asks for them several times
+    (access, size limit, quota, webhooks): the session keeps the chain it loaded, which
+    costs no query until a commit expires it. Otherwise, given the group's
+    ``full_path``, one query loads them all (their paths are its prefixes: groups are
+    never moved); without it, one query per group."""
+    if group_id is None:
+        return []
+    kept: dict[int, list[Group]] = session.info.setdefault(CHAINS, {})
+    chain = kept.get(group_id)
+    if chain is None or not all(_loaded(session, group) for group in chain):
+        chain = kept[group_id] = _load_chain(session, group_id, full_path)
+    return list(chain)
+
+
+CHAINS = "packyard.group_chains"  # session.info: group id -> its chain, as last loaded
+GROUP_COLUMNS = frozenset(column.key for column in inspect(Group).column_attrs)
+
+
+def _loaded(session: Session, group: Group) -> bool:
+    """Whether the session holds ``group`` with every column as read in this transaction
+    (a commit or a rollback expires them)."""
+    state = inspect(group)
+    return (
+        group in session
+        and not state.deleted
+        and state.expired_attributes.isdisjoint(GROUP_COLUMNS)
+    )
+
+
+def _load_chain(session: Session, group_id: int, full_path: str | None) -> list[Group]:
+    if full_path is not None:
+        parts = full_path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        rows = session.execute(select(Group).where(Group.full_path.in_(prefixes))).scalars()
+        return sorted(rows, key=lambda row: len(row.full_path), reverse=True)
+    chain: list[Group] = []
+    next_id: int | None = group_id
+    while next_id is not None and next_id not in (seen.id for seen in chain):
+        group = session.get(Group, next_id)
+        if group is None:
+            break
+        chain.append(group)
+        next_id = group.parent_id
+    return chain
+
+
 def _chain(session: Session, group_id: int | None) -> list[tuple[int, str]]:
     """The group and its ancestors, nearest first, with their visibilities."""
-    chain: list[tuple[int, str]] = []
-    while group_id is not None and group_id not in (seen for seen, _ in chain):
-        row = session.execute(
-            select(Group.parent_id, Group.visibility).where(Group.id == group_id)
-        ).one_or_none()
-        if row is None:
-            break
-        chain.append((group_id, row.visibility))
-        group_id = row.parent_id
-    return chain
+    return [(group.id, group.visibility) for group in group_chain_of(session, group_id)]
+
+
+def parent_path(full_path: str) -> str:
+    """The full path of the group that holds what is at ``full_path``."""
+    return full_path.rpartition("/")[0]
 
 
 def group_chain_ids(session: Session, group_id: int | None) -> list[int]:
@@ -114,7 +159,10 @@ def _visible_by_visibility(visibility: str, identity: Identity) -> bool:
 
 
 def project_access(session: Session, identity: Identity, project: Project) -> Access:
-    groups = _chain(session, project.group_id)
+    groups = [
+        (group.id, group.visibility)
+        for group in group_chain_of(session, project.group_id, parent_path(project.full_path))
+    ]
     chain = [group_id for group_id, _ in groups]
     visibility = least_visible(project.visibility, *(shown for _, shown in groups))
     if identity.kind == TRUSTED_PUBLISHER:

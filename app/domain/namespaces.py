@@ -13,7 +13,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.domain.access import ACCESS_LEVELS, check_grant, effective_visibility, visibility_rank
+from app.domain.access import (
+    ACCESS_LEVELS,
+    check_grant,
+    effective_visibility,
+    group_chain_of,
+    parent_path,
+    visibility_rank,
+)
 from app.domain.audit import Actor, record
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.names import validate_path, validate_top_level
@@ -236,12 +243,8 @@ def require_group(session: Session, ref: str | int) -> Group:
 
 
 def group_chain(session: Session, group: Group | Project) -> list[Group]:
-    """The group and its ancestors, nearest first, in one query: their full paths are the
-    prefixes of the group's full path (groups are never moved). Given a project, the
-    chain of its group, without loading the group first."""
-    parts = group.full_path.split("/")
+    """The group and its ancestors, nearest first (see ``group_chain_of``). Given a
+    project, the chain of its group, without loading the group first."""
     if isinstance(group, Project):
-        parts.pop()
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    rows = session.execute(select(Group).where(Group.full_path.in_(prefixes))).scalars()
-    return sorted(rows, key=lambda row: len(row.full_path), reverse=True)
+        return group_chain_of(session, group.group_id, parent_path(group.full_path))
+    return group_chain_of(session, group.id, group.full_path)

@@ -169,22 +169,21 @@ def queue_package_event(
 
 
 def _listening_hooks(session: Session, project: Project) -> list[WebHook]:
-    query = _listening(session, project.id, project.group_id)
+    query = _listening(project.id, group_chain_ids(session, project.group_id))
     return list(session.execute(query.order_by(WebHook.id)).scalars())
 
 
-def any_listening_hook(session: Session, project_id: int, group_id: int) -> bool:
+def any_listening_hook(session: Session, project_id: int, group_ids: list[int]) -> bool:
     """Whether a hook hears this project's packages: the upload's check, by ids known
     before its commit, so that without hooks nothing of the upload is read back."""
-    query = _listening(session, project_id, group_id).with_only_columns(WebHook.id).limit(1)
+    query = _listening(project_id, group_ids).with_only_columns(WebHook.id).limit(1)
     return session.execute(query).first() is not None
 
 
-def _listening(session: Session, project_id: int, group_id: int) -> Select[tuple[WebHook]]:
-    groups = group_chain_ids(session, group_id)
+def _listening(project_id: int, group_ids: list[int]) -> Select[tuple[WebHook]]:
     return select(WebHook).where(
         WebHook.package_events.is_(True),
-        (WebHook.project_id == project_id) | WebHook.group_id.in_(groups),
+        (WebHook.project_id == project_id) | WebHook.group_id.in_(group_ids),
     )
 
 

@@ -26,6 +26,7 @@ from app.caching.responses import (
     accepts_gzip,
     cache_this_response,
 )
+from app.domain.access import group_chain_ids
 from app.domain.audit import actor_name
 from app.domain.counters import BatchCounter, Store
 from app.domain.downloads import store_downloads
@@ -106,7 +107,8 @@ def upload(project_ref: str) -> tuple[str, int]:
         **{k: form.get(k, "") for k in UPLOAD_FIELDS},
     )
     identity = current_identity()
-    project_id, group_id = project.id, project.group_id  # the commit below expires them
+    # Known before the commit below expires them: the webhook check needs no query.
+    project_id, group_ids = project.id, group_chain_ids(db.session, project.group_id)
     level = caller_level(identity, access)
     check_not_protected(db.session, project, upload_form.name, PUSH, level)
     accepted = accept_upload(
@@ -118,7 +120,7 @@ def upload(project_ref: str) -> tuple[str, int]:
         uploader=actor_name(identity),
         actor=identity,
     )
-    announce_upload(accepted, project_id, group_id, identity)  # committed: it never raises
+    announce_upload(accepted, project_id, group_ids, identity)  # committed: it never raises
     kind = file_kind(upload_form.filename)
     UPLOADED_FILES.labels(kind).inc()
     UPLOADED_BYTES.labels(kind).inc(received.digest.size)

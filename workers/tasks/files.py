@@ -66,7 +66,7 @@ def enqueue(file_id: int) -> None:
         log.exception("could not mark file %s unsent", file_id)
 
 
-def announce_upload(accepted: AcceptedUpload, project_id: int, group_id: int,
+def announce_upload(accepted: AcceptedUpload, project_id: int, group_ids: list[int],
                     actor: Actor) -> None:  # fmt: skip
     """Everything after an upload's commit: its ``published`` event if a webhook listens
     (before the task, so hooks hear it first), its processing task, the removal of a
@@ -74,7 +74,7 @@ def announce_upload(accepted: AcceptedUpload, project_id: int, group_id: int,
     retry would get "File already exists"). An outage is logged; the sweeper sends the
     task and pending events later, and a ``published`` event the database could not
     queue is lost."""
-    announce_published(project_id, group_id, accepted.package_file, actor)
+    announce_published(project_id, group_ids, accepted.package_file, actor)
     enqueue(accepted.file_id)
     remove_stored_files(accepted.storage_deletions)  # a replaced failed file's bytes
 

@@ -79,14 +79,14 @@ def announce(package: Package, action: str, actor: Actor,
                     f"the {action} event of package", package)  # fmt: skip
 
 
-def announce_published(project_id: int, group_id: int, package_file: PackageFile,
+def announce_published(project_id: int, group_ids: list[int], package_file: PackageFile,
                        actor: Actor) -> None:  # fmt: skip
     """``published`` for a file just committed, if a webhook hears its project: asked by
     ids known before the commit, so that without hooks nothing is read back. Like
     ``announce``, a database outage is logged, never raised."""
 
     def queued() -> list[int]:
-        if not any_listening_hook(db.session, project_id, group_id):
+        if not any_listening_hook(db.session, project_id, group_ids):
             return []
         return queue(package_file.package, "published", actor, package_file)
 
