@@ -218,3 +218,30 @@ def test_archive_limits_apply(project):
     filename, content = make_wheel("demo-pkg", "1.0")
     package_file = process(record(project, filename, content), ArchiveLimits(max_members=2))
     assert_error(package_file, "more than 2 members")
+
+
+def test_processing_moves_the_cache_generation_once_and_reads_its_row_once(project):
+    """Starting an attempt (its count, its start) changes nothing a page or an access
+    decision is made of: only the settled state drops the caches of every process. And
+    the row is read at the start and after the attempt's commit, not again to answer."""
+    from sqlalchemy import event
+
+    from app.caching.generation import current_generation
+
+    file_id = record(project, *make_wheel("demo-pkg", "1.0"))
+    db.session.commit()
+    db.session.expire_all()
+    before = current_generation(db.engine)
+    reads: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        if statement.startswith("SELECT package_files."):
+            reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert process_file(db.session, storage(), file_id) == "default"
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert current_generation(db.engine) == before + 1
+    assert len(reads) == 2, reads

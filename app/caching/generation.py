@@ -19,7 +19,7 @@ import threading
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, update
+from sqlalchemy import Engine, create_engine, event, inspect, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 from sqlalchemy.pool import NullPool
@@ -46,6 +46,9 @@ WATCHED = (
     PersonalAccessToken, DeployToken, JobToken, PublisherToken, TrustedPublisher,
     ReservedName,  # a release reopens a name to the upstream
 )  # fmt: skip
+# Columns that no page or access decision is made of: the worker's record of its
+# attempts. Writing only these leaves every cache in place.
+BOOKKEEPING = {PackageFile: frozenset({"attempts", "started_at", "enqueued_at"})}
 _BUMPED = "packyard.generation_bumped"
 # An execution option for a bulk UPDATE of watched rows that changes nothing a page or an
 # access decision is made of (download counts): it leaves every cache in place.
@@ -169,11 +172,16 @@ def bump(session: Session) -> None:
 
 
 def _bump_on_flush(session: Session, _context: Any, _instances: Any) -> None:
-    changed = chain(
-        session.new, session.deleted, (o for o in session.dirty if session.is_modified(o))
-    )
+    changed = chain(session.new, session.deleted, (o for o in session.dirty if _cached(o)))
     if any(isinstance(obj, WATCHED) for obj in changed):
         bump(session)
+
+
+def _cached(obj: object) -> bool:
+    """Whether ``obj``'s pending changes touch a column that a cache is made of."""
+    state = inspect(obj)
+    changed = {attr.key for attr in state.attrs if attr.history.has_changes()}
+    return bool(changed - BOOKKEEPING.get(type(obj), frozenset()))
 
 
 def _bump_on_bulk_write(state: ORMExecuteState) -> None:

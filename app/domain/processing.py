@@ -46,8 +46,9 @@ def process_file(
         package_file.error_reason = exc.message.replace("\x00", "\\x00")
     package_file.retryable = False
     package_file.processed_at = utcnow()
+    state = package_file.state  # read after the commit, it would load the row again
     session.commit()
-    return package_file.state
+    return state
 
 
 def give_up(session: Session, file_id: int, reason: str) -> bool:
