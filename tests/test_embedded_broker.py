@@ -107,3 +107,20 @@ def test_an_empty_poll_loop_sleeps_less_and_less_often(tmp_path: Path):
         with pytest.raises(TimeoutError):
             connection.drain_events(timeout=0.5)
         assert 0 < len(polls) <= 20  # 2 ms throughout would be about 250
+
+
+def test_task_events_are_sent_only_through_a_broker_that_can_broadcast_them(tmp_path: Path):
+    """Task events go to a fanout exchange, for Flower: Redis broadcasts them. The
+    embedded queue cannot, so there they would cost every send and every task a publish
+    that no one receives."""
+    from app import create_app
+
+    def conf(broker: str | None) -> object:
+        app = create_app({"DATA_DIR": str(tmp_path), "BROKER_URL": broker,
+                          "LOAD_ENTRYPOINT_PLUGINS": False})  # fmt: skip
+        return app.extensions["celery"].conf
+
+    embedded_conf, redis_conf = conf(None), conf("redis://127.0.0.1:6379/15")
+    assert not embedded_conf.task_send_sent_event
+    assert not embedded_conf.worker_send_task_events
+    assert redis_conf.task_send_sent_event and redis_conf.worker_send_task_events

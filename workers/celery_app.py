@@ -68,7 +68,9 @@ def make_celery(flask_app: Flask) -> Celery:
     )
     if flask_app.config["BROKER_URL"] == EMBEDDED_BROKER:
         # A SQLite-backed queue in the data dir (workers.embedded): no external service.
+        # It cannot broadcast, so task events (a fanout, for Flower) would reach no one.
         celery.conf.broker_transport_options = {}
+        celery.conf.task_send_sent_event = celery.conf.worker_send_task_events = False
     celery.flask_app = flask_app  # for signal handlers (the sweeper)
     celery.set_default()
     flask_app.extensions["celery"] = celery
