@@ -535,3 +535,34 @@ def test_an_upload_committed_just_before_the_database_goes_down_answers_201(
         files = conn.execute(sa.text("SELECT filename FROM package_files")).scalars().all()
     engine.dispose()
     assert files == ["late-1.0-py3-none-any.whl"]
+
+
+def test_a_worker_whose_process_group_is_told_to_stop_exits_in_seconds(tmp_path):
+    """``kill -TERM -PGID`` (supervisord's ``stopasgroup``, a terminal's Ctrl-C) reaches
+    the pool's children too, unless they have a group of their own. A child that dies of
+    it while holding the pool's queue lock (an idle one waits for work holding it) left
+    the main process's shutdown waiting on that lock until it was killed (2 stops of 5
+    of the metrics test's worker). The pool children have groups of their own; a group
+    stop then takes a warm shutdown's few seconds."""
+    env = packyard_env(tmp_path)
+    subprocess.run([str(BIN / "packyard"), "db", "upgrade"], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    worker = LiveProcess([str(BIN / "packyard"), "worker", "--concurrency=2"], env,
+                         tmp_path / "worker.log")  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "ready" not in worker.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        children = _children(worker.proc.pid)
+        assert len(children) == 2, children
+        assert all(os.getpgid(pid) != worker.proc.pid for pid in children)
+        started = time.monotonic()
+        os.killpg(worker.proc.pid, signal.SIGTERM)
+        worker.proc.wait(15)
+        assert time.monotonic() - started < 10
+    finally:
+        worker.stop(signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
