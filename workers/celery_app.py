@@ -12,6 +12,7 @@ from workers import (
     embedded,  # noqa: F401  (registers the embedded broker's URL scheme)
     log_context,  # noqa: F401  (request ids, and JSON, in the worker's log lines)
     metrics,  # noqa: F401  (counts every task through Celery's signals)
+    pool,  # noqa: F401  (pool children hear stop signals from the main process only)
 )
 
 # Seconds a broker may take to answer: more than kombu's 1 s BRPOP timeout, which a
