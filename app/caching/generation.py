@@ -172,8 +172,8 @@ def bump(session: Session) -> None:
 
 
 def _bump_on_flush(session: Session, _context: Any, _instances: Any) -> None:
-    changed = chain(session.new, session.deleted, (o for o in session.dirty if _cached(o)))
-    if any(isinstance(obj, WATCHED) for obj in changed):
+    dirty = (o for o in session.dirty if isinstance(o, WATCHED) and _cached(o))
+    if any(isinstance(obj, WATCHED) for obj in chain(session.new, session.deleted, dirty)):
         bump(session)
 
 

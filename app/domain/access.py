@@ -119,9 +119,11 @@ def _load_chain(session: Session, group_id: int, full_path: str | None) -> list[
     return chain
 
 
-def _chain(session: Session, group_id: int | None) -> list[tuple[int, str]]:
+def _chain(
+    session: Session, group_id: int | None, full_path: str | None = None
+) -> list[tuple[int, str]]:
     """The group and its ancestors, nearest first, with their visibilities."""
-    return [(group.id, group.visibility) for group in group_chain_of(session, group_id)]
+    return [(group.id, group.visibility) for group in group_chain_of(session, group_id, full_path)]
 
 
 def parent_path(full_path: str) -> str:
@@ -159,10 +161,7 @@ def _visible_by_visibility(visibility: str, identity: Identity) -> bool:
 
 
 def project_access(session: Session, identity: Identity, project: Project) -> Access:
-    groups = [
-        (group.id, group.visibility)
-        for group in group_chain_of(session, project.group_id, parent_path(project.full_path))
-    ]
+    groups = _chain(session, project.group_id, parent_path(project.full_path))
     chain = [group_id for group_id, _ in groups]
     visibility = least_visible(project.visibility, *(shown for _, shown in groups))
     if identity.kind == TRUSTED_PUBLISHER:
