@@ -234,10 +234,13 @@ def upload(server: LiveServer, project: dict, name: str) -> str:
 
 
 def wait_listed_with_metadata(
-    server: LiveServer, project: dict, name: str, timeout: float
+    server: LiveServer, project: dict, name: str, timeout: float, logs: Path | None = None
 ) -> float:
+    """Seconds until every file of ``name`` has its core metadata; on a timeout the error
+    shows the last page and the end of each log in ``logs``, to say which part stalled."""
     start = time.monotonic()
     url = f"{server.url}/api/v4/projects/{project['id']}/packages/pypi/simple/{name}/"
+    page = None
     while time.monotonic() - start < timeout:
         page = requests.get(
             url, headers={"Accept": "application/vnd.pypi.simple.v1+json",
@@ -246,7 +249,17 @@ def wait_listed_with_metadata(
         if page.ok and all(f["core-metadata"] for f in page.json()["files"]):
             return time.monotonic() - start
         time.sleep(0.25)
-    raise AssertionError(f"{name} was not processed within {timeout}s")
+    last = f"{page.status_code} {page.text[:500]}" if page is not None else "no answer"
+    raise AssertionError(f"{name} was not processed within {timeout}s; last page: {last}"
+                         f"{log_tails(logs) if logs else ''}")  # fmt: skip
+
+
+def log_tails(directory: Path, lines: int = 40) -> str:
+    tails = []
+    for log in sorted(directory.glob("*.log")):
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        tails.append(f"\n--- {log.name} ---\n" + "\n".join(text))
+    return "".join(tails)
 
 
 @pytest.mark.e2e
@@ -279,7 +292,7 @@ def test_an_upload_accepted_while_redis_is_out_is_processed_soon_after_it_is_bac
     assert time.monotonic() - started < 10  # sending gives up
     time.sleep(10)  # long enough for the worker to back off between reconnections
     redis.start() if outage == "down" else redis.thaw()
-    assert wait_listed_with_metadata(server, project, "patient", 15) < 15
+    assert wait_listed_with_metadata(server, project, "patient", 15, stack["tmp"]) < 15
 
 
 # --- the database down or restarting -------------------------------------------------------
