@@ -19,7 +19,7 @@ from app.caching.process import ProcessCache
 from app.caching.responses import ResponseCache, cache_this_response
 from app.domain.identity import ANONYMOUS, AuthResult
 from app.extensions import db
-from app.models import PersonalAccessToken
+from app.models import PackageFile, PersonalAccessToken
 from tests.conftest import Registry, _migrated_app, basic
 from tests.dists import make_wheel
 
@@ -79,6 +79,44 @@ def test_writes_move_the_generation_but_reads_do_not(registry):
     assert moved > start
     registry.client.get(f"/api/v4/projects/{project.id}/packages/pypi/simple/")
     assert current_generation(db.engine) == moved
+
+
+def test_uploads_and_processing_move_only_the_data_generation(registry):
+    """Pages change with every upload; who may do what does not, so cached identities and
+    scopes outlive it. A write to an access table moves both counters."""
+    admin = registry.user("root", admin=True)
+    token = registry.token(admin)
+    project = registry.project(registry.group("team"), "lib")
+    before = current_generation(db.engine)
+    assert registry.upload(project, *make_wheel("demo", "1.0"), token=token).status_code == 201
+    assert db.session.query(PackageFile).one().state == "default"  # processed (eager tasks)
+    after = current_generation(db.engine)
+    assert after.data > before.data and after.access == before.access
+    project.visibility = "internal"
+    db.session.commit()
+    moved = current_generation(db.engine)
+    assert moved.data == after.data + 1 and moved.access == after.access + 1
+
+
+def test_a_second_upload_finds_its_token_and_scope_in_the_cache(registry):
+    admin = registry.user("root", admin=True)
+    token = registry.token(admin)
+    project = registry.project(registry.group("team"), "lib")
+    url = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+    assert registry.upload(project, *make_wheel("demo", "1.0"), token=token).status_code == 201
+    assert registry.client.get(url, headers=basic(token)).status_code == 200
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        assert registry.upload(project, *make_wheel("demo", "2.0"), token=token).status_code == 201
+        assert registry.client.get(url, headers=basic(token)).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert not [s for s in statements if "personal_access_tokens" in s], statements
 
 
 def test_the_held_connection_reads_every_commit_at_once(registry):

@@ -1,12 +1,17 @@
-"""The cache generation: a counter that every relevant write moves, in its own transaction.
+"""The cache generations: counters that every relevant write moves, in its own transaction.
 
 Index pages and access decisions are cached per process (app.caching).  Rather than
 finding every cache entry a write could touch, any write to the rows that pages and
-decisions are made of moves one counter in the same transaction; readers compare it
-(one primary-key read per request) and drop their caches when it moved.  Caches are
-therefore never stale, and no code path has to remember to invalidate: the listeners below
-watch the app's sessions (``watch_writes``, called by the app factory), for ORM flushes and
-for bulk INSERT/UPDATE/DELETE statements alike.
+decisions are made of moves a counter in the same transaction; readers compare it (one
+read per request) and drop their caches when it moved.  Caches are therefore never stale,
+and no code path has to remember to invalidate: the listeners below watch the app's
+sessions (``watch_writes``, called by the app factory), for ORM flushes and for bulk
+INSERT/UPDATE/DELETE statements alike.
+
+There are two counters. The data generation moves with every watched write. The access
+generation moves only with writes to who may do what (``ACCESS``: users, tokens,
+memberships, groups, projects), so an upload or a processed file, which change pages
+only, leaves every cached identity and scope in place.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import queue
 import sqlite3
 import threading
 from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, create_engine, event, inspect, update
 from sqlalchemy.exc import DBAPIError
@@ -39,11 +44,15 @@ from app.models import (
     TrustedPublisher,
     User,
 )
-from app.models.cache import GENERATION_ROW
+from app.models.cache import ACCESS_ROW, GENERATION_ROW
 
-WATCHED = (
-    Package, PackageFile, Project, Group, Membership, User,
+# Who may do what: identities, scopes and access decisions are made of these rows only.
+ACCESS = (
+    Project, Group, Membership, User,
     PersonalAccessToken, DeployToken, JobToken, PublisherToken, TrustedPublisher,
+)  # fmt: skip
+WATCHED = (
+    *ACCESS, Package, PackageFile,
     ReservedName,  # a release reopens a name to the upstream
 )  # fmt: skip
 # Columns that no page or access decision is made of: the worker's record of its
@@ -55,13 +64,27 @@ _BUMPED = "packyard.generation_bumped"
 KEEPS_CACHES = {"packyard_keeps_caches": True}
 
 
-_READ = f"SELECT value FROM cache_generation WHERE id = {GENERATION_ROW}"
+_READ = f"SELECT id, value FROM cache_generation WHERE id IN ({GENERATION_ROW}, {ACCESS_ROW})"
 
 
-def current_generation(engine: Engine) -> int:
+class Generations(NamedTuple):
+    """The counters as one read found them."""
+
+    data: int  # every watched write moves it: pages, files, forwarding decisions
+    access: int  # writes to ``ACCESS`` rows move it (and ``data``): identities, scopes
+
+    @classmethod
+    def from_rows(cls, rows: Any) -> Generations:
+        values = dict(rows)
+        data = values[GENERATION_ROW]
+        # No access row (a table older than it): every write counts as an access write.
+        return cls(int(data), int(values.get(ACCESS_ROW, data)))
+
+
+def current_generation(engine: Engine) -> Generations:
     """Plain SQL on a pooled connection, no ORM session."""
     with engine.connect() as connection:
-        return int(connection.exec_driver_sql(_READ).scalar_one())
+        return Generations.from_rows(connection.exec_driver_sql(_READ).all())
 
 
 class GenerationReader:
@@ -92,7 +115,7 @@ class GenerationReader:
         self._direct = create_engine(engine.url, poolclass=NullPool, connect_args=connect_args)
         event.listen(engine, "engine_disposed", self.close)
 
-    def read(self) -> int:
+    def read(self) -> Generations:
         if self._direct is None:
             return current_generation(self._engine)
         connection = self._checkout()
@@ -107,7 +130,7 @@ class GenerationReader:
             self._discard(connection)  # the next read opens a fresh one
             return current_generation(self._engine)
         self._idle.put(connection)
-        return int(rows[0][0])
+        return Generations.from_rows(rows)
 
     def close(self, *_args: Any) -> None:
         """Close every connection (the engine was disposed, or the app is done)."""
@@ -159,22 +182,26 @@ def _is_sqlite(engine: Engine) -> bool:
     return engine.url.get_backend_name() == "sqlite"
 
 
-def bump(session: Session) -> None:
-    """Move the counter, once per transaction."""
-    if session.info.get(_BUMPED):
-        return
-    session.info[_BUMPED] = True
-    session.execute(
-        update(CacheGeneration)
-        .where(CacheGeneration.id == GENERATION_ROW)
-        .values(value=CacheGeneration.value + 1)
-    )
+def bump(session: Session, *, access: bool = False) -> None:
+    """Move the data generation, and with ``access`` the access generation too; each at
+    most once per transaction."""
+    bumped: set[int] = session.info.setdefault(_BUMPED, set())
+    # Row by row, always the data row first: transactions lock them in one order.
+    for row in (GENERATION_ROW, ACCESS_ROW) if access else (GENERATION_ROW,):
+        if row not in bumped:
+            bumped.add(row)
+            session.execute(
+                update(CacheGeneration)
+                .where(CacheGeneration.id == row)
+                .values(value=CacheGeneration.value + 1)
+            )
 
 
 def _bump_on_flush(session: Session, _context: Any, _instances: Any) -> None:
     dirty = (o for o in session.dirty if isinstance(o, WATCHED) and _cached(o))
-    if any(isinstance(obj, WATCHED) for obj in chain(session.new, session.deleted, dirty)):
-        bump(session)
+    written = [o for o in chain(session.new, session.deleted, dirty) if isinstance(o, WATCHED)]
+    if written:
+        bump(session, access=any(isinstance(o, ACCESS) for o in written))
 
 
 def _cached(obj: object) -> bool:
@@ -190,7 +217,7 @@ def _bump_on_bulk_write(state: ORMExecuteState) -> None:
     if not (written and mapper and issubclass(mapper.class_, WATCHED)):
         return
     if not (state.is_update and state.execution_options.get("packyard_keeps_caches")):
-        bump(state.session)
+        bump(state.session, access=issubclass(mapper.class_, ACCESS))
 
 
 def _reset(session: Session, transaction: SessionTransaction) -> None:

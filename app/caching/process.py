@@ -1,8 +1,10 @@
-"""The process cache: one bounded LRU mapping per web process, exact thanks to the generation.
+"""The process caches: bounded LRU mappings per web process, exact thanks to the generations.
 
-A request reads the generation once (``app.caching.generation``); if any write moved it
-since the cache was filled, the whole cache is dropped.  Entries hold plain values
-(ids, bytes, identities), never ORM objects, so they outlive the request's session.
+A request reads the generations once (``app.caching.generation``).  Each cache follows
+one of them and is dropped whole when it moved since the cache was filled: the data cache
+(pages, files) on any watched write, the access cache (identities, scopes) only when who
+may do what changed.  Entries hold plain values (ids, bytes, identities), never ORM
+objects, so they outlive the request's session.
 """
 
 from __future__ import annotations
@@ -14,40 +16,36 @@ from typing import Any, TypeVar
 
 from flask import current_app, request
 
-from app.caching.generation import GenerationReader
+from app.caching.generation import GenerationReader, Generations
 from app.domain.errors import DATABASE_OUTAGES
 
 T = TypeVar("T")
 MAX_ENTRIES = 20_000
-_SYNCED = "packyard.cache_synced"
+DATA, ACCESS = "data", "access"  # the generation a cache follows (a field of Generations)
+_GENERATIONS = "packyard.generations"
 _SYNC_FAILED = "packyard.cache_sync_failed"
 
 
 class ProcessCache:
-    """A bounded LRU mapping, cleared whenever the generation it was filled at moves on."""
+    """A bounded LRU mapping, cleared whenever the generation it follows moves on."""
 
-    def __init__(self, generation: GenerationReader, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self, generation: GenerationReader, max_entries: int = MAX_ENTRIES, follows: str = DATA
+    ) -> None:
         self._read_generation = generation.read
+        self._follows = follows
+        self._synced = f"packyard.cache_synced.{follows}"
         self._entries: OrderedDict[Hashable, Any] = OrderedDict()
         self._generation: int | None = None
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
     def sync(self, environ: dict[str, Any]) -> None:
-        """Drop everything if the generation moved; read once per request (WSGI environ).
-
-        A read that failed because the database is down fails again at once for the rest
-        of the request: one attempt per request, not one per cache lookup."""
-        if environ.get(_SYNCED):
+        """Drop everything if the generation moved; read once per request (WSGI environ)."""
+        if environ.get(self._synced):
             return
-        if (failure := environ.get(_SYNC_FAILED)) is not None:
-            raise failure
-        try:
-            generation = self._read_generation()
-        except DATABASE_OUTAGES as error:
-            environ[_SYNC_FAILED] = error
-            raise
-        environ[_SYNCED] = True
+        generation = getattr(_generations(environ, self._read_generation), self._follows)
+        environ[self._synced] = True
         if generation != self._generation:
             with self._lock:
                 self._entries.clear()
@@ -84,8 +82,33 @@ class ProcessCache:
         return self._generation
 
 
+def _generations(environ: dict[str, Any], read: Callable[[], Generations]) -> Generations:
+    """The generations, read once per request for every cache.
+
+    A read that failed because the database is down fails again at once for the rest of
+    the request: one attempt per request, not one per cache lookup."""
+    if (generations := environ.get(_GENERATIONS)) is not None:
+        return generations  # type: ignore[no-any-return]
+    if (failure := environ.get(_SYNC_FAILED)) is not None:
+        raise failure
+    try:
+        generations = environ[_GENERATIONS] = read()
+    except DATABASE_OUTAGES as error:
+        environ[_SYNC_FAILED] = error
+        raise
+    return generations
+
+
 def request_cache() -> ProcessCache:
-    """The app's cache, synced with the database's generation once per request."""
+    """The app's data cache (pages, files), synced once per request."""
     cache: ProcessCache = current_app.extensions["packyard.cache"]
+    cache.sync(request.environ)
+    return cache
+
+
+def access_cache() -> ProcessCache:
+    """The app's access cache (identities, scopes), synced once per request: uploads and
+    processing leave it in place."""
+    cache: ProcessCache = current_app.extensions["packyard.access_cache"]
     cache.sync(request.environ)
     return cache

@@ -1,4 +1,5 @@
-"""One counter that moves whenever an index page or an access decision may change."""
+"""Counters that move whenever an index page or an access decision may change
+(``app.caching.generation``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base
 
-GENERATION_ROW = 1
+GENERATION_ROW = 1  # the data generation: any page or decision may have changed
+ACCESS_ROW = 2  # the access generation: who may do what may have changed
 
 
 class CacheGeneration(Base):

@@ -8,7 +8,7 @@ import logging
 
 from flask import request
 
-from app.caching.process import request_cache
+from app.caching.process import access_cache
 from app.domain.errors import Unauthenticated
 from app.domain.identity import AuthResult, Identity, PresentedCredentials
 from app.domain.tokens import is_expired
@@ -78,7 +78,7 @@ def _authenticate_cached(credentials: PresentedCredentials | None) -> AuthResult
     credentials may carry a session cookie, so they are always asked of the plugins."""
     if credentials is None:
         return _ask_plugins(None)
-    cache = request_cache()
+    cache = access_cache()
     key = ("identity", credentials)
     caller: AuthResult | None = cache.peek(key)
     if caller is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.caching.process import request_cache
+from app.caching.process import access_cache
 from app.domain.access import (
     Access,
     effective_visibility,
@@ -68,7 +68,7 @@ def project_index_scope(ref: str) -> IndexScope:
         public = effective_visibility(db.session, project) == "public"
         return IndexScope(project.full_path, (project.id,), project.group_id, public, project.id)
 
-    return request_cache().get(("project-scope", ref, current_identity()), compute)
+    return access_cache().get(("project-scope", ref, current_identity()), compute)
 
 
 def group_index_scope(ref: str) -> IndexScope:
@@ -78,7 +78,7 @@ def group_index_scope(ref: str) -> IndexScope:
         # Only what is public reaches an anonymous caller: shared caches may keep it.
         return IndexScope(group.full_path, ids, group.id, current_identity().is_anonymous)
 
-    return request_cache().get(("group-scope", ref, current_identity()), compute)
+    return access_cache().get(("group-scope", ref, current_identity()), compute)
 
 
 def _missing(anonymous: bool, what: str) -> Exception:
