@@ -105,3 +105,19 @@ def make_sdist(
             info.mtime = int(time.mktime((2024, 1, 1, 0, 0, 0, 0, 0, 0)))
             archive.addfile(info, io.BytesIO(data))
     return f"{root}.tar.gz", buffer.getvalue()
+
+
+def multipart_upload(
+    name: str, version: str, filename: str, content: bytes, boundary: str = "packyard-test"
+) -> tuple[bytes, str]:
+    """A legacy upload's body, fields before the file as twine sends them, and its type."""
+    fields = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
+        for key, value in (("name", name), ("version", version))
+    )
+    file_head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content";'
+        f' filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    )
+    body = (fields + file_head).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"

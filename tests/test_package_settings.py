@@ -6,6 +6,7 @@ and yank for users, job tokens and deploy tokens, and the settings page's forms)
 from __future__ import annotations
 
 import hashlib
+import io
 
 import pytest
 from sqlalchemy import select
@@ -18,10 +19,10 @@ from app.domain.protection import pattern_regex
 from app.extensions import db
 from app.models import PackageFile, StorageDeletion
 from tests.conftest import basic
-from tests.dists import make_wheel
+from tests.dists import make_wheel, multipart_upload
 from tests.test_manage_ui import post, signed_in
 from tests.test_ui import text
-from tests.test_uploads import stored_files
+from tests.test_uploads import MiB, assert_nothing_left, stored_files
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -414,6 +415,26 @@ def test_pushing_a_protected_name_needs_the_rules_level(registry, client, team):
     assert by_dev_job.status_code == 403
     by_job = registry.upload(project, *job, token=None, headers={"JOB-TOKEN": maintainer_job})
     assert by_job.status_code == 201
+
+
+def test_a_protected_name_is_refused_before_its_file_is_received(registry, client, team):
+    """The file part's name says which package it is: a push the rules refuse ends there,
+    not after the whole file was received, hashed and stored."""
+    project = team["project"]
+    protect(client, team, "acme-*", minimum_access_level_for_push="maintainer")
+    big = b"PK\x03\x04" + b"\x00" * (8 * MiB)
+    body, content_type = multipart_upload("acme-core", "1.0", "acme_core-1.0-py3-none-any.whl", big)
+    stream = io.BytesIO(body)
+    refused = client.post(
+        f"/api/v4/projects/{project.id}/packages/pypi",
+        input_stream=stream,
+        content_length=len(body),
+        content_type=content_type,
+        headers=basic(team["developer"]),
+    )
+    assert refused.status_code == 403 and "acme-core" in refused.text
+    assert stream.tell() < MiB  # the server stopped reading at the file part's header
+    assert_nothing_left(registry.app)
 
 
 def test_deleting_and_yanking_a_protected_name_need_the_rules_level(registry, client, team):

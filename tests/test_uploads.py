@@ -15,7 +15,7 @@ from app.domain.storage import FileStorage, StorageError
 from app.extensions import db
 from app.models import Package, PackageFile, ReservedName
 from tests.conftest import Registry, basic
-from tests.dists import make_sdist, make_wheel
+from tests.dists import make_sdist, make_wheel, multipart_upload
 
 
 @pytest.fixture
@@ -241,24 +241,13 @@ def test_a_file_whose_first_bytes_disprove_its_kind_is_400(registry, setup, file
 def test_a_wrong_file_is_refused_at_its_first_bytes_not_after_the_whole_body(registry, setup):
     project, token = setup
     junk = b"MZ" + b"\x00" * (8 * MiB)  # a Windows executable named as a wheel
-    boundary = "packyard-test-boundary"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\ndemo-pkg\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="version"\r\n\r\n1.0\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="content";'
-            f' filename="demo_pkg-1.0-py3-none-any.whl"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + junk
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
+    body, content_type = multipart_upload("demo-pkg", "1.0", "demo_pkg-1.0-py3-none-any.whl", junk)
     stream = io.BytesIO(body)
     response = registry.client.post(
         f"/api/v4/projects/{project.id}/packages/pypi",
         input_stream=stream,
         content_length=len(body),
-        content_type=f"multipart/form-data; boundary={boundary}",
+        content_type=content_type,
         headers=basic(token),
     )
     assert response.status_code == 400, response.status
