@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from app.domain.access import DEVELOPER, MAINTAINER, OWNER, Access
 from app.domain.audit import Actor, record
-from app.domain.errors import Conflict, Forbidden, InvalidInput
+from app.domain.errors import Conflict, Forbidden, InvalidFilename, InvalidInput
 from app.domain.identity import Identity
-from app.domain.names import normalize
+from app.domain.names import normalize, parse_filename
 from app.domain.packages import PACKAGE_TYPE
 from app.models import PackageProtectionRule, Project
 
@@ -55,6 +55,18 @@ def check_not_protected(
             f"403 Forbidden: Package protected. {normalize(name)} matches the protection rule"
             f" {rule.id} ({rule.package_name_pattern!r}): {action} needs {required} access"
         )
+
+
+def check_push_not_protected(session: Session, project: Project, filename: str, level: int) -> None:
+    """``check_not_protected`` for a push, by the package the filename names. Run as the
+    file part begins, a refused push is not received. A filename that names no
+    distribution passes: validation refuses it, and an upload is accepted only under the
+    name its filename gives."""
+    try:
+        name = parse_filename(filename).name
+    except InvalidFilename:
+        return
+    check_not_protected(session, project, name, PUSH, level)
 
 
 def _rules(session: Session, project_id: int) -> list[PackageProtectionRule]:

@@ -46,7 +46,7 @@ from app.domain.indexes import (
 from app.domain.limits import effective_upload_limit
 from app.domain.names import normalize
 from app.domain.packages import check_packages_enabled
-from app.domain.protection import PUSH, caller_level, check_not_protected
+from app.domain.protection import caller_level, check_push_not_protected
 from app.domain.storage import StorageBackend
 from app.domain.uploads import UploadForm, accept_upload
 from app.domain.upstream.client import Upstream
@@ -90,7 +90,13 @@ def upload(project_ref: str) -> tuple[str, int]:
     project, access = project_for(project_ref, "write")
     check_packages_enabled(project)  # before the body is read
     limit = effective_upload_limit(db.session, project, current_app.config["MAX_UPLOAD_SIZE"])
-    request.prepare_upload(limit, project.id)  # type: ignore[attr-defined]
+    identity = current_identity()
+    level = caller_level(identity, access)
+    request.prepare_upload(  # type: ignore[attr-defined]
+        limit,
+        project.id,
+        lambda filename: check_push_not_protected(db.session, project, filename, level),
+    )
     content = request.files.get("content")
     stream = content.stream if content is not None else None
     received = stream.received() if isinstance(stream, HashingSink) else None
@@ -106,11 +112,8 @@ def upload(project_ref: str) -> tuple[str, int]:
         fields={k: v for k, v in form.items() if not k.startswith(":")},
         **{k: form.get(k, "") for k in UPLOAD_FIELDS},
     )
-    identity = current_identity()
     # Known before the commit below expires them: the webhook check needs no query.
     project_id, group_ids = project.id, group_chain_ids(db.session, project.group_id)
-    level = caller_level(identity, access)
-    check_not_protected(db.session, project, upload_form.name, PUSH, level)
     accepted = accept_upload(
         db.session,
         storage(),

@@ -11,6 +11,7 @@ A file whose first bytes are not what its name says (a ".whl" that is no zip) is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO
 
 from flask import Request, current_app
@@ -83,14 +84,19 @@ class StreamingRequest(Request):
 
     upload_limit: int | None = None
     upload_project_id: int | None = None
+    check_file: Callable[[str], None] | None = None
 
-    def prepare_upload(self, limit: int, project_id: int) -> None:
-        """Set the per-file limit and the project before the body is read.  The
-        whole-request cap (Flask's MAX_CONTENT_LENGTH, sized from the instance limit)
-        follows the limit, so that a project or group may allow larger files than the
-        instance."""
+    def prepare_upload(
+        self, limit: int, project_id: int, check_file: Callable[[str], None] | None = None
+    ) -> None:
+        """Set the per-file limit, the project, and a check of each file part's filename
+        (raising refuses the upload before a byte of that part is read), before the body
+        is read.  The whole-request cap (Flask's MAX_CONTENT_LENGTH, sized from the
+        instance limit) follows the limit, so that a project or group may allow larger
+        files than the instance."""
         self.upload_limit = limit
         self.upload_project_id = project_id
+        self.check_file = check_file
         self.max_content_length = request_size_limit(limit, current_app.config)
         if self.content_length is not None and self.content_length > self.max_content_length:
             raise RequestEntityTooLarge(
@@ -133,6 +139,8 @@ class StreamingRequest(Request):
         limit = self.upload_limit or current_app.config["MAX_UPLOAD_SIZE"]
         if content_length is not None and content_length > limit:
             raise FileTooLarge(f"File too large: the limit is {limit} bytes")
+        if self.check_file is not None and filename:
+            self.check_file(filename)
         key = None
         if self.upload_project_id is not None:
             key = new_storage_key(self.upload_project_id, filename or "")
