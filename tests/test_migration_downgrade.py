@@ -21,7 +21,7 @@ from tests.services import postgres_database
 
 # revision -> (its parent, the columns it adds by table, the tables it creates)
 STEPS: dict[str, tuple[str, dict[str, set[str]], set[str]]] = {
-    "0018": ("0015", {}, set()),  # a row of cache_generation
+    "0018": ("0015", {"cache_generation": {"access_value"}}, set()),
     "0015": (
         "0017",
         {

@@ -44,7 +44,7 @@ from app.models import (
     TrustedPublisher,
     User,
 )
-from app.models.cache import ACCESS_ROW, GENERATION_ROW
+from app.models.cache import GENERATION_ROW
 
 # Who may do what: identities, scopes and access decisions are made of these rows only.
 ACCESS = (
@@ -64,7 +64,7 @@ _BUMPED = "packyard.generation_bumped"
 KEEPS_CACHES = {"packyard_keeps_caches": True}
 
 
-_READ = f"SELECT id, value FROM cache_generation WHERE id IN ({GENERATION_ROW}, {ACCESS_ROW})"
+_READ = f"SELECT value, access_value FROM cache_generation WHERE id = {GENERATION_ROW}"
 
 
 class Generations(NamedTuple):
@@ -73,18 +73,11 @@ class Generations(NamedTuple):
     data: int  # every watched write moves it: pages, files, forwarding decisions
     access: int  # writes to ``ACCESS`` rows move it (and ``data``): identities, scopes
 
-    @classmethod
-    def from_rows(cls, rows: Any) -> Generations:
-        values = dict(rows)
-        data = values[GENERATION_ROW]
-        # No access row (a table older than it): every write counts as an access write.
-        return cls(int(data), int(values.get(ACCESS_ROW, data)))
-
 
 def current_generation(engine: Engine) -> Generations:
     """Plain SQL on a pooled connection, no ORM session."""
     with engine.connect() as connection:
-        return Generations.from_rows(connection.exec_driver_sql(_READ).all())
+        return Generations(*connection.exec_driver_sql(_READ).one())
 
 
 class GenerationReader:
@@ -130,7 +123,7 @@ class GenerationReader:
             self._discard(connection)  # the next read opens a fresh one
             return current_generation(self._engine)
         self._idle.put(connection)
-        return Generations.from_rows(rows)
+        return Generations(*rows[0])
 
     def close(self, *_args: Any) -> None:
         """Close every connection (the engine was disposed, or the app is done)."""
@@ -185,16 +178,17 @@ def _is_sqlite(engine: Engine) -> bool:
 def bump(session: Session, *, access: bool = False) -> None:
     """Move the data generation, and with ``access`` the access generation too; each at
     most once per transaction."""
-    bumped: set[int] = session.info.setdefault(_BUMPED, set())
-    # Row by row, always the data row first: transactions lock them in one order.
-    for row in (GENERATION_ROW, ACCESS_ROW) if access else (GENERATION_ROW,):
-        if row not in bumped:
-            bumped.add(row)
-            session.execute(
-                update(CacheGeneration)
-                .where(CacheGeneration.id == row)
-                .values(value=CacheGeneration.value + 1)
-            )
+    bumped: set[str] = session.info.setdefault(_BUMPED, set())
+    moves = {
+        column: getattr(CacheGeneration, column) + 1
+        for column in (("value", "access_value") if access else ("value",))
+        if column not in bumped
+    }
+    if moves:
+        bumped.update(moves)
+        session.execute(
+            update(CacheGeneration).where(CacheGeneration.id == GENERATION_ROW).values(moves)
+        )
 
 
 def _bump_on_flush(session: Session, _context: Any, _instances: Any) -> None:

@@ -8,12 +8,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base
 
-GENERATION_ROW = 1  # the data generation: any page or decision may have changed
-ACCESS_ROW = 2  # the access generation: who may do what may have changed
+GENERATION_ROW = 1
 
 
 class CacheGeneration(Base):
     __tablename__ = "cache_generation"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    value: Mapped[int] = mapped_column(BigInteger, default=0)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)  # any page or decision
+    access_value: Mapped[int] = mapped_column(BigInteger, default=0)  # who may do what

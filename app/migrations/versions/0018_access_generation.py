@@ -1,4 +1,4 @@
-"""cache_generation: a second counter, moved only by writes to who may do what
+"""cache_generation.access_value: a second counter, moved only by writes to who may do what
 
 Revision ID: 0018
 Revises: 0015
@@ -12,12 +12,14 @@ down_revision = "0015"
 branch_labels = None
 depends_on = None
 
-GENERATION = sa.table("cache_generation", sa.column("id"), sa.column("value"))
-
 
 def upgrade() -> None:
-    op.bulk_insert(GENERATION, [{"id": 2, "value": 0}])
+    # In the one row the caches read: both counters cost a single primary-key read.
+    op.add_column(
+        "cache_generation",
+        sa.Column("access_value", sa.BigInteger(), nullable=False, server_default="0"),
+    )
 
 
 def downgrade() -> None:
-    op.execute(GENERATION.delete().where(GENERATION.c.id == 2))
+    op.drop_column("cache_generation", "access_value")
