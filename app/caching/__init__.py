@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from flask import Flask
 
 from app.caching.generation import GenerationReader, watch_writes
-from app.caching.process import ACCESS, ProcessCache
+from app.caching.process import FOLLOWS_ACCESS, ProcessCache
 from app.caching.responses import ResponseCache
 from app.extensions import db
 
@@ -29,6 +29,6 @@ def init_app(app: Flask, path_marker: str, credential_headers: Iterable[str]) ->
     with app.app_context():  # the engine is the app's
         reader = GenerationReader(db.engine)
     cache = app.extensions["packyard.cache"] = ProcessCache(reader)
-    app.extensions["packyard.access_cache"] = ProcessCache(reader, follows=ACCESS)
+    app.extensions["packyard.access_cache"] = ProcessCache(reader, follows=FOLLOWS_ACCESS)
     responses = ResponseCache(app.wsgi_app, cache, path_marker, credential_headers)
     app.wsgi_app = responses  # type: ignore[method-assign]

@@ -21,7 +21,8 @@ from app.domain.errors import DATABASE_OUTAGES
 
 T = TypeVar("T")
 MAX_ENTRIES = 20_000
-DATA, ACCESS = "data", "access"  # the generation a cache follows (a field of Generations)
+# The generation a cache follows: a field of Generations (not generation.ACCESS, the tables).
+FOLLOWS_DATA, FOLLOWS_ACCESS = "data", "access"
 _GENERATIONS = "packyard.generations"
 _SYNC_FAILED = "packyard.cache_sync_failed"
 
@@ -30,7 +31,10 @@ class ProcessCache:
     """A bounded LRU mapping, cleared whenever the generation it follows moves on."""
 
     def __init__(
-        self, generation: GenerationReader, max_entries: int = MAX_ENTRIES, follows: str = DATA
+        self,
+        generation: GenerationReader,
+        max_entries: int = MAX_ENTRIES,
+        follows: str = FOLLOWS_DATA,
     ) -> None:
         self._read_generation = generation.read
         self._follows = follows
